@@ -1,0 +1,131 @@
+"""Facts about clouds and GPUs that the spec rules check against.
+
+They are a snapshot kept in code so that validation and the offline plan need
+no cloud API. Sources: NVIDIA data sheets (GPU memory); AWS "Accelerated
+computing instance types" and `aws ec2 describe-instance-type-offerings`;
+Google Cloud "GPU regions and zones" and "GPU machine types" (snapshot of
+2026). Extend the tables here when a cloud adds capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GPU_MEMORY_GB: dict[str, float] = {
+    "nvidia-l4": 24,
+    "nvidia-a10g": 24,
+    "nvidia-l40s": 48,
+    "nvidia-a100-40gb": 40,
+    "nvidia-a100-80gb": 80,
+    "nvidia-h100-80gb": 80,
+    "nvidia-h200-141gb": 141,
+}
+"""Memory of one GPU, in GB (10^9 bytes), per GPU type."""
+
+BYTES_PER_PARAMETER: dict[str, float] = {
+    "float32": 4,
+    "bfloat16": 2,
+    "float16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "int4": 0.5,
+}
+"""Bytes that one weight takes in memory, per dtype."""
+
+
+@dataclass(frozen=True)
+class MachineShape:
+    """The machine type that carries a number of GPUs of one type in one cloud."""
+
+    machine_type: str
+    accelerator: str
+    """The cloud's own name of the GPU (GKE accelerator type; EC2 GPU label)."""
+
+
+_AWS_FAMILY = {
+    "nvidia-a10g": ("g5", {1: "xlarge", 4: "12xlarge", 8: "48xlarge"}),
+    "nvidia-l4": ("g6", {1: "xlarge", 4: "12xlarge", 8: "48xlarge"}),
+    "nvidia-l40s": ("g6e", {1: "xlarge", 4: "12xlarge", 8: "48xlarge"}),
+    "nvidia-a100-40gb": ("p4d", {8: "24xlarge"}),
+    "nvidia-a100-80gb": ("p4de", {8: "24xlarge"}),
+    "nvidia-h100-80gb": ("p5", {8: "48xlarge"}),
+    "nvidia-h200-141gb": ("p5e", {8: "48xlarge"}),
+}
+_AWS_ACCELERATOR = {
+    "nvidia-a10g": "a10g",
+    "nvidia-l4": "l4",
+    "nvidia-l40s": "l40s",
+    "nvidia-a100-40gb": "a100",
+    "nvidia-a100-80gb": "a100",
+    "nvidia-h100-80gb": "h100",
+    "nvidia-h200-141gb": "h200",
+}
+_GCP_FAMILY = {
+    "nvidia-l4": ("nvidia-l4", {1: "g2-standard-8", 2: "g2-standard-24", 4: "g2-standard-48", 8: "g2-standard-96"}),
+    "nvidia-a100-40gb": ("nvidia-tesla-a100", {n: f"a2-highgpu-{n}g" for n in (1, 2, 4, 8)}),
+    "nvidia-a100-80gb": ("nvidia-a100-80gb", {n: f"a2-ultragpu-{n}g" for n in (1, 2, 4, 8)}),
+    "nvidia-h100-80gb": ("nvidia-h100-80gb", {n: f"a3-highgpu-{n}g" for n in (1, 2, 4, 8)}),
+    "nvidia-h200-141gb": ("nvidia-h200-141gb", {8: "a3-ultragpu-8g"}),
+}
+
+_AWS_EVERYWHERE = {"nvidia-a10g", "nvidia-l4"}
+_AWS_BIG = {"nvidia-l40s", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-h200-141gb"}
+AWS_REGIONS: dict[str, set[str]] = {
+    "us-east-1": _AWS_EVERYWHERE | _AWS_BIG,
+    "us-east-2": _AWS_EVERYWHERE | {"nvidia-l40s", "nvidia-h100-80gb", "nvidia-h200-141gb"},
+    "us-west-2": _AWS_EVERYWHERE | _AWS_BIG,
+    "us-west-1": {"nvidia-a10g"},
+    "ca-central-1": _AWS_EVERYWHERE,
+    "eu-west-1": _AWS_EVERYWHERE | {"nvidia-a100-40gb"},
+    "eu-west-2": _AWS_EVERYWHERE | {"nvidia-h100-80gb"},
+    "eu-west-3": {"nvidia-a10g"},
+    "eu-central-1": _AWS_EVERYWHERE | {"nvidia-l40s", "nvidia-a100-40gb"},
+    "eu-north-1": _AWS_EVERYWHERE | {"nvidia-h100-80gb"},
+    "ap-northeast-1": _AWS_EVERYWHERE | {"nvidia-a100-40gb", "nvidia-h100-80gb"},
+    "ap-northeast-2": _AWS_EVERYWHERE,
+    "ap-south-1": _AWS_EVERYWHERE | {"nvidia-h100-80gb"},
+    "ap-southeast-1": _AWS_EVERYWHERE,
+    "ap-southeast-2": _AWS_EVERYWHERE | {"nvidia-h100-80gb"},
+    "sa-east-1": {"nvidia-a10g"},
+}
+"""AWS regions we know, with the GPU types offered there."""
+
+GCP_REGIONS: dict[str, set[str]] = {
+    "us-central1": {"nvidia-l4", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-h200-141gb"},
+    "us-east1": {"nvidia-l4", "nvidia-a100-40gb"},
+    "us-east4": {"nvidia-l4", "nvidia-a100-80gb", "nvidia-h100-80gb"},
+    "us-east5": {"nvidia-h100-80gb", "nvidia-h200-141gb"},
+    "us-west1": {"nvidia-l4", "nvidia-a100-40gb"},
+    "us-west4": {"nvidia-l4", "nvidia-a100-40gb", "nvidia-h100-80gb"},
+    "europe-west1": {"nvidia-l4", "nvidia-h100-80gb"},
+    "europe-west2": {"nvidia-l4"},
+    "europe-west3": {"nvidia-l4"},
+    "europe-west4": {"nvidia-l4", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb"},
+    "asia-east1": {"nvidia-l4", "nvidia-a100-40gb"},
+    "asia-northeast1": {"nvidia-l4", "nvidia-a100-40gb", "nvidia-h100-80gb"},
+    "asia-southeast1": {"nvidia-l4", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb"},
+}
+"""GCP regions we know, with the GPU types offered there."""
+
+REGIONS_BY_CLOUD: dict[str, dict[str, set[str]]] = {"aws": AWS_REGIONS, "gcp": GCP_REGIONS}
+
+
+def machine_shape(cloud: str, gpu_type: str, gpus_per_node: int) -> MachineShape | None:
+    """The machine carrying `gpus_per_node` GPUs of `gpu_type` in `cloud`, or None if there is none."""
+    if cloud == "aws" and gpu_type in _AWS_FAMILY:
+        family, sizes = _AWS_FAMILY[gpu_type]
+        size = sizes.get(gpus_per_node)
+        return MachineShape(f"{family}.{size}", _AWS_ACCELERATOR[gpu_type]) if size else None
+    if cloud == "gcp" and gpu_type in _GCP_FAMILY:
+        accelerator, machines = _GCP_FAMILY[gpu_type]
+        machine = machines.get(gpus_per_node)
+        return MachineShape(machine, accelerator) if machine else None
+    return None
+
+
+def shapes_offered(cloud: str, gpu_type: str) -> list[int]:
+    """The GPUs-per-node counts that `cloud` offers for `gpu_type`, for error messages."""
+    table = {"aws": _AWS_FAMILY, "gcp": _GCP_FAMILY}.get(cloud, {})
+    if gpu_type not in table:
+        return []
+    return sorted(table[gpu_type][1])

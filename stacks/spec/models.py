@@ -1,0 +1,223 @@
+"""The typed environment spec: what one `environments/Pulumi.<env>.yaml` holds.
+
+Shapes and single-field limits live here, so pydantic reports every one of
+them at once; rules that relate several fields live in `rules.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from .facts import BYTES_PER_PARAMETER, GPU_MEMORY_GB
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"),
+]
+"""A DNS-1123 label of at most 40 characters: it becomes part of Kubernetes and cloud names."""
+
+SemVer = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$"),
+]
+"""A semantic version, e.g. `1.2.0` or `2.0.0-rc.1`."""
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+"""A lowercase hex sha256 digest."""
+
+Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
+"""An IPv4 CIDR block."""
+
+GpuType = Literal[tuple(GPU_MEMORY_GB)]  # type: ignore[valid-type]
+DType = Literal[tuple(BYTES_PER_PARAMETER)]  # type: ignore[valid-type]
+Cloud = Literal["aws", "gcp", "onprem"]
+CapacityType = Literal["on-demand", "spot"]
+Enforcement = Literal["mandatory", "advisory", "disabled"]
+
+
+class Section(BaseModel):
+    """Base of every spec section: camelCase keys as in Pulumi config, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Bounds(Section):
+    """A minimum and a maximum count (nodes or replicas)."""
+
+    min: int = Field(ge=0, description="Fewest allowed; 0 allows scale to zero.")
+    max: int = Field(ge=1, le=1000, description="Most allowed.")
+
+
+class GpuPool(Section):
+    """A pool of identical GPU nodes in one cluster."""
+
+    name: Name = Field(description="Pool name, unique in its cluster.")
+    gpu_type: GpuType = Field(description="GPU model, e.g. nvidia-l4.")
+    gpus_per_node: int = Field(ge=1, le=16, description="GPUs on each node.")
+    nodes: Bounds = Field(description="Node count bounds of the pool.")
+    capacity_type: CapacityType = Field(default="on-demand", description="on-demand, or spot above the on-demand base.")
+    on_demand_base: int = Field(default=0, ge=0, description="Nodes kept on-demand under a spot pool.")
+
+
+class Cluster(Section):
+    """One Kubernetes cluster: a cloud region's EKS/GKE cluster or an on-prem cluster."""
+
+    name: Name = Field(description="Cluster name, unique in the environment.")
+    cloud: Cloud = Field(description="aws, gcp or onprem.")
+    region: str = Field(min_length=1, description="Cloud region (on-prem: a site name).")
+    zones: list[str] = Field(default_factory=list, description="Zones to spread over; given here so plans stay offline.")
+    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d{2}$", description="Kubernetes minor version.")
+    network_cidr: Cidr | None = Field(default=None, description="VPC/subnet CIDR (cloud clusters).")
+    pools: list[GpuPool] = Field(min_length=1, description="GPU node pools.")
+    kubeconfig_secret: str | None = Field(
+        default=None, description="Key in `llmplane:secrets` holding this cluster's kubeconfig (on-prem)."
+    )
+    render_dir: str | None = Field(
+        default=None, description="Render manifests to this folder instead of deploying (local stack)."
+    )
+
+
+class Artifact(Section):
+    """One immutable model version in the catalog (the model registry)."""
+
+    uri: str = Field(pattern=r"^(s3|gs|https)://\S+$", description="Immutable weights location: s3://, gs:// or https://.")
+    sha256: Sha256 = Field(description="Digest of the weights archive, checked before serving.")
+
+
+class Engine(Section):
+    """vLLM engine settings of a model."""
+
+    tensor_parallel_size: int = Field(default=1, ge=1, le=16, description="GPUs one replica shards the model over.")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.3, le=0.98, description="Share of GPU memory vLLM may use.")
+    max_model_len: int = Field(default=8192, ge=256, description="Longest prompt plus output, in tokens.")
+    max_num_seqs: int = Field(default=128, ge=1, le=4096, description="Sequences batched at once per replica.")
+    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes"] | None = Field(
+        default=None, description="Quantization method, or none."
+    )
+    enable_prefix_caching: bool = Field(default=True, description="Reuse KV cache across shared prompt prefixes.")
+
+
+class Slo(Section):
+    """What users are promised for a model."""
+
+    ttft_seconds: float = Field(default=2.0, gt=0, description="Time to first token that counts as fast.")
+    ttft_objective: float = Field(default=0.99, gt=0.5, lt=1, description="Share of requests that must be fast.")
+    availability: float = Field(default=0.995, gt=0.5, lt=1, description="Share of requests that must succeed.")
+
+
+Role = Literal["stable", "canary", "ab", "shadow"]
+
+
+class DeployedVersion(Section):
+    """A catalog version that serves traffic (or mirrored traffic, for a shadow)."""
+
+    version: SemVer = Field(description="A version listed in the model's catalog.")
+    weight: int = Field(ge=0, le=100, description="Percent of the model's traffic; 0 for a shadow.")
+    role: Role = Field(default="stable", description="stable, canary, ab (pinned by header) or shadow (mirrored).")
+    replicas: Bounds | None = Field(default=None, description="Replica bounds; the model's when omitted.")
+
+
+class Model(Section):
+    """A model: its catalog entry (registry) and how it is deployed."""
+
+    parameters_billions: float = Field(gt=0, le=2000, description="Parameter count, in billions.")
+    dtype: DType = Field(description="Weight dtype as loaded.")
+    license: str = Field(min_length=1, description="Licence of the weights, e.g. llama3.1.")
+    catalog: dict[SemVer, Artifact] = Field(min_length=1, description="Every published version: the registry.")
+    versions: list[DeployedVersion] = Field(min_length=1, description="Versions deployed, with traffic weights.")
+    engine: Engine = Field(default_factory=Engine, description="vLLM engine settings.")
+    replicas: Bounds = Field(description="Replica bounds per version and cluster.")
+    pool: Name = Field(description="GPU pool the model runs on, in every cluster it is deployed to.")
+    clusters: list[Name] | None = Field(default=None, description="Clusters to deploy to; all when omitted.")
+    slo: Slo = Field(default_factory=Slo, description="Service level objectives.")
+    load_seconds: int = Field(default=600, ge=30, le=7200, description="Worst-case weight download and load time.")
+
+    def weight_bytes(self) -> float:
+        """Bytes the weights take in GPU memory, all shards together."""
+        return self.parameters_billions * 1e9 * BYTES_PER_PARAMETER[self.dtype]
+
+    def replicas_of(self, version: DeployedVersion) -> Bounds:
+        """The replica bounds that apply to a deployed version."""
+        return version.replicas or self.replicas
+
+
+class Observability(Section):
+    """Metrics, logs and dashboards per cluster."""
+
+    enabled: bool = Field(default=True, description="Install the monitoring stack.")
+    metrics_retention_days: int = Field(default=15, ge=1, le=400, description="Prometheus retention.")
+    log_retention_days: int = Field(default=30, ge=1, le=3650, description="Loki retention.")
+    remote_write_url: str | None = Field(default=None, description="Global metrics store to remote-write to.")
+
+
+class Routing(Section):
+    """How users reach the models."""
+
+    hostname: str = Field(
+        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$", description="Public hostname of the inference API."
+    )
+    hosted_zone: str | None = Field(default=None, description="Route 53 hosted zone for global routing.")
+    failover_order: list[Name] = Field(default_factory=list, description="Clusters to fail over to, in order.")
+
+
+class HybridLink(Section):
+    """An encrypted link from cloud clusters to an on-prem site."""
+
+    name: Name = Field(description="Link name.")
+    onprem_cluster: Name = Field(description="The on-prem cluster at the far end.")
+    cloud_clusters: list[Name] = Field(min_length=1, description="Cloud clusters linked to the site.")
+    public_ip: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$", description="On-prem VPN endpoint address.")
+    bgp_asn: int = Field(description="On-prem BGP ASN (private range).")
+    onprem_cidrs: list[Cidr] = Field(min_length=1, description="On-prem networks announced over BGP.")
+
+
+class Autoscaling(Section):
+    """How replicas follow load (KEDA on vLLM signals)."""
+
+    keda: bool = Field(default=True, description="Use KEDA; an HPA on custom metrics otherwise.")
+    queue_per_replica: float = Field(default=4, gt=0, description="Waiting requests per replica that add a replica.")
+    kv_cache_target: float = Field(default=0.8, gt=0, le=1, description="KV-cache usage that adds a replica.")
+    scale_up_seconds: int = Field(default=30, ge=0, le=3600, description="Stabilisation window before adding replicas.")
+    scale_down_seconds: int = Field(default=600, ge=0, le=7200, description="Stabilisation window before removing.")
+    scale_to_zero: bool = Field(default=False, description="Allow zero replicas when idle (models with min 0).")
+
+
+class Policy(Section):
+    """How the policy pack judges this environment."""
+
+    enforcement: Literal["mandatory", "advisory"] = Field(description="Default level of every policy.")
+    overrides: dict[str, Enforcement] = Field(default_factory=dict, description="Per-policy levels.")
+
+
+class PlatformSpec(Section):
+    """One environment: everything `compose` needs, validated."""
+
+    environment: Name = Field(description="Stack name: local, dev, staging or prod.")
+    owner: str = Field(min_length=1, description="Team that owns the environment (tag).")
+    cost_center: str = Field(min_length=1, description="Cost center billed (tag).")
+    protect: bool = Field(default=False, description="Protect stateful resources from deletion.")
+    clusters: list[Cluster] = Field(min_length=1, description="Clusters in the environment.")
+    models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
+    observability: Observability = Field(default_factory=Observability, description="Monitoring stack.")
+    routing: Routing = Field(description="Hostnames and failover.")
+    hybrid: list[HybridLink] = Field(default_factory=list, description="On-prem links.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replica autoscaling.")
+    policy: Policy = Field(description="Policy enforcement.")
+
+    def cluster(self, name: str) -> Cluster:
+        """The cluster of that name."""
+        return next(c for c in self.clusters if c.name == name)
+
+    def clusters_of(self, model: Model) -> list[Cluster]:
+        """The clusters a model is deployed to."""
+        if model.clusters is None:
+            return list(self.clusters)
+        return [c for c in self.clusters if c.name in model.clusters]

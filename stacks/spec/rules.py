@@ -1,0 +1,238 @@
+"""Rules that relate several fields of a spec; each returns every problem it finds."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from .errors import Problem, show
+from .facts import GPU_MEMORY_GB, REGIONS_BY_CLOUD, machine_shape, shapes_offered
+from .models import Bounds, Model, PlatformSpec
+
+KV_CACHE_SHARE = 0.10
+"""Share of vLLM's usable GPU memory that must stay free of weights, for the KV cache."""
+
+Rule = Callable[[PlatformSpec], Iterable[Problem]]
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def unique_names(spec: PlatformSpec) -> Iterable[Problem]:
+    """Cluster names, pool names in a cluster, deployed versions of a model and link names are unique."""
+    for dup in _duplicates(c.name for c in spec.clusters):
+        yield Problem("clusters", f"cluster name '{dup}' is used twice", dup, "give every cluster its own name")
+    for cluster in spec.clusters:
+        for dup in _duplicates(p.name for p in cluster.pools):
+            yield Problem(
+                f"clusters.{cluster.name}.pools", f"pool name '{dup}' is used twice", dup, "give every pool its own name"
+            )
+    for name, model in spec.models.items():
+        for dup in _duplicates(v.version for v in model.versions):
+            yield Problem(
+                f"models.{name}.versions", f"version {dup} is deployed twice", dup, "list each version once"
+            )
+    for dup in _duplicates(link.name for link in spec.hybrid):
+        yield Problem("hybrid", f"link name '{dup}' is used twice", dup, "give every link its own name")
+
+
+def _bounds(path: str, bounds: Bounds) -> Iterable[Problem]:
+    if bounds.min > bounds.max:
+        yield Problem(path, f"min {bounds.min} is above max {bounds.max}", f"min={bounds.min}, max={bounds.max}",
+                      "make min at most max")
+
+
+def min_at_most_max(spec: PlatformSpec) -> Iterable[Problem]:
+    """Every min/max pair is ordered: node pools, model replicas, version replicas, on-demand base."""
+    for cluster in spec.clusters:
+        for pool in cluster.pools:
+            path = f"clusters.{cluster.name}.pools.{pool.name}"
+            yield from _bounds(f"{path}.nodes", pool.nodes)
+            if pool.on_demand_base > pool.nodes.max:
+                yield Problem(f"{path}.onDemandBase", f"on-demand base {pool.on_demand_base} exceeds max nodes "
+                              f"{pool.nodes.max}", str(pool.on_demand_base), "lower onDemandBase or raise nodes.max")
+    for name, model in spec.models.items():
+        yield from _bounds(f"models.{name}.replicas", model.replicas)
+        for v in model.versions:
+            if v.replicas:
+                yield from _bounds(f"models.{name}.versions.{v.version}.replicas", v.replicas)
+
+
+def regions_and_gpus(spec: PlatformSpec) -> Iterable[Problem]:
+    """A cloud cluster's region exists in its cloud, offers the pools' GPU types, and has that machine shape."""
+    for cluster in spec.clusters:
+        regions = REGIONS_BY_CLOUD.get(cluster.cloud)
+        if regions is None:
+            continue
+        path = f"clusters.{cluster.name}"
+        if cluster.region not in regions:
+            yield Problem(f"{path}.region", f"'{cluster.region}' is not a region of {cluster.cloud}",
+                          show(cluster.region), f"use one of: {', '.join(sorted(regions))}")
+            continue
+        for pool in cluster.pools:
+            ppath = f"{path}.pools.{pool.name}"
+            offered = regions[cluster.region]
+            if pool.gpu_type not in offered:
+                yield Problem(f"{ppath}.gpuType", f"{pool.gpu_type} is not offered in {cluster.cloud} "
+                              f"{cluster.region}", pool.gpu_type, f"use one of: {', '.join(sorted(offered))}")
+            elif machine_shape(cluster.cloud, pool.gpu_type, pool.gpus_per_node) is None:
+                sizes = ", ".join(map(str, shapes_offered(cluster.cloud, pool.gpu_type)))
+                yield Problem(f"{ppath}.gpusPerNode", f"{cluster.cloud} has no machine with {pool.gpus_per_node} x "
+                              f"{pool.gpu_type}", str(pool.gpus_per_node), f"use one of: {sizes}")
+
+
+def _pools_for(spec: PlatformSpec, model: Model):
+    for cluster in spec.clusters_of(model):
+        yield cluster, next((p for p in cluster.pools if p.name == model.pool), None)
+
+
+def placement(spec: PlatformSpec) -> Iterable[Problem]:
+    """A model names existing clusters, and its pool exists in each of them."""
+    known = {c.name for c in spec.clusters}
+    for name, model in spec.models.items():
+        for missing in sorted(set(model.clusters or []) - known):
+            yield Problem(f"models.{name}.clusters", f"cluster '{missing}' does not exist", missing,
+                          f"use one of: {', '.join(sorted(known))}")
+        for cluster, pool in _pools_for(spec, model):
+            if pool is None:
+                yield Problem(f"models.{name}.pool", f"cluster '{cluster.name}' has no pool '{model.pool}'",
+                              model.pool, f"add the pool to {cluster.name} or use one of: "
+                              f"{', '.join(p.name for p in cluster.pools)}")
+
+
+def traffic_weights(spec: PlatformSpec) -> Iterable[Problem]:
+    """Serving versions' weights sum to 100; shadows take 0 and there is something to shadow."""
+    for name, model in spec.models.items():
+        path = f"models.{name}.versions"
+        serving = [v for v in model.versions if v.role != "shadow"]
+        total = sum(v.weight for v in serving)
+        shown = ", ".join(f"{v.version}={v.weight}" for v in model.versions)
+        if total != 100:
+            yield Problem(path, f"traffic weights sum to {total}, they must sum to 100", shown,
+                          "change the weights of the serving versions so they add up to 100")
+        for v in model.versions:
+            if v.role == "shadow" and v.weight != 0:
+                yield Problem(f"{path}.{v.version}.weight", f"shadow version {v.version} has weight {v.weight}",
+                              str(v.weight), "set weight 0: a shadow gets mirrored traffic and never answers users")
+        if not serving:
+            yield Problem(path, "every version is a shadow", shown, "mark at least one version stable")
+
+
+def catalog_registry(spec: PlatformSpec) -> Iterable[Problem]:
+    """Only versions listed in the model's catalog can be deployed; catalog URIs are immutable."""
+    for name, model in spec.models.items():
+        listed = sorted(model.catalog)
+        for v in model.versions:
+            if v.version not in model.catalog:
+                yield Problem(f"models.{name}.versions.{v.version}", f"version {v.version} is not in the catalog of "
+                              f"{name}", v.version, f"deploy a catalog version ({', '.join(listed)}) or publish "
+                              f"{v.version} in models.{name}.catalog with its uri and sha256")
+        for version, artifact in model.catalog.items():
+            if "latest" in artifact.uri.lower().split("/")[-2:]:
+                yield Problem(f"models.{name}.catalog.{version}.uri", "the URI names a moving 'latest' location",
+                              show(artifact.uri), "point at a versioned, immutable object")
+
+
+def fits_gpus(spec: PlatformSpec) -> Iterable[Problem]:
+    """Tensor parallelism fits a node, and each shard leaves room for the KV cache."""
+    for name, model in spec.models.items():
+        tp = model.engine.tensor_parallel_size
+        for cluster, pool in _pools_for(spec, model):
+            if pool is None:
+                continue
+            path = f"models.{name}.engine.tensorParallelSize"
+            if tp > pool.gpus_per_node:
+                yield Problem(path, f"tensor parallel size {tp} exceeds the {pool.gpus_per_node} GPUs per node of "
+                              f"{cluster.name}/{pool.name}", str(tp),
+                              f"use at most {pool.gpus_per_node}, or a pool with more GPUs per node")
+                continue
+            usable = GPU_MEMORY_GB[pool.gpu_type] * model.engine.gpu_memory_utilization
+            per_gpu = model.weight_bytes() / tp / 1e9
+            if per_gpu > usable * (1 - KV_CACHE_SHARE):
+                yield Problem(f"models.{name}", f"{per_gpu:.1f} GB of weights per GPU leave no room for the KV cache on "
+                              f"{pool.gpu_type} ({usable:.1f} GB usable, {KV_CACHE_SHARE:.0%} kept for KV cache) in "
+                              f"{cluster.name}", f"{model.parameters_billions}B {model.dtype}, tp={tp}",
+                              "raise tensorParallelSize, quantize to a smaller dtype, or use a larger GPU")
+
+
+def pool_capacity(spec: PlatformSpec) -> Iterable[Problem]:
+    """A pool's max GPUs cover the max replicas x GPUs per replica of everything scheduled on it."""
+    for cluster in spec.clusters:
+        for pool in cluster.pools:
+            demand = 0
+            users = []
+            for name, model in spec.models.items():
+                if model.pool == pool.name and cluster in spec.clusters_of(model):
+                    for v in model.versions:
+                        need = model.replicas_of(v).max * model.engine.tensor_parallel_size
+                        demand += need
+                        users.append(f"{name}:{v.version}={need}")
+            capacity = pool.nodes.max * pool.gpus_per_node
+            if demand > capacity:
+                yield Problem(f"clusters.{cluster.name}.pools.{pool.name}.nodes.max",
+                              f"{capacity} GPUs at most, but the models on it may need {demand}",
+                              ", ".join(users), f"raise nodes.max to at least {-(-demand // pool.gpus_per_node)} or "
+                              "lower the replica maximums")
+
+
+def references(spec: PlatformSpec) -> Iterable[Problem]:
+    """Routing and hybrid links name clusters that exist, of the right kind."""
+    by_name = {c.name: c for c in spec.clusters}
+    for name in spec.routing.failover_order:
+        if name not in by_name:
+            yield Problem("routing.failoverOrder", f"cluster '{name}' does not exist", name,
+                          f"use one of: {', '.join(by_name)}")
+    for link in spec.hybrid:
+        path = f"hybrid.{link.name}"
+        onprem = by_name.get(link.onprem_cluster)
+        if onprem is None or onprem.cloud != "onprem":
+            yield Problem(f"{path}.onpremCluster", f"'{link.onprem_cluster}' is not an on-prem cluster",
+                          link.onprem_cluster, "name a cluster with cloud: onprem")
+        for name in link.cloud_clusters:
+            if name not in by_name or by_name[name].cloud == "onprem":
+                yield Problem(f"{path}.cloudClusters", f"'{name}' is not a cloud cluster", name,
+                              "name an aws or gcp cluster")
+        if not (64512 <= link.bgp_asn <= 65534 or 4200000000 <= link.bgp_asn <= 4294967294):
+            yield Problem(f"{path}.bgpAsn", f"ASN {link.bgp_asn} is not private", str(link.bgp_asn),
+                          "use a private ASN: 64512-65534 or 4200000000-4294967294")
+        cloud_cidrs = [(c.name, ipaddress.ip_network(c.network_cidr, strict=False))
+                       for c in spec.clusters if c.network_cidr]
+        for cidr in link.onprem_cidrs:
+            net = ipaddress.ip_network(cidr, strict=False)
+            for cname, other in cloud_cidrs:
+                if net.overlaps(other):
+                    yield Problem(f"{path}.onpremCidrs", f"{cidr} overlaps {cname}'s network {other}", cidr,
+                                  "renumber so on-prem and cloud networks do not overlap")
+
+
+def cluster_targets(spec: PlatformSpec) -> Iterable[Problem]:
+    """Cloud clusters have a network; on-prem clusters have a kubeconfig or a render folder."""
+    for cluster in spec.clusters:
+        path = f"clusters.{cluster.name}"
+        if cluster.cloud != "onprem" and cluster.network_cidr is None:
+            yield Problem(f"{path}.networkCidr", "a cloud cluster needs a network CIDR", "(missing)",
+                          "add networkCidr, e.g. 10.10.0.0/16")
+        if cluster.cloud == "onprem" and not (cluster.kubeconfig_secret or cluster.render_dir):
+            yield Problem(path, "an on-prem cluster needs a kubeconfig or a render folder", "(neither)",
+                          "add kubeconfigSecret (a secret config key) or renderDir")
+
+
+RULES: tuple[Rule, ...] = (
+    unique_names,
+    min_at_most_max,
+    regions_and_gpus,
+    placement,
+    traffic_weights,
+    catalog_registry,
+    fits_gpus,
+    pool_capacity,
+    references,
+    cluster_targets,
+)
+
+
+def check(spec: PlatformSpec) -> list[Problem]:
+    """Every problem every rule finds."""
+    return [problem for rule in RULES for problem in rule(spec)]
