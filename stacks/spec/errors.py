@@ -51,27 +51,19 @@ def show(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_PATTERN_HINTS = {
-    "name": "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 40 characters",
-    "semver": "use a semantic version such as 1.2.0",
-    "sha256": "use the 64 lowercase hex digits of the weights' sha256",
-    "uri": "use an immutable s3://, gs:// or https:// location",
-    "cidr": "use an IPv4 CIDR such as 10.20.0.0/16",
-}
+_PATTERN_HINTS: tuple[tuple[str, str], ...] = (
+    ("@sha256", "reference the image by digest: registry/name:tag@sha256:<64 hex digits>"),
+    ("38}", "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 40 characters"),
+    ("0-9A-Za-z", "use a semantic version such as 1.2.0"),
+    ("0-9a-f]{64}$", "use the 64 lowercase hex digits of the weights' sha256"),
+    ("s3|gs|https", "use an immutable s3://, gs:// or https:// location"),
+    ("/\\d{1,2}$", "use an IPv4 CIDR such as 10.20.0.0/16"),
+)
+"""Fragments of the spec's patterns, first match wins, with the advice they call for."""
 
 
 def _pattern_hint(pattern: str) -> str:
-    if "a-z0-9" in pattern and "38" in pattern:
-        return _PATTERN_HINTS["name"]
-    if "0-9A-Za-z" in pattern:
-        return _PATTERN_HINTS["semver"]
-    if "0-9a-f" in pattern:
-        return _PATTERN_HINTS["sha256"]
-    if "s3|gs|https" in pattern:
-        return _PATTERN_HINTS["uri"]
-    if "/\\d{1,2}" in pattern:
-        return _PATTERN_HINTS["cidr"]
-    return f"use a value matching {pattern}"
+    return next((hint for fragment, hint in _PATTERN_HINTS if fragment in pattern), f"use a value matching {pattern}")
 
 
 def _fix_for(error: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from .facts import BYTES_PER_PARAMETER, GPU_MEMORY_GB
+from .facts import BYTES_PER_PARAMETER, GPU_MEMORY_GB, VLLM_IMAGE
 
 Name = Annotated[
     str,
@@ -149,6 +149,16 @@ class Model(Section):
         return version.replicas or self.replicas
 
 
+class Images(Section):
+    """Container images, referenced by digest only."""
+
+    vllm: str = Field(
+        default=VLLM_IMAGE,
+        pattern=r"^[a-z0-9./_:-]+@sha256:[0-9a-f]{64}$",
+        description="Serving image as registry/name[:tag]@sha256:digest.",
+    )
+
+
 class Observability(Section):
     """Metrics, logs and dashboards per cluster."""
 
@@ -206,6 +216,7 @@ class PlatformSpec(Section):
     protect: bool = Field(default=False, description="Protect stateful resources from deletion.")
     clusters: list[Cluster] = Field(min_length=1, description="Clusters in the environment.")
     models: dict[Name, Model] = Field(min_length=1, description="Models by name.")
+    images: Images = Field(default_factory=Images, description="Container images by digest.")
     observability: Observability = Field(default_factory=Observability, description="Monitoring stack.")
     routing: Routing = Field(description="Hostnames and failover.")
     hybrid: list[HybridLink] = Field(default_factory=list, description="On-prem links.")

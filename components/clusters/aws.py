@@ -1,0 +1,310 @@
+"""AwsGpuCluster: VPC across zones, encrypted EKS, a system node group, Karpenter GPU pools, ECR."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.serving.vllm_service import GPU_TYPE_LABEL
+from stacks.spec.facts import machine_shape
+from stacks.spec.models import GpuPool
+
+from .base import GPU_TAINT, ClusterArgs, stateful
+from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN, Chart
+
+CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+LOG_RETENTION_DAYS = 90
+
+
+def _assume(service: str) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service},
+                       "Action": ["sts:AssumeRole", "sts:TagSession"]}],
+    })
+
+
+def subnet_cidrs(network: str, zones: int) -> tuple[list[str], list[str]]:
+    """Private /19s from the bottom of the VPC range and public /22s from its top, one per zone."""
+    net = ipaddress.ip_network(network)
+    private = [str(s) for s in list(net.subnets(new_prefix=max(net.prefixlen + 3, 19)))[:zones]]
+    public = [str(s) for s in list(net.subnets(new_prefix=max(net.prefixlen + 6, 22)))[-zones:]]
+    return private, public
+
+
+def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str], region: str):
+    """A kubeconfig that authenticates with `aws eks get-token` (no static credentials)."""
+    return pulumi.Output.all(name, endpoint, ca).apply(lambda v: json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "eks",
+        "clusters": [{"name": "eks", "cluster": {"server": v[1], "certificate-authority-data": v[2]}}],
+        "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
+        "users": [{"name": "eks", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", v[0], "--region", region]}}}],
+    }))
+
+
+class AwsGpuCluster(pulumi.ComponentResource):
+    """One AWS region's GPU cluster."""
+
+    provider: k8s.Provider
+    """Provider the serving layer deploys through."""
+    cluster_name: pulumi.Output[str]
+    """EKS cluster name."""
+    endpoint: pulumi.Output[str]
+    """Kubernetes API endpoint."""
+    vpc_id: pulumi.Output[str]
+    """VPC id (hybrid links attach to it)."""
+    private_route_table_ids: pulumi.Output[list[str]]
+    """Private route tables (hybrid links propagate routes into them)."""
+    registry_url: pulumi.Output[str]
+    """ECR repository URL for the serving image."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:cluster:AwsGpuCluster", name, None, opts)
+        spec, tags = args.cluster, args.ownership.tags()
+        child = pulumi.ResourceOptions(parent=self)
+        keep = stateful(args.protect, self)
+        provider = aws.Provider(f"{name}-aws", region=spec.region, default_tags={"tags": tags}, opts=child)
+        on_aws = pulumi.ResourceOptions(parent=self, provider=provider)
+        keep_aws = pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(provider=provider))
+
+        key = aws.kms.Key(f"{name}-secrets-key", description=f"EKS secrets encryption for {spec.name}",
+                          enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=keep_aws)
+        vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=spec.network_cidr, enable_dns_hostnames=True,
+                          enable_dns_support=True, tags={**tags, "Name": f"{spec.name}"}, opts=on_aws)
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=on_aws)
+        public_rt = aws.ec2.RouteTable(f"{name}-public-rt", vpc_id=vpc.id, tags=tags,
+                                       routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}], opts=on_aws)
+        private_cidrs, public_cidrs = subnet_cidrs(spec.network_cidr or "", len(spec.zones))
+        nat_per_zone = args.protect
+        private_subnets, private_rts, nats = [], [], []
+        for i, zone in enumerate(spec.zones):
+            public = aws.ec2.Subnet(f"{name}-public-{zone}", vpc_id=vpc.id, cidr_block=public_cidrs[i],
+                                    availability_zone=zone, map_public_ip_on_launch=False,
+                                    tags={**tags, "kubernetes.io/role/elb": "1"}, opts=on_aws)
+            aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=public.id,
+                                          route_table_id=public_rt.id, opts=on_aws)
+            if nat_per_zone or i == 0:
+                eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags=tags, opts=on_aws)
+                nats.append(aws.ec2.NatGateway(f"{name}-nat-{zone}", subnet_id=public.id,
+                                               allocation_id=eip.id, tags=tags, opts=on_aws))
+            private = aws.ec2.Subnet(f"{name}-private-{zone}", vpc_id=vpc.id, cidr_block=private_cidrs[i],
+                                     availability_zone=zone,
+                                     tags={**tags, "kubernetes.io/role/internal-elb": "1",
+                                           "karpenter.sh/discovery": spec.name}, opts=on_aws)
+            rt = aws.ec2.RouteTable(f"{name}-private-rt-{zone}", vpc_id=vpc.id, tags=tags,
+                                    routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nats[-1].id}],
+                                    opts=on_aws)
+            aws.ec2.RouteTableAssociation(f"{name}-private-{zone}", subnet_id=private.id,
+                                          route_table_id=rt.id, opts=on_aws)
+            private_subnets.append(private)
+            private_rts.append(rt)
+
+        cluster_role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=_assume("eks.amazonaws.com"),
+                                    tags=tags, opts=on_aws)
+        attach = aws.iam.RolePolicyAttachment(f"{name}-cluster-policy", role=cluster_role.name,
+                                              policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+                                              opts=on_aws)
+        logs = aws.cloudwatch.LogGroup(f"{name}-control-plane-logs", name=f"/aws/eks/{spec.name}/cluster",
+                                       retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=on_aws)
+        cluster = aws.eks.Cluster(
+            f"{name}-eks",
+            name=spec.name,
+            version=spec.kubernetes_version,
+            role_arn=cluster_role.arn,
+            vpc_config={
+                "subnet_ids": [s.id for s in private_subnets],
+                "endpoint_private_access": True,
+                "endpoint_public_access": not args.private_endpoint,
+            },
+            encryption_config={"provider": {"key_arn": key.arn}, "resources": ["secrets"]},
+            enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            access_config={"authentication_mode": "API"},
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(keep_aws, pulumi.ResourceOptions(depends_on=[attach, logs])),
+        )
+        aws.eks.Addon(f"{name}-pod-identity", cluster_name=cluster.name, addon_name="eks-pod-identity-agent",
+                      tags=tags, opts=on_aws)
+
+        node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=_assume("ec2.amazonaws.com"),
+                                 tags=tags, opts=on_aws)
+        node_policies = [
+            aws.iam.RolePolicyAttachment(f"{name}-node-{short}", role=node_role.name,
+                                         policy_arn=f"arn:aws:iam::aws:policy/{policy}", opts=on_aws)
+            for short, policy in (("worker", "AmazonEKSWorkerNodePolicy"), ("cni", "AmazonEKS_CNI_Policy"),
+                                  ("ecr", "AmazonEC2ContainerRegistryReadOnly"),
+                                  ("ssm", "AmazonSSMManagedInstanceCore"))
+        ]
+        system = aws.eks.NodeGroup(
+            f"{name}-system",
+            cluster_name=cluster.name,
+            node_role_arn=node_role.arn,
+            subnet_ids=[s.id for s in private_subnets],
+            instance_types=["m6i.xlarge"],
+            capacity_type="ON_DEMAND",
+            scaling_config={"min_size": 2, "desired_size": 2, "max_size": 4},
+            labels={"llmplane.dev/role": "system"},
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=node_policies),
+        )
+        aws.eks.AccessEntry(f"{name}-node-access", cluster_name=cluster.name, principal_arn=node_role.arn,
+                            type="EC2_LINUX", tags=tags, opts=on_aws)
+        karpenter_role = aws.iam.Role(f"{name}-karpenter", assume_role_policy=_assume("pods.eks.amazonaws.com"),
+                                      tags=tags, opts=on_aws)
+        aws.iam.RolePolicy(f"{name}-karpenter", role=karpenter_role.id, policy=_karpenter_policy(node_role.arn),
+                           opts=on_aws)
+        aws.eks.PodIdentityAssociation(f"{name}-karpenter", cluster_name=cluster.name, namespace="kube-system",
+                                       service_account="karpenter", role_arn=karpenter_role.arn, tags=tags,
+                                       opts=on_aws)
+        self.registry = aws.ecr.Repository(
+            f"{name}-vllm-repo",
+            name="llmplane/vllm",
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "KMS", "kms_key": key.arn}],
+            tags=tags,
+            opts=keep_aws,
+        )
+
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=kubeconfig(cluster.name, cluster.endpoint, cluster.certificate_authority.data, spec.region),
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
+        )
+        on_k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        karpenter = self._release(f"{name}-karpenter", KARPENTER, "kube-system", {
+            "settings": {"clusterName": cluster.name, "clusterEndpoint": cluster.endpoint},
+            "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+        }, on_k8s)
+        self._release(f"{name}-nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, "kube-system", {
+            "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+            "nodeSelector": {"karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia"},
+        }, on_k8s)
+        self._release(f"{name}-aws-lb-controller", AWS_LOAD_BALANCER_CONTROLLER, "kube-system", {
+            "clusterName": cluster.name, "region": spec.region, "vpcId": vpc.id,
+        }, on_k8s)
+        after_karpenter = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[karpenter])
+        for pool in spec.pools:
+            self._gpu_pool(name, spec.name, pool, node_role.name, tags, after_karpenter)
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.vpc_id = vpc.id
+        self.private_route_table_ids = pulumi.Output.all(*[rt.id for rt in private_rts])
+        self.registry_url = self.registry.repository_url
+        self.register_outputs({
+            "cluster_name": self.cluster_name, "endpoint": self.endpoint, "vpc_id": self.vpc_id,
+            "private_route_table_ids": self.private_route_table_ids, "registry_url": self.registry_url,
+        })
+
+    def _release(self, name: str, chart: Chart, namespace: str, values: dict,
+                 opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+        return k8s.helm.v3.Release(
+            name,
+            chart=chart.chart if not chart.repo.startswith("oci://") else f"{chart.repo}/{chart.chart}",
+            version=chart.version,
+            repository_opts=None if chart.repo.startswith("oci://") else {"repo": chart.repo},
+            namespace=namespace,
+            values=values,
+            atomic=True,
+            opts=opts,
+        )
+
+    @staticmethod
+    def _gpu_pool(name: str, cluster: str, pool: GpuPool, node_role: pulumi.Input[str], tags: dict[str, str],
+                  opts: pulumi.ResourceOptions) -> None:
+        """An EC2NodeClass and a NodePool: on-demand base, spot above it, GPU taint, GPU-type label, limits."""
+        shape = machine_shape("aws", pool.gpu_type, pool.gpus_per_node)
+        assert shape is not None, "the spec rules guarantee a machine shape"
+        class_name = f"{pool.name}-gpu"
+        k8s.apiextensions.CustomResource(
+            f"{name}-{pool.name}-nodeclass",
+            api_version="karpenter.k8s.aws/v1",
+            kind="EC2NodeClass",
+            metadata={"name": class_name},
+            spec={
+                "role": node_role,
+                "amiSelectorTerms": [{"alias": "al2023@latest"}],
+                "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster}}],
+                "securityGroupSelectorTerms": [{"tags": {"aws:eks:cluster-name": cluster}}],
+                "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {
+                    "volumeSize": "300Gi", "volumeType": "gp3", "encrypted": True}}],
+                "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
+                "tags": tags,
+            },
+            opts=opts,
+        )
+        capacity = ["on-demand"] if pool.capacity_type == "on-demand" else ["spot", "on-demand"]
+        k8s.apiextensions.CustomResource(
+            f"{name}-{pool.name}-nodepool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata={"name": pool.name},
+            spec={
+                "template": {
+                    "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},
+                    "spec": {
+                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": class_name},
+                        "taints": [GPU_TAINT],
+                        "requirements": [
+                            {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                             "values": [shape.machine_type]},
+                            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity},
+                        ],
+                        "expireAfter": "720h",
+                    },
+                },
+                "limits": {"nvidia.com/gpu": str(pool.nodes.max * pool.gpus_per_node)},
+                "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "10m"},
+                "weight": 10,
+            },
+            opts=opts,
+        )
+        if pool.capacity_type == "spot" and pool.on_demand_base > 0:
+            k8s.apiextensions.CustomResource(
+                f"{name}-{pool.name}-base",
+                api_version="karpenter.sh/v1",
+                kind="NodePool",
+                metadata={"name": f"{pool.name}-base"},
+                spec={
+                    "template": {
+                        "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},
+                        "spec": {
+                            "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass",
+                                             "name": class_name},
+                            "taints": [GPU_TAINT],
+                            "requirements": [
+                                {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                                 "values": [shape.machine_type]},
+                                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+                            ],
+                        },
+                    },
+                    "limits": {"nvidia.com/gpu": str(pool.on_demand_base * pool.gpus_per_node)},
+                    "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"},
+                    "weight": 100,
+                },
+                opts=opts,
+            )
+
+
+def _karpenter_policy(node_role_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Least privilege Karpenter needs to launch and terminate nodes and pass the node role."""
+    return pulumi.Output.from_input(node_role_arn).apply(lambda arn: json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Resource": "*", "Action": [
+                "ec2:CreateFleet", "ec2:CreateLaunchTemplate", "ec2:CreateTags", "ec2:DeleteLaunchTemplate",
+                "ec2:RunInstances", "ec2:TerminateInstances", "ec2:Describe*", "pricing:GetProducts",
+                "ssm:GetParameter", "eks:DescribeCluster", "iam:GetInstanceProfile", "iam:CreateInstanceProfile",
+                "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile"]},
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": arn},
+        ],
+    }))

@@ -1,0 +1,36 @@
+"""What every cluster component shares: its spec, ownership, and the Kubernetes provider it hands on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.labels import Ownership
+from stacks.spec.models import Cluster
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+"""Taint on every GPU node, so only pods that tolerate it (vLLM) land there."""
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Inputs of a cluster component."""
+
+    cluster: Cluster
+    """The cluster's spec section."""
+    ownership: Ownership
+    """Tags and labels for cost and ownership."""
+    protect: bool = False
+    """Protect the cluster and its stateful parts from deletion (prod)."""
+    private_endpoint: bool = False
+    """Keep the Kubernetes API off the internet (prod)."""
+    kubeconfig: pulumi.Input[str] | None = None
+    """On-prem: the cluster's kubeconfig, a Pulumi secret."""
+    gcp_project: str | None = None
+    """GCP: the project id (Workload Identity pool)."""
+
+
+def stateful(protect: bool, parent: pulumi.Resource) -> pulumi.ResourceOptions:
+    """Options of a slow-to-rebuild resource: protected when the environment asks for it."""
+    return pulumi.ResourceOptions(parent=parent, protect=protect)

@@ -1,0 +1,181 @@
+"""GcpGpuCluster: VPC and subnet, private GKE with Workload Identity and Gateway API, GPU node pools, Artifact Registry."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.serving.vllm_service import GPU_TYPE_LABEL
+from stacks.spec.facts import machine_shape
+from stacks.spec.models import GpuPool
+
+from .base import ClusterArgs, stateful
+
+CONTROL_PLANE_CIDR = "172.16.0.0/28"
+"""Range GKE's private control plane peers into; must not overlap the VPC."""
+
+
+def secondary_ranges(network: str) -> dict[str, str]:
+    """Nodes get the VPC range; pods and services get ranges derived outside it, in 100.64.0.0/10 (RFC 6598)."""
+    index = int(ipaddress.ip_network(network).network_address.packed[1]) % 32
+    pods = ipaddress.ip_network("100.64.0.0/10").subnets(new_prefix=15)
+    return {"pods": str(list(pods)[index]), "services": f"100.127.{index * 4}.0/22"}
+
+
+def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A kubeconfig that authenticates with the gke-gcloud-auth-plugin (no static credentials)."""
+    return pulumi.Output.all(name, endpoint, ca).apply(lambda v: json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "gke",
+        "clusters": [{"name": "gke", "cluster": {"server": f"https://{v[1]}", "certificate-authority-data": v[2]}}],
+        "contexts": [{"name": "gke", "context": {"cluster": "gke", "user": "gke"}}],
+        "users": [{"name": "gke", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "gke-gcloud-auth-plugin",
+            "provideClusterInfo": True}}}],
+    }))
+
+
+class GcpGpuCluster(pulumi.ComponentResource):
+    """One GCP region's GPU cluster."""
+
+    provider: k8s.Provider
+    """Provider the serving layer deploys through."""
+    cluster_name: pulumi.Output[str]
+    """GKE cluster name."""
+    endpoint: pulumi.Output[str]
+    """Kubernetes API endpoint."""
+    network_id: pulumi.Output[str]
+    """VPC network id (hybrid links attach to it)."""
+    registry_url: pulumi.Output[str]
+    """Artifact Registry location for the serving image."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:cluster:GcpGpuCluster", name, None, opts)
+        spec, labels = args.cluster, args.ownership.gcp_labels()
+        child = pulumi.ResourceOptions(parent=self)
+        keep = stateful(args.protect, self)
+        ranges = secondary_ranges(spec.network_cidr or "10.0.0.0/16")
+
+        network = gcp.compute.Network(f"{name}-vpc", name=spec.name, auto_create_subnetworks=False, opts=child)
+        subnet = gcp.compute.Subnetwork(
+            f"{name}-subnet",
+            name=f"{spec.name}-nodes",
+            region=spec.region,
+            network=network.id,
+            ip_cidr_range=spec.network_cidr,
+            private_ip_google_access=True,
+            secondary_ip_ranges=[{"range_name": key, "ip_cidr_range": cidr} for key, cidr in ranges.items()],
+            log_config={"aggregation_interval": "INTERVAL_5_SEC", "flow_sampling": 0.5},
+            opts=child,
+        )
+        router = gcp.compute.Router(f"{name}-router", name=f"{spec.name}-nat", region=spec.region,
+                                    network=network.id, opts=child)
+        gcp.compute.RouterNat(f"{name}-nat", name=f"{spec.name}-nat", router=router.name, region=spec.region,
+                              nat_ip_allocate_option="AUTO_ONLY",
+                              source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+                              log_config={"enable": True, "filter": "ERRORS_ONLY"}, opts=child)
+        nodes_sa = gcp.serviceaccount.Account(f"{name}-nodes", account_id=f"{spec.name}-nodes"[:30],
+                                              display_name=f"GKE nodes of {spec.name}", opts=child)
+        cluster = gcp.container.Cluster(
+            f"{name}-gke",
+            name=spec.name,
+            location=spec.region,
+            node_locations=spec.zones or None,
+            network=network.id,
+            subnetwork=subnet.id,
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            release_channel={"channel": "REGULAR"},
+            min_master_version=spec.kubernetes_version,
+            workload_identity_config={"workload_pool": f"{args.gcp_project}.svc.id.goog"},
+            private_cluster_config={
+                "enable_private_nodes": True,
+                "enable_private_endpoint": args.private_endpoint,
+                "master_ipv4_cidr_block": CONTROL_PLANE_CIDR,
+            },
+            master_authorized_networks_config={"cidr_blocks": [{"cidr_block": spec.network_cidr,
+                                                                "display_name": "vpc"}]},
+            ip_allocation_policy={"cluster_secondary_range_name": "pods", "services_secondary_range_name": "services"},
+            gateway_api_config={"channel": "CHANNEL_STANDARD"},
+            enable_shielded_nodes=True,
+            logging_service="logging.googleapis.com/kubernetes",
+            monitoring_service="monitoring.googleapis.com/kubernetes",
+            deletion_protection=args.protect,
+            resource_labels=labels,
+            opts=keep,
+        )
+        node_defaults = {
+            "service_account": nodes_sa.email,
+            "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
+            "workload_metadata_config": {"mode": "GKE_METADATA"},
+            "resource_labels": labels,
+        }
+        gcp.container.NodePool(
+            f"{name}-system",
+            name="system",
+            cluster=cluster.id,
+            location=spec.region,
+            node_count=1,
+            node_config={**node_defaults, "machine_type": "e2-standard-4",
+                         "labels": {"llmplane.dev/role": "system"}},
+            management={"auto_repair": True, "auto_upgrade": True},
+            opts=child,
+        )
+        for pool in spec.pools:
+            self._gpu_pool(name, cluster.id, spec.region, pool, node_defaults, child)
+        self.registry = gcp.artifactregistry.Repository(
+            f"{name}-vllm-repo",
+            repository_id="llmplane",
+            location=spec.region,
+            format="DOCKER",
+            docker_config={"immutable_tags": True},
+            labels=labels,
+            opts=keep,
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=kubeconfig(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate),
+            enable_server_side_apply=True,
+            opts=child,
+        )
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.network_id = network.id
+        self.registry_url = pulumi.Output.concat(spec.region, "-docker.pkg.dev/", self.registry.project, "/llmplane")
+        self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint,
+                               "network_id": self.network_id, "registry_url": self.registry_url})
+
+    @staticmethod
+    def _gpu_pool(name: str, cluster_id: pulumi.Input[str], region: str, pool: GpuPool, defaults: dict,
+                  opts: pulumi.ResourceOptions) -> None:
+        """A GPU node pool: accelerators with the driver installed by GKE, the GPU taint, spot per spec."""
+        shape = machine_shape("gcp", pool.gpu_type, pool.gpus_per_node)
+        assert shape is not None, "the spec rules guarantee a machine shape"
+        gcp.container.NodePool(
+            f"{name}-{pool.name}",
+            name=pool.name,
+            cluster=cluster_id,
+            location=region,
+            autoscaling={"total_min_node_count": pool.nodes.min, "total_max_node_count": pool.nodes.max,
+                         "location_policy": "ANY" if pool.capacity_type == "spot" else "BALANCED"},
+            node_config={
+                **defaults,
+                "machine_type": shape.machine_type,
+                "spot": pool.capacity_type == "spot",
+                "guest_accelerators": [{
+                    "type": shape.accelerator,
+                    "count": pool.gpus_per_node,
+                    "gpu_driver_installation_config": {"gpu_driver_version": "LATEST"},
+                }],
+                "labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name},
+                "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}],
+                "disk_size_gb": 300,
+                "disk_type": "pd-ssd",
+            },
+            management={"auto_repair": True, "auto_upgrade": True},
+            opts=opts,
+        )

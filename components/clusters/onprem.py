@@ -1,0 +1,41 @@
+"""OnPremCluster: an existing cluster reached by a kubeconfig secret, or a folder manifests are rendered to."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .base import ClusterArgs
+
+
+class OnPremCluster(pulumi.ComponentResource):
+    """A Kubernetes provider for a cluster llmplane does not create; GPU nodes are labelled by its operators."""
+
+    provider: k8s.Provider
+    """Provider the serving layer deploys through."""
+    cluster_name: pulumi.Output[str]
+    """The cluster's name in the spec."""
+    render_dir: pulumi.Output[str]
+    """Where manifests are rendered, or '' when deploying to a real cluster."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:cluster:OnPremCluster", name, None, opts)
+        spec = args.cluster
+        if args.kubeconfig is not None:
+            self.provider = k8s.Provider(
+                f"{name}-k8s",
+                kubeconfig=pulumi.Output.secret(args.kubeconfig),
+                enable_server_side_apply=True,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            render_dir = ""
+        else:
+            render_dir = spec.render_dir or ""
+            self.provider = k8s.Provider(
+                f"{name}-k8s",
+                render_yaml_to_directory=render_dir,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.cluster_name = pulumi.Output.from_input(spec.name)
+        self.render_dir = pulumi.Output.from_input(render_dir)
+        self.register_outputs({"cluster_name": self.cluster_name, "render_dir": self.render_dir})

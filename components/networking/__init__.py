@@ -1,0 +1,1 @@
+"""Networking: regional gateways in each cluster and global routing across them."""

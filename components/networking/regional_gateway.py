@@ -1,0 +1,81 @@
+"""RegionalGateway: the TLS entry point of one cluster that model routes attach to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.labels import k8s_labels
+from components.serving.vllm_service import GATEWAY_NAMESPACE
+
+GATEWAY_NAME = "llmplane"
+TLS_SECRET = "llmplane-tls"
+"""Certificate Secret in the gateway namespace (issued by cert-manager, or synced from the cloud's CA)."""
+
+GATEWAY_CLASS = {
+    "aws": "aws-alb",
+    "gcp": "gke-l7-regional-external-managed",
+    "onprem": "envoy",
+}
+"""Gateway API class per cloud: AWS Load Balancer Controller, GKE's managed regional gateway, Envoy Gateway."""
+
+
+@dataclass(frozen=True)
+class RegionalGatewayArgs:
+    """Where the gateway runs and what it serves."""
+
+    cloud: str
+    """aws, gcp or onprem: picks the gateway class."""
+    hostname: str
+    """Hostname the HTTPS listener answers for."""
+    serving_namespace: pulumi.Input[str]
+    """The namespace whose routes may attach."""
+
+
+class RegionalGateway(pulumi.ComponentResource):
+    """Gateway namespace and an HTTPS-only Gateway; routes from the serving namespace attach to it."""
+
+    gateway_name: pulumi.Output[str]
+    """Name of the Gateway."""
+    gateway_namespace: pulumi.Output[str]
+    """Namespace of the Gateway."""
+
+    def __init__(self, name: str, args: RegionalGatewayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:networking:RegionalGateway", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = k8s_labels(name="gateway", instance=GATEWAY_NAME, component="gateway")
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": GATEWAY_NAMESPACE, "labels": {**labels, "llmplane.dev/role": "gateway"}},
+            opts=child,
+        )
+        gateway = k8s.apiextensions.CustomResource(
+            f"{name}-gateway",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="Gateway",
+            metadata={"name": GATEWAY_NAME, "namespace": ns.metadata.name, "labels": labels},
+            spec={
+                "gatewayClassName": GATEWAY_CLASS[args.cloud],
+                "listeners": [
+                    {
+                        "name": "https",
+                        "protocol": "HTTPS",
+                        "port": 443,
+                        "hostname": args.hostname,
+                        "tls": {"mode": "Terminate", "certificateRefs": [{"name": TLS_SECRET}]},
+                        "allowedRoutes": {
+                            "namespaces": {
+                                "from": "Selector",
+                                "selector": {"matchLabels": {"kubernetes.io/metadata.name": args.serving_namespace}},
+                            }
+                        },
+                    }
+                ],
+            },
+            opts=child,
+        )
+        self.gateway_name = gateway.metadata.apply(lambda m: m["name"])
+        self.gateway_namespace = ns.metadata.name
+        self.register_outputs({"gateway_name": self.gateway_name, "gateway_namespace": self.gateway_namespace})

@@ -1,0 +1,1 @@
+"""Serving: hardened vLLM services per model version, and rollouts that split traffic between them."""

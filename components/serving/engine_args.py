@@ -1,0 +1,37 @@
+"""The `vllm serve` command line for one model version, from the spec's engine settings."""
+
+from __future__ import annotations
+
+from stacks.spec.models import Engine
+
+VLLM_PORT = 8000
+"""Port vLLM listens on: OpenAI API under /v1, /health and /metrics."""
+
+MODEL_DIR = "/models/weights"
+"""Where the entrypoint unpacks the verified weights inside the model cache volume."""
+
+
+def served_name(model: str, version: str) -> str:
+    """The name metrics carry (`model_name` label) and clients can pin: `<model>:<version>`."""
+    return f"{model}:{version}"
+
+
+def serve_args(model: str, version: str, engine: Engine) -> list[str]:
+    """Arguments after `vllm serve`: the weights folder, then engine flags.
+
+    The versioned name comes first because vLLM labels metrics with the first served name; the bare model
+    name follows so clients that do not pin a version are served too.
+    """
+    args = [
+        MODEL_DIR,
+        "--served-model-name", served_name(model, version), model,
+        "--port", str(VLLM_PORT),
+        "--tensor-parallel-size", str(engine.tensor_parallel_size),
+        "--gpu-memory-utilization", str(engine.gpu_memory_utilization),
+        "--max-model-len", str(engine.max_model_len),
+        "--max-num-seqs", str(engine.max_num_seqs),
+        "--enable-prefix-caching" if engine.enable_prefix_caching else "--no-enable-prefix-caching",
+    ]
+    if engine.quantization:
+        args += ["--quantization", engine.quantization]
+    return args

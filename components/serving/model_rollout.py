@@ -1,0 +1,100 @@
+"""ModelRollout: one HTTPRoute per model per cluster that splits, pins and mirrors traffic across versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.labels import k8s_labels
+from stacks.spec.models import Model
+
+from .engine_args import VLLM_PORT
+from .vllm_service import resource_name
+
+VARIANT_HEADER = "x-llmplane-variant"
+"""Header that pins a client to one A/B version (its value: the version)."""
+
+
+@dataclass(frozen=True)
+class ModelRolloutArgs:
+    """A model's versions and weights, and the gateway its route attaches to."""
+
+    model_name: str
+    """Model name, the key in `models`."""
+    model: Model
+    """The model's spec section: versions, roles and weights."""
+    namespace: pulumi.Input[str]
+    """Namespace of the model's services."""
+    hostname: str
+    """Public hostname of the inference API."""
+    gateway_name: pulumi.Input[str]
+    """Gateway the route attaches to."""
+    gateway_namespace: pulumi.Input[str]
+    """Namespace of that Gateway."""
+
+
+def route_rules(model_name: str, model: Model) -> list[dict]:
+    """HTTPRoute rules: A/B pins by header first, then the weighted split with shadows mirrored.
+
+    Clients call `/<model>/v1/...`; the prefix is rewritten to `/v1` before vLLM sees it.
+    """
+    prefix = f"/{model_name}/v1"
+    rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}}
+
+    def backend(version: str, weight: int | None = None) -> dict:
+        ref = {"name": resource_name(model_name, version), "port": VLLM_PORT}
+        return ref if weight is None else {**ref, "weight": weight}
+
+    mirrors = [
+        {"type": "RequestMirror", "requestMirror": {"backendRef": backend(v.version)}}
+        for v in model.versions
+        if v.role == "shadow"
+    ]
+    pinned = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": prefix},
+                         "headers": [{"name": VARIANT_HEADER, "value": v.version}]}],
+            "filters": [rewrite, *mirrors],
+            "backendRefs": [backend(v.version, 1)],
+        }
+        for v in model.versions
+        if v.role == "ab"
+    ]
+    split = {
+        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+        "filters": [rewrite, *mirrors],
+        "backendRefs": [backend(v.version, v.weight) for v in model.versions if v.role != "shadow"],
+    }
+    return [*pinned, split]
+
+
+class ModelRollout(pulumi.ComponentResource):
+    """The HTTPRoute of a model: a rollout step or a rollback is a weight edit, nothing is replaced."""
+
+    route_name: pulumi.Output[str]
+    """Name of the HTTPRoute."""
+
+    def __init__(self, name: str, args: ModelRolloutArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:serving:ModelRollout", name, None, opts)
+        stable = next((v.version for v in args.model.versions if v.role == "stable"), "")
+        route = k8s.apiextensions.CustomResource(
+            f"{name}-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata={
+                "name": args.model_name,
+                "namespace": args.namespace,
+                "labels": k8s_labels(name="vllm", instance=args.model_name, component="rollout",
+                                     version=stable, model=args.model_name),
+            },
+            spec={
+                "parentRefs": [{"name": args.gateway_name, "namespace": args.gateway_namespace}],
+                "hostnames": [args.hostname],
+                "rules": route_rules(args.model_name, args.model),
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.route_name = route.metadata.apply(lambda m: m["name"])
+        self.register_outputs({"route_name": self.route_name})

@@ -1,0 +1,294 @@
+"""VllmService: one model version served by vLLM in one cluster, hardened and observable."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.labels import k8s_labels
+from stacks.spec.facts import GPU_MEMORY_GB
+from stacks.spec.models import Artifact, DeployedVersion, GpuPool, Model
+
+from .engine_args import VLLM_PORT, serve_args, served_name
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
+"""Node label every GPU pool sets (Karpenter NodePool, GKE node pool, or the on-prem operator)."""
+
+GATEWAY_NAMESPACE = "llmplane-gateway"
+MONITORING_NAMESPACE = "monitoring"
+PRE_STOP_SECONDS = 15
+"""Time for endpoints to drop the pod before vLLM stops taking requests."""
+
+_DRAIN = (
+    "import time,urllib.request as u\n"
+    "end=time.time()+{budget}\n"
+    "while time.time()<end:\n"
+    "  try: m=u.urlopen('http://127.0.0.1:{port}/metrics',timeout=2).read().decode()\n"
+    "  except Exception: break\n"
+    "  busy=[l for l in m.splitlines() if l.startswith('vllm:num_requests_running') and not l.endswith(' 0.0')]\n"
+    "  if not busy: break\n"
+    "  time.sleep(2)\n"
+)
+"""preStop hook: wait (bounded) until vLLM reports no running request, so in-flight generations finish."""
+
+
+@dataclass(frozen=True)
+class VllmServiceArgs:
+    """What one VllmService needs: the spec sections of its model, version and pool, and where to run."""
+
+    model_name: str
+    """Model name, the key in `models`."""
+    model: Model
+    """The model's spec section."""
+    version: DeployedVersion
+    """The deployed version."""
+    pool: GpuPool
+    """The pool it runs on in this cluster."""
+    namespace: pulumi.Input[str]
+    """Namespace to deploy into."""
+    image: str
+    """Serving image, by digest."""
+    api_key_secret: pulumi.Input[str]
+    """Name of the Kubernetes Secret holding the API key under `api-key`."""
+    service_monitor: bool = True
+    """Create a Prometheus Operator ServiceMonitor (needs its CRD in the cluster)."""
+    generation_seconds: int = 300
+    """Longest generation to let finish when a pod stops."""
+
+    @property
+    def artifact(self) -> Artifact:
+        """The catalog entry of the deployed version."""
+        return self.model.catalog[self.version.version]
+
+
+def resource_name(model: str, version: str) -> str:
+    """Kubernetes name of a model version's objects, e.g. `llama-3-8b-v1-1-0`."""
+    return f"{model}-v{version.replace('.', '-').replace('+', '-')}".lower()[:63].rstrip("-")
+
+
+def _memory_gi(model: Model) -> int:
+    """Host memory a replica needs: the weights pass through it while loading, plus room for the server."""
+    return max(16, math.ceil(model.weight_bytes() / 2**30 * 1.2 / model.engine.tensor_parallel_size) + 8)
+
+
+def _cache_gi(model: Model) -> int:
+    """Node-local cache: the archive and the unpacked weights side by side."""
+    return math.ceil(model.weight_bytes() / 2**30 * 2.2) + 2
+
+
+class VllmService(pulumi.ComponentResource):
+    """Deployment, Service, PodDisruptionBudget, NetworkPolicy and ServiceMonitor of one model version."""
+
+    deployment_name: pulumi.Output[str]
+    """Name of the Deployment (autoscalers target it)."""
+    service_name: pulumi.Output[str]
+    """Name of the ClusterIP Service (routes send traffic to it)."""
+    served_model_name: pulumi.Output[str]
+    """Name clients and metrics use: `<model>:<version>`."""
+
+    def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:serving:VllmService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        model, version = args.model, args.version
+        kname = resource_name(args.model_name, version.version)
+        labels = k8s_labels(
+            name="vllm",
+            instance=kname,
+            component="model-server",
+            version=version.version,
+            model=args.model_name,
+            model_version=version.version,
+        )
+        selector = {key: labels[key] for key in ("app.kubernetes.io/instance", "llmplane.dev/model",
+                                                  "llmplane.dev/model-version")}
+        meta = {"name": kname, "namespace": args.namespace, "labels": labels}
+        gpus = model.engine.tensor_parallel_size
+        replicas = args.model.replicas_of(version)
+
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={**meta, "annotations": {"llmplane.dev/weights-sha256": args.artifact.sha256}},
+            spec={
+                "replicas": replicas.min,
+                "selector": {"matchLabels": selector},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                "progressDeadlineSeconds": args.model.load_seconds + 600,
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"kubectl.kubernetes.io/default-container": "vllm"},
+                    },
+                    "spec": self._pod_spec(args, kname, labels, gpus, account.metadata.name),
+                },
+            },
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta,
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta,
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+            opts=child,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-netpol",
+            metadata=meta,
+            spec={
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+                            for ns in (GATEWAY_NAMESPACE, MONITORING_NAMESPACE)
+                        ],
+                        "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
+                    }
+                ],
+            },
+            opts=child,
+        )
+        if args.service_monitor:
+            k8s.apiextensions.CustomResource(
+                f"{name}-servicemonitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata=meta,
+                spec={
+                    "selector": {"matchLabels": selector},
+                    "endpoints": [
+                        {
+                            "port": "http",
+                            "path": "/metrics",
+                            "interval": "15s",
+                            "relabelings": [
+                                {"sourceLabels": ["__meta_kubernetes_pod_label_llmplane_dev_model"],
+                                 "targetLabel": "model"},
+                                {"sourceLabels": ["__meta_kubernetes_pod_label_llmplane_dev_model_version"],
+                                 "targetLabel": "version"},
+                            ],
+                        }
+                    ],
+                },
+                opts=child,
+            )
+
+        self.deployment_name = deployment.metadata.name
+        self.service_name = service.metadata.name
+        self.served_model_name = pulumi.Output.from_input(served_name(args.model_name, version.version))
+        self.register_outputs(
+            {
+                "deployment_name": self.deployment_name,
+                "service_name": self.service_name,
+                "served_model_name": self.served_model_name,
+            }
+        )
+
+    @staticmethod
+    def _pod_spec(
+        args: VllmServiceArgs, kname: str, labels: dict[str, str], gpus: int, account: pulumi.Input[str]
+    ) -> dict:
+        """The hardened pod: GPUs requested = limits, probes sized to load time, read-only root, drain on stop."""
+        model, version = args.model, args.version
+        memory = f"{_memory_gi(model)}Gi"
+        cpu = str(4 * gpus)
+        resources = {"cpu": cpu, "memory": memory, GPU_RESOURCE: str(gpus), "ephemeral-storage": "4Gi"}
+        drain_budget = args.generation_seconds
+        probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
+        spread_selector = {"matchLabels": {"app.kubernetes.io/instance": kname}}
+        return {
+            "serviceAccountName": account,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": PRE_STOP_SECONDS + drain_budget + 30,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [
+                                {"key": GPU_TYPE_LABEL, "operator": "In", "values": [args.pool.gpu_type]}
+                            ]}
+                        ]
+                    }
+                }
+            },
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": spread_selector}
+                for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+            ],
+            "containers": [
+                {
+                    "name": "vllm",
+                    "image": args.image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": serve_args(args.model_name, version.version, model.engine),
+                    "env": [
+                        {"name": "LLMPLANE_MODEL_URI", "value": args.artifact.uri},
+                        {"name": "LLMPLANE_MODEL_SHA256", "value": args.artifact.sha256},
+                        {"name": "LLMPLANE_MODEL_CACHE", "value": "/models"},
+                        {"name": "HOME", "value": "/tmp/home"},
+                        {"name": "XDG_CACHE_HOME", "value": "/var/cache/vllm"},
+                        {"name": "HF_HUB_OFFLINE", "value": "1"},
+                        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+                        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": args.api_key_secret,
+                                                                                 "key": "api-key"}}},
+                    ],
+                    "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+                    "resources": {"requests": resources, "limits": resources},
+                    "startupProbe": {**probe, "periodSeconds": 10,
+                                     "failureThreshold": math.ceil(model.load_seconds / 10) + 6},
+                    "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                    "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
+                    "lifecycle": {
+                        "preStop": {"exec": {"command": [
+                            "python3", "-c",
+                            f"import time; time.sleep({PRE_STOP_SECONDS})\n"
+                            + _DRAIN.format(budget=drain_budget, port=VLLM_PORT),
+                        ]}}
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "privileged": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [
+                        {"name": "model-cache", "mountPath": "/models"},
+                        {"name": "dshm", "mountPath": "/dev/shm"},
+                        {"name": "tmp", "mountPath": "/tmp"},
+                        {"name": "cache", "mountPath": "/var/cache/vllm"},
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "model-cache", "emptyDir": {"sizeLimit": f"{_cache_gi(model)}Gi"}},
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{max(2, 4 * gpus)}Gi"}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
+                {"name": "cache", "emptyDir": {"sizeLimit": "8Gi"}},
+            ],
+        }

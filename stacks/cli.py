@@ -1,0 +1,64 @@
+"""`llmplane`: validate an environment and plan it offline.
+
+Exit codes: 0 fine, 2 invalid environment (every problem printed), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .environments import read_stack_config
+from .spec import SpecError, load_spec
+
+EXIT_INVALID = 2
+
+
+def _validate(args: argparse.Namespace) -> int:
+    config = read_stack_config(args.environment)
+    spec = load_spec(config.values, config.environment)
+    models = ", ".join(spec.models)
+    print(f"environment '{spec.environment}' is valid: {len(spec.clusters)} cluster(s), models: {models}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .plan import run_plan
+    from .report import as_json, inventory
+
+    plan = run_plan(read_stack_config(args.environment))
+    print(as_json(plan) if args.json else inventory(plan))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: `llmplane validate <env>`, `llmplane plan <env> [--json]`."""
+    root = argparse.ArgumentParser(prog="llmplane", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    validate = commands.add_parser("validate", help="check an environment file; exit 2 with every problem")
+    validate.add_argument("environment")
+    validate.set_defaults(run=_validate)
+    plan = commands.add_parser("plan", help="run the stack under Pulumi mocks and list what it would create")
+    plan.add_argument("environment")
+    plan.add_argument("--json", action="store_true", help="one JSON object: environment, resources, policies")
+    plan.set_defaults(run=_plan)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `llmplane` console script."""
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as error:
+        print(error.render(), file=sys.stderr)
+        return EXIT_INVALID
+    except FileNotFoundError as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""compose(spec): the one place that wires components together, per cluster and per model version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pulumi
+
+from components.clusters.aws import AwsGpuCluster
+from components.clusters.base import ClusterArgs
+from components.clusters.gcp import GcpGpuCluster
+from components.clusters.onprem import OnPremCluster
+from components.labels import Ownership
+from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
+from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
+from components.serving.namespace import ServingNamespace
+from components.serving.vllm_service import VllmService, VllmServiceArgs
+
+from .spec.models import Cluster, PlatformSpec
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Secret inputs, read from `llmplane:secrets` by the program; always Pulumi secrets."""
+
+    api_key: pulumi.Input[str]
+    """API key clients present to vLLM."""
+    kubeconfigs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Kubeconfigs by secret key name (`clusters[].kubeconfigSecret`)."""
+
+
+ClusterComponent = AwsGpuCluster | GcpGpuCluster | OnPremCluster
+
+
+def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> ClusterComponent:
+    prod_like = spec.protect
+    args = ClusterArgs(
+        cluster=cluster,
+        ownership=Ownership(spec.environment, spec.owner, spec.cost_center),
+        protect=spec.protect,
+        private_endpoint=prod_like,
+        kubeconfig=secrets.kubeconfigs.get(cluster.kubeconfig_secret) if cluster.kubeconfig_secret else None,
+        gcp_project=gcp_project,
+    )
+    kind = {"aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremCluster}[cluster.cloud]
+    return kind(cluster.name, args)
+
+
+def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None) -> dict[str, pulumi.Output]:
+    """Register every component of the environment; return the stack outputs."""
+    outputs: dict[str, pulumi.Output] = {}
+    for cluster in spec.clusters:
+        target = _cluster(spec, cluster, secrets, gcp_project)
+        on_cluster = pulumi.ResourceOptions(providers=[target.provider])
+        serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key, opts=on_cluster)
+        gateway = RegionalGateway(
+            f"{cluster.name}-gateway",
+            RegionalGatewayArgs(cloud=cluster.cloud, hostname=spec.routing.hostname,
+                                serving_namespace=serving.namespace),
+            opts=on_cluster,
+        )
+        for model_name, model in spec.models.items():
+            if cluster not in spec.clusters_of(model):
+                continue
+            pool = next(p for p in cluster.pools if p.name == model.pool)
+            for version in model.versions:
+                VllmService(
+                    f"{cluster.name}-{model_name}-{version.version}",
+                    VllmServiceArgs(
+                        model_name=model_name,
+                        model=model,
+                        version=version,
+                        pool=pool,
+                        namespace=serving.namespace,
+                        image=spec.images.vllm,
+                        api_key_secret=serving.api_key_secret,
+                        service_monitor=spec.observability.enabled,
+                    ),
+                    opts=on_cluster,
+                )
+            ModelRollout(
+                f"{cluster.name}-{model_name}",
+                ModelRolloutArgs(
+                    model_name=model_name,
+                    model=model,
+                    namespace=serving.namespace,
+                    hostname=spec.routing.hostname,
+                    gateway_name=gateway.gateway_name,
+                    gateway_namespace=gateway.gateway_namespace,
+                ),
+                opts=on_cluster,
+            )
+        outputs[f"{cluster.name}:cluster"] = target.cluster_name
+    return outputs

@@ -1,0 +1,138 @@
+"""The offline plan: the stack's own program under Pulumi's mock runtime, recorded resource by resource.
+
+No engine, no credentials, no network: `pulumi.runtime.set_mocks` stands in for the engine, and a recording
+monitor keeps every registration (URN, type, name, parent, inputs with secrets redacted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from .environments import SECRET_PLACEHOLDER, StackConfig
+from .spec import PlatformSpec, load_spec
+from .spec.load import NAMESPACE, SECRETS_KEY
+
+SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
+SIG_KEY = rpc._special_sig_key  # noqa: SLF001
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    """One registration as the engine would have seen it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    inputs: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+
+
+@dataclass
+class Plan:
+    """Everything the program registered, in order."""
+
+    environment: str
+    spec: PlatformSpec
+    resources: list[PlannedResource] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Things the reader should know, e.g. secrets replaced by placeholders."""
+
+    def of_type(self, type_: str) -> list[PlannedResource]:
+        """Resources of one type token."""
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self) -> dict[str, PlannedResource]:
+        return {r.urn: r for r in self.resources}
+
+
+def redact(value: Any) -> Any:
+    """Replace every secret (as the wire encodes it) by the placeholder."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return SECRET_PLACEHOLDER
+        return {key: redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if isinstance(value, pulumi.Resource):
+        return "[resource]"
+    return value
+
+
+class _Outputs(pulumi.runtime.Mocks):
+    """Fake provider outputs: inputs echoed back, plus the few computed fields components read."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        extra: dict[str, Any] = {
+            "aws:eks/cluster:Cluster": {
+                "endpoint": f"https://{args.name}.eks.example",
+                "certificateAuthority": {"data": "Y2E="},
+                "arn": f"arn:aws:eks:::cluster/{args.name}",
+            },
+            "gcp:container/cluster:Cluster": {"endpoint": "203.0.113.1", "masterAuth": {"clusterCaCertificate": "Y2E="}},
+            "aws:ecr/repository:Repository": {"repositoryUrl": f"123456789012.dkr.ecr.example/{args.name}"},
+            "gcp:serviceaccount/account:Account": {"email": f"{args.name}@example.iam.gserviceaccount.com"},
+        }.get(args.typ, {})
+        state.update(extra)
+        state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, keeping each registration with its parent and raw (secret-marked) inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks, sink: list[PlannedResource]):
+        super().__init__(mocks)
+        self.sink = sink
+
+    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            self.sink.append(PlannedResource(response.urn, request.type, request.name, request.parent,
+                                             redact(inputs)))
+        return response
+
+
+def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: list[str]):
+    """Secrets are never readable offline: stand in a placeholder for each secret the spec needs."""
+    key = f"{NAMESPACE}:{SECRETS_KEY}"
+    needed = ["vllmApiKey", *(c.kubeconfig_secret for c in spec.clusters if c.kubeconfig_secret)]
+    values = dict(config.values)
+    present = json.loads(values[key]) if key in values else {}
+    missing = [name for name in needed if name not in present]
+    if missing:
+        notes.append("secrets not set in the environment file, placeholders used: "
+                     + ", ".join(f"{key}.{name}" for name in missing))
+    values[key] = json.dumps({**{name: SECRET_PLACEHOLDER for name in needed}, **present})
+    return values, sorted({*config.secret_keys, key})
+
+
+def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> Plan:
+    """Validate, then run the program under mocks; SpecError propagates before anything is registered."""
+    spec = load_spec(config.values, config.environment)
+    plan = Plan(config.environment, spec)
+    values, secret_keys = _with_secret_placeholders(config, spec, plan.notes)
+    monitor = _RecordingMonitor(_Outputs(), plan.resources)
+    pulumi_mocks.set_mocks(_Outputs(), project="llmplane", stack=config.environment, preview=True, monitor=monitor)
+    set_all_config(values, secret_keys)
+    if program is None:
+        from .program import main as program
+    _sync_await(run_pulumi_func(program))
+    return plan
