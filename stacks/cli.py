@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .environments import read_stack_config
+import yaml
+
+from .environments import ENVIRONMENTS, StackConfig, environment_file, read_stack_config
 from .spec import SpecError, load_spec
 
 EXIT_INVALID = 2
 
 
+def _stack_config(args: argparse.Namespace) -> StackConfig:
+    return read_stack_config(args.environment, environment_file(args.environment, args.environments))
+
+
 def _validate(args: argparse.Namespace) -> int:
-    config = read_stack_config(args.environment)
+    config = _stack_config(args)
     spec = load_spec(config.values, config.environment)
     models = ", ".join(spec.models)
     print(f"environment '{spec.environment}' is valid: {len(spec.clusters)} cluster(s), models: {models}")
@@ -26,9 +33,14 @@ def _plan(args: argparse.Namespace) -> int:
     from .plan import run_plan
     from .report import as_json, inventory
 
-    plan = run_plan(read_stack_config(args.environment))
+    plan = run_plan(_stack_config(args))
     print(as_json(plan) if args.json else inventory(plan))
     return 0
+
+
+def _environments_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--environments", metavar="DIR", type=Path, default=ENVIRONMENTS,
+                         help="folder holding the Pulumi.<env>.yaml files (default: the project's environments/)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,10 +49,12 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check an environment file; exit 2 with every problem")
     validate.add_argument("environment")
+    _environments_option(validate)
     validate.set_defaults(run=_validate)
     plan = commands.add_parser("plan", help="run the stack under Pulumi mocks and list what it would create")
     plan.add_argument("environment")
     plan.add_argument("--json", action="store_true", help="one JSON object: environment, resources, policies")
+    _environments_option(plan)
     plan.set_defaults(run=_plan)
     return root
 
@@ -55,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except FileNotFoundError as error:
         print(f"llmplane: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except yaml.YAMLError as error:
+        print(f"llmplane: environment '{args.environment}' is not valid YAML: {error}", file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:
         return 0

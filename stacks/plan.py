@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.settings import set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -24,6 +26,9 @@ from .spec.load import NAMESPACE, SECRETS_KEY
 
 SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
 SIG_KEY = rpc._special_sig_key  # noqa: SLF001
+PROJECT = "llmplane"
+UNKNOWN_PLACEHOLDER = "[unknown]"
+"""A value only known after the cloud creates something (an id, an endpoint)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,7 @@ class PlannedResource:
 
 @dataclass
 class Plan:
-    """Everything the program registered, in order."""
+    """Everything the program registered, sorted by URN so that two plans of one spec are identical."""
 
     environment: str
     spec: PlatformSpec
@@ -59,7 +64,8 @@ class Plan:
 
 
 def redact(value: Any) -> Any:
-    """Replace every secret (as the wire encodes it) by the placeholder."""
+    """Replace every secret (as the wire encodes it) and every unknown by a placeholder; whole numbers back to
+    ints (the wire carries every number as a double)."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
             return SECRET_PLACEHOLDER
@@ -68,6 +74,10 @@ def redact(value: Any) -> Any:
         return [redact(item) for item in value]
     if isinstance(value, pulumi.Resource):
         return "[resource]"
+    if isinstance(value, Unknown):
+        return UNKNOWN_PLACEHOLDER
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
@@ -97,9 +107,17 @@ class _Outputs(pulumi.runtime.Mocks):
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, keeping each registration with its parent and raw (secret-marked) inputs."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks, sink: list[PlannedResource]):
+    def __init__(self, mocks: pulumi.runtime.Mocks, sink: list[PlannedResource], stack: str):
         super().__init__(mocks)
         self.sink = sink
+        self.stack = stack
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """URNs as the engine writes them for this stack (the SDK's default reads settings that its worker
+        threads do not see)."""
+        if parent:
+            type_ = parent.split("::")[2].split("$")[-1] + "$" + type_
+        return f"urn:pulumi:{self.stack}::{PROJECT}::{type_}::{name}"
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)
@@ -129,10 +147,12 @@ def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> 
     spec = load_spec(config.values, config.environment)
     plan = Plan(config.environment, spec)
     values, secret_keys = _with_secret_placeholders(config, spec, plan.notes)
-    monitor = _RecordingMonitor(_Outputs(), plan.resources)
-    pulumi_mocks.set_mocks(_Outputs(), project="llmplane", stack=config.environment, preview=True, monitor=monitor)
+    monitor = _RecordingMonitor(_Outputs(), plan.resources, config.environment)
+    set_root_resource(None)
+    pulumi_mocks.set_mocks(_Outputs(), project=PROJECT, stack=config.environment, preview=True, monitor=monitor)
     set_all_config(values, secret_keys)
     if program is None:
         from .program import main as program
     _sync_await(run_pulumi_func(program))
+    plan.resources.sort(key=lambda r: r.urn)
     return plan

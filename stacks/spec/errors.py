@@ -67,7 +67,10 @@ def _pattern_hint(pattern: str) -> str:
 
 
 def _fix_for(error: dict[str, Any]) -> str:
-    kind, ctx, field = error["type"], error.get("ctx", {}), str(error["loc"][-1]) if error["loc"] else "value"
+    kind, ctx, loc = error["type"], error.get("ctx", {}), error["loc"]
+    field = str(loc[-1]) if loc else "value"
+    if loc and isinstance(loc[-1], int):
+        field = f"{loc[-2]} entry" if len(loc) > 1 else "entry"
     fixes = {
         "missing": f"add `{field}`",
         "extra_forbidden": f"remove `{field}` or correct its spelling",
@@ -79,6 +82,7 @@ def _fix_for(error: dict[str, Any]) -> str:
         "less_than": f"use a value below {ctx.get('lt')}",
         "too_short": "add at least one entry",
         "string_too_short": "give a non-empty value",
+        "cidr": "use a network address with octets up to 255 and no host bits set, such as 10.20.0.0/16",
     }
     return fixes.get(kind, f"give a valid {field}")
 
@@ -92,7 +96,8 @@ def named_path(data: Any, loc: tuple[Any, ...]) -> str:
         if isinstance(key, int) and isinstance(node, list) and key < len(node):
             item = node[key]
             if isinstance(item, dict):
-                label = str(item.get("name") or item.get("version") or key)
+                named = item.get("name") or item.get("version")
+                label = str(named) if isinstance(named, (str, int, float)) and not isinstance(named, bool) else label
         parts.append(label)
         node = node[key] if isinstance(node, (list, dict)) and _has(node, key) else None
     return ".".join(parts)

@@ -6,10 +6,12 @@ them at once; rules that relate several fields live in `rules.py`.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from .facts import BYTES_PER_PARAMETER, GPU_MEMORY_GB, VLLM_IMAGE
 
@@ -28,8 +30,21 @@ SemVer = Annotated[
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 """A lowercase hex sha256 digest."""
 
-Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
-"""An IPv4 CIDR block."""
+
+def _network(value: str) -> str:
+    """A CIDR the clouds accept: octets up to 255, a prefix up to 32, no host bits set."""
+    try:
+        ipaddress.IPv4Network(value)
+    except ValueError as error:
+        reason = str(error)
+        raise PydanticCustomError(
+            "cidr", "not an IPv4 network: {reason}", {"reason": reason[:1].lower() + reason[1:]}
+        ) from None
+    return value
+
+
+Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"), AfterValidator(_network)]
+"""An IPv4 CIDR block, given by its network address."""
 
 GpuType = Literal[tuple(GPU_MEMORY_GB)]  # type: ignore[valid-type]
 DType = Literal[tuple(BYTES_PER_PARAMETER)]  # type: ignore[valid-type]
@@ -46,6 +61,7 @@ class Section(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
+        allow_inf_nan=False,
     )
 
 
@@ -209,6 +225,10 @@ class Policy(Section):
 
 class PlatformSpec(Section):
     """One environment: everything `compose` needs, validated."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+    """Top-level scalars reach the program as strings (`costCenter: 4711` arrives as "4711" and is read back as a
+    number), so a number given for a text setting is taken as its text."""
 
     environment: Name = Field(description="Stack name: local, dev, staging or prod.")
     owner: str = Field(min_length=1, description="Team that owns the environment (tag).")

@@ -1,0 +1,203 @@
+"""VllmService and ModelRollout, as the offline plan of each environment shows them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from components.serving.engine_args import serve_args
+from components.serving.vllm_service import resource_name
+from stacks.diff import diff_plans
+from tests.planning import (
+    DEPLOYMENT,
+    HTTP_ROUTE,
+    NETWORK_POLICY,
+    PDB,
+    SERVICE,
+    SERVICE_MONITOR,
+    named,
+    plan_of,
+    plan_with,
+)
+
+ENVIRONMENTS = ["local", "dev", "staging", "prod"]
+
+
+def _container(deployment) -> dict:
+    return deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+
+
+def _deployed(plan):
+    """(cluster, model name, model, version) for every version each cluster serves."""
+    for cluster in plan.spec.clusters:
+        for name, model in plan.spec.models.items():
+            if cluster in plan.spec.clusters_of(model):
+                for version in model.versions:
+                    yield cluster, name, model, version
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_one_deployment_per_version_per_cluster(environment):
+    plan = plan_of(environment)
+    expected = sorted(resource_name(n, v.version) for _, n, _, v in _deployed(plan))
+    actual = sorted(d.inputs["metadata"]["name"] for d in plan.of_type(DEPLOYMENT))
+    assert actual == expected
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_deployments_request_their_gpus_and_are_hardened(environment):
+    plan = plan_of(environment)
+    for deployment in plan.of_type(DEPLOYMENT):
+        pod = deployment.inputs["spec"]["template"]["spec"]
+        container = _container(deployment)
+        model = plan.spec.models[deployment.inputs["metadata"]["labels"]["llmplane.dev/model"]]
+        gpus = str(model.engine.tensor_parallel_size)
+        resources = container["resources"]
+        assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == gpus
+        assert resources["requests"] == resources["limits"], "requests = limits: Guaranteed QoS"
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["key"] == "llmplane.dev/gpu-type"
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert "@sha256:" in container["image"], "images are referenced by digest only"
+        zones = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+        assert "topology.kubernetes.io/zone" in zones
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_probes_wait_for_the_model_to_load(environment):
+    plan = plan_of(environment)
+    for deployment in plan.of_type(DEPLOYMENT):
+        container = _container(deployment)
+        model = plan.spec.models[deployment.inputs["metadata"]["labels"]["llmplane.dev/model"]]
+        startup = container["startupProbe"]
+        assert startup["httpGet"]["path"] == "/health"
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= model.load_seconds
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_stopping_pods_drain_in_flight_generations():
+    deployment = plan_of("prod").of_type(DEPLOYMENT)[0]
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    pre_stop = _container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
+    assert "vllm:num_requests_running" in pre_stop[-1]
+    assert pod["terminationGracePeriodSeconds"] >= 300
+
+
+def test_shared_memory_and_writable_caches_are_volumes():
+    deployment = plan_of("prod").of_type(DEPLOYMENT)[0]
+    volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    mounts = {m["mountPath"] for m in _container(deployment)["volumeMounts"]}
+    assert {"/dev/shm", "/models", "/tmp"} <= mounts
+
+
+def test_engine_arguments_come_from_the_spec():
+    plan = plan_of("prod")
+    model = plan.spec.models["llama-3-70b"]
+    deployment = named(plan, DEPLOYMENT, "llama-3-70b-v1-0-0")[0]
+    args = _container(deployment)["args"]
+    assert args == serve_args("llama-3-70b", "1.0.0", model.engine)
+    assert args[args.index("--served-model-name") + 1] == "llama-3-70b:1.0.0"
+    assert args[args.index("--tensor-parallel-size") + 1] == "4"
+    assert args[args.index("--max-model-len") + 1] == "16384"
+    assert "--enable-prefix-caching" in args
+
+
+def test_api_key_reaches_vllm_only_through_a_secret():
+    plan = plan_of("prod")
+    secrets = plan.of_type("kubernetes:core/v1:Secret")
+    assert secrets and all(s.inputs["stringData"] == "[secret]" for s in secrets)
+    for deployment in plan.of_type(DEPLOYMENT):
+        env = {e["name"]: e for e in _container(deployment)["env"]}
+        assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "api-key"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_version_has_service_pdb_and_network_policy(environment):
+    plan = plan_of(environment)
+    names = {resource_name(n, v.version) for _, n, _, v in _deployed(plan)}
+    for type_ in (SERVICE, PDB, NETWORK_POLICY):
+        assert names <= {r.inputs["metadata"]["name"] for r in plan.of_type(type_)}, type_
+    for pdb in plan.of_type(PDB):
+        assert pdb.inputs["spec"]["maxUnavailable"] == 1
+
+
+def test_network_policy_admits_only_gateway_and_prometheus():
+    plan = plan_of("prod")
+    policy = named(plan, NETWORK_POLICY, "llama-3-8b-v1-0-0")[0]
+    assert policy.inputs["spec"]["podSelector"]["matchLabels"]["llmplane.dev/model-version"] == "1.0.0"
+    sources = {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for s in policy.inputs["spec"]["ingress"][0]["from"]}
+    assert sources == {"llmplane-gateway", "monitoring"}
+
+
+def test_service_monitors_follow_observability():
+    assert len(plan_of("prod").of_type(SERVICE_MONITOR)) == len(plan_of("prod").of_type(DEPLOYMENT))
+    assert plan_of("local").of_type(SERVICE_MONITOR) == [], "local has observability disabled"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_http_route_weights_equal_the_environment(environment):
+    plan = plan_of(environment)
+    routes = plan.of_type(HTTP_ROUTE)
+    assert routes
+    for route in routes:
+        model_name = route.inputs["metadata"]["name"]
+        model = plan.spec.models[model_name]
+        split = route.inputs["spec"]["rules"][-1]
+        weights = {b["name"]: b["weight"] for b in split["backendRefs"]}
+        expected = {resource_name(model_name, v.version): v.weight for v in model.versions if v.role != "shadow"}
+        assert weights == expected
+
+
+def test_shadow_versions_are_mirrored_and_never_answer():
+    plan = plan_of("prod")
+    route = named(plan, HTTP_ROUTE, "llama-3-70b")[0]
+    for rule in route.inputs["spec"]["rules"]:
+        mirrors = [f["requestMirror"]["backendRef"]["name"] for f in rule["filters"] if f["type"] == "RequestMirror"]
+        assert mirrors == ["llama-3-70b-v1-1-0"]
+        assert "llama-3-70b-v1-1-0" not in [b["name"] for b in rule["backendRefs"]]
+
+
+def test_ab_versions_are_pinned_by_header():
+    def ab_test(values):
+        versions = values["llmplane:models"]["llama-3-8b"]["versions"]
+        versions[0].update(weight=50, role="ab")
+        versions[1].update(weight=50, role="ab")
+
+    plan = plan_with("staging", ab_test)
+    route = plan.of_type(HTTP_ROUTE)[0]
+    pinned = [r for r in route.inputs["spec"]["rules"] if "headers" in r["matches"][0]]
+    assert {r["matches"][0]["headers"][0]["value"] for r in pinned} == {"1.0.0", "1.1.0"}
+    assert all(r["matches"][0]["headers"][0]["name"] == "x-llmplane-variant" for r in pinned)
+
+
+def test_moving_the_canary_changes_only_route_weights():
+    def canary_to_25(values):
+        versions = values["llmplane:models"]["llama-3-8b"]["versions"]
+        versions[0]["weight"], versions[1]["weight"] = 75, 25
+
+    changes = diff_plans(plan_of("prod"), plan_with("prod", canary_to_25))
+    assert {c.type for c in changes} == {HTTP_ROUTE}
+    assert {c.kind for c in changes} == {"changed"}, "nothing is replaced"
+    clusters_serving = len(plan_of("prod").spec.clusters_of(plan_of("prod").spec.models["llama-3-8b"]))
+    assert len(changes) == clusters_serving
+    for change in changes:
+        assert {(p.before, p.after) for p in change.properties} == {(90, 75), (10, 25)}
+        assert all(p.path.endswith(".weight") for p in change.properties)
+
+
+def test_startup_budget_grows_with_load_time():
+    def slow(values):
+        values["llmplane:models"]["llama-3-8b"]["loadSeconds"] = 1800
+
+    deployment = plan_with("local", slow).of_type(DEPLOYMENT)[0]
+    startup = _container(deployment)["startupProbe"]
+    assert startup["failureThreshold"] == math.ceil(1800 / 10) + 6
