@@ -75,6 +75,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                         namespace=serving.namespace,
                         image=spec.images.vllm,
                         api_key_secret=serving.api_key_secret,
+                        entrypoint_configmap=serving.entrypoint_configmap,
                         service_monitor=spec.observability.enabled,
                     ),
                     opts=on_cluster,

@@ -112,3 +112,11 @@ def test_plans_are_deterministic():
 
     again = run_plan(read_stack_config("staging"))
     assert [r.as_json() for r in again.resources] == [r.as_json() for r in plan_of("staging").resources]
+
+
+def test_spot_gke_pool_keeps_an_on_demand_base():
+    pools = {p.inputs["name"]: p.inputs for p in plan_of("prod").of_type("gcp:container/nodePool:NodePool")}
+    assert pools["inference-base"]["nodeConfig"]["spot"] is False
+    assert pools["inference-base"]["autoscaling"]["totalMinNodeCount"] == 1
+    assert pools["inference"]["nodeConfig"]["spot"] is True
+    assert pools["inference"]["autoscaling"]["totalMaxNodeCount"] == 11

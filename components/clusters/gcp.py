@@ -152,30 +152,41 @@ class GcpGpuCluster(pulumi.ComponentResource):
     @staticmethod
     def _gpu_pool(name: str, cluster_id: pulumi.Input[str], region: str, pool: GpuPool, defaults: dict,
                   opts: pulumi.ResourceOptions) -> None:
-        """A GPU node pool: accelerators with the driver installed by GKE, the GPU taint, spot per spec."""
+        """GPU node pools: accelerators with the driver installed by GKE, the GPU taint, spot per spec.
+
+        A GKE node pool is all spot or all on-demand, so a spot pool with an on-demand base becomes two pools:
+        `<pool>-base` (on-demand, fixed at the base) and `<pool>` (spot, autoscaled above it).
+        """
         shape = machine_shape("gcp", pool.gpu_type, pool.gpus_per_node)
         assert shape is not None, "the spec rules guarantee a machine shape"
-        gcp.container.NodePool(
-            f"{name}-{pool.name}",
-            name=pool.name,
-            cluster=cluster_id,
-            location=region,
-            autoscaling={"total_min_node_count": pool.nodes.min, "total_max_node_count": pool.nodes.max,
-                         "location_policy": "ANY" if pool.capacity_type == "spot" else "BALANCED"},
-            node_config={
-                **defaults,
-                "machine_type": shape.machine_type,
-                "spot": pool.capacity_type == "spot",
-                "guest_accelerators": [{
-                    "type": shape.accelerator,
-                    "count": pool.gpus_per_node,
-                    "gpu_driver_installation_config": {"gpu_driver_version": "LATEST"},
-                }],
-                "labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name},
-                "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}],
-                "disk_size_gb": 300,
-                "disk_type": "pd-ssd",
-            },
-            management={"auto_repair": True, "auto_upgrade": True},
-            opts=opts,
-        )
+        spot = pool.capacity_type == "spot"
+        parts = [(pool.name, spot, pool.nodes.min, pool.nodes.max)]
+        if spot and pool.on_demand_base > 0:
+            parts = [(f"{pool.name}-base", False, pool.on_demand_base, pool.on_demand_base),
+                     (pool.name, True, max(0, pool.nodes.min - pool.on_demand_base),
+                      pool.nodes.max - pool.on_demand_base)]
+        for pool_name, is_spot, low, high in parts:
+            gcp.container.NodePool(
+                f"{name}-{pool_name}",
+                name=pool_name,
+                cluster=cluster_id,
+                location=region,
+                autoscaling={"total_min_node_count": low, "total_max_node_count": high,
+                             "location_policy": "ANY" if is_spot else "BALANCED"},
+                node_config={
+                    **defaults,
+                    "machine_type": shape.machine_type,
+                    "spot": is_spot,
+                    "guest_accelerators": [{
+                        "type": shape.accelerator,
+                        "count": pool.gpus_per_node,
+                        "gpu_driver_installation_config": {"gpu_driver_version": "LATEST"},
+                    }],
+                    "labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name},
+                    "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}],
+                    "disk_size_gb": 300,
+                    "disk_type": "pd-ssd",
+                },
+                management={"auto_repair": True, "auto_upgrade": True},
+                opts=opts,
+            )

@@ -1,6 +1,8 @@
-"""ServingNamespace: the namespace models run in, with its API key Secret and a default-deny ingress policy."""
+"""ServingNamespace: the namespace models run in, its API key Secret, entrypoint ConfigMap and default-deny ingress."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -9,6 +11,9 @@ from components.labels import k8s_labels
 
 SERVING_NAMESPACE = "llmplane"
 API_KEY_SECRET = "vllm-api-key"
+ENTRYPOINT_CONFIGMAP = "llmplane-entrypoint"
+ENTRYPOINT_SOURCE = Path(__file__).resolve().parents[2] / "images" / "vllm" / "entrypoint.py"
+"""The serving image's entrypoint, also shipped as a ConfigMap so the pinned upstream image can run it."""
 
 
 class ServingNamespace(pulumi.ComponentResource):
@@ -18,6 +23,8 @@ class ServingNamespace(pulumi.ComponentResource):
     """Name of the namespace."""
     api_key_secret: pulumi.Output[str]
     """Name of the Secret with the API key under `api-key`."""
+    entrypoint_configmap: pulumi.Output[str]
+    """Name of the ConfigMap holding `entrypoint.py` (fetch, verify, exec vllm serve)."""
 
     def __init__(self, name: str, api_key: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:ServingNamespace", name, None, opts)
@@ -39,6 +46,12 @@ class ServingNamespace(pulumi.ComponentResource):
             string_data={"api-key": pulumi.Output.secret(api_key)},
             opts=child,
         )
+        entrypoint = k8s.core.v1.ConfigMap(
+            f"{name}-entrypoint",
+            metadata={**meta, "name": ENTRYPOINT_CONFIGMAP},
+            data={"entrypoint.py": ENTRYPOINT_SOURCE.read_text()},
+            opts=child,
+        )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata={**meta, "name": "default-deny-ingress"},
@@ -47,4 +60,6 @@ class ServingNamespace(pulumi.ComponentResource):
         )
         self.namespace = ns.metadata.name
         self.api_key_secret = secret.metadata.name
-        self.register_outputs({"namespace": self.namespace, "api_key_secret": self.api_key_secret})
+        self.entrypoint_configmap = entrypoint.metadata.name
+        self.register_outputs({"namespace": self.namespace, "api_key_secret": self.api_key_secret,
+                               "entrypoint_configmap": self.entrypoint_configmap})

@@ -21,6 +21,7 @@ GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
 
 GATEWAY_NAMESPACE = "llmplane-gateway"
 MONITORING_NAMESPACE = "monitoring"
+ENTRYPOINT_DIR = "/opt/llmplane"
 PRE_STOP_SECONDS = 15
 """Time for endpoints to drop the pod before vLLM stops taking requests."""
 
@@ -55,6 +56,8 @@ class VllmServiceArgs:
     """Serving image, by digest."""
     api_key_secret: pulumi.Input[str]
     """Name of the Kubernetes Secret holding the API key under `api-key`."""
+    entrypoint_configmap: pulumi.Input[str]
+    """Name of the ConfigMap with `entrypoint.py`, which fetches and verifies weights then execs vllm serve."""
     service_monitor: bool = True
     """Create a Prometheus Operator ServiceMonitor (needs its CRD in the cluster)."""
     generation_seconds: int = 300
@@ -246,6 +249,7 @@ class VllmService(pulumi.ComponentResource):
                     "name": "vllm",
                     "image": args.image,
                     "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", f"{ENTRYPOINT_DIR}/entrypoint.py"],
                     "args": serve_args(args.model_name, version.version, model.engine),
                     "env": [
                         {"name": "LLMPLANE_MODEL_URI", "value": args.artifact.uri},
@@ -282,6 +286,7 @@ class VllmService(pulumi.ComponentResource):
                         {"name": "dshm", "mountPath": "/dev/shm"},
                         {"name": "tmp", "mountPath": "/tmp"},
                         {"name": "cache", "mountPath": "/var/cache/vllm"},
+                        {"name": "entrypoint", "mountPath": ENTRYPOINT_DIR, "readOnly": True},
                     ],
                 }
             ],
@@ -290,5 +295,6 @@ class VllmService(pulumi.ComponentResource):
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{max(2, 4 * gpus)}Gi"}},
                 {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
                 {"name": "cache", "emptyDir": {"sizeLimit": "8Gi"}},
+                {"name": "entrypoint", "configMap": {"name": args.entrypoint_configmap, "defaultMode": 0o555}},
             ],
         }

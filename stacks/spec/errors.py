@@ -111,7 +111,7 @@ def problems_from(error: ValidationError, data: Any) -> list[Problem]:
     """Pydantic's errors, rewritten as Problems with paths as the user wrote them."""
     problems = []
     for err in error.errors():
-        loc = tuple(part for part in err["loc"] if not str(part).startswith(("literal[", "function-")))
+        loc = tuple(part for part in err["loc"] if not str(part).startswith(("literal[", "function-", "[key]")))
         message = err["msg"][0].lower() + err["msg"][1:]
         if err["type"] == "extra_forbidden":
             message = "unknown setting"
