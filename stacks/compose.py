@@ -15,6 +15,7 @@ from components.labels import Ownership
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
 from components.serving.namespace import ServingNamespace
+from components.serving.vllm_image import VllmImage
 from components.serving.vllm_service import VllmService, VllmServiceArgs
 
 from .spec.models import Cluster, PlatformSpec
@@ -53,6 +54,9 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
     for cluster in spec.clusters:
         target = _cluster(spec, cluster, secrets, gcp_project)
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
+        image: pulumi.Input[str] = spec.images.vllm
+        if isinstance(target, (AwsGpuCluster, GcpGpuCluster)):
+            image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login).ref
         serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key, opts=on_cluster)
         gateway = RegionalGateway(
             f"{cluster.name}-gateway",
@@ -73,7 +77,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                         version=version,
                         pool=pool,
                         namespace=serving.namespace,
-                        image=spec.images.vllm,
+                        image=image,
                         api_key_secret=serving.api_key_secret,
                         entrypoint_configmap=serving.entrypoint_configmap,
                         service_monitor=spec.observability.enabled,

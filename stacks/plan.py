@@ -6,6 +6,7 @@ monitor keeps every registration (URN, type, name, parent, inputs with secrets r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,15 +94,30 @@ class _Outputs(pulumi.runtime.Mocks):
                 "arn": f"arn:aws:eks:::cluster/{args.name}",
             },
             "gcp:container/cluster:Cluster": {"endpoint": "203.0.113.1", "masterAuth": {"clusterCaCertificate": "Y2E="}},
-            "aws:ecr/repository:Repository": {"repositoryUrl": f"123456789012.dkr.ecr.example/{args.name}"},
+            "aws:ecr/repository:Repository": {"repositoryUrl": f"123456789012.dkr.ecr.example/{args.name}",
+                                              "registryId": "123456789012"},
             "gcp:serviceaccount/account:Account": {"email": f"{args.name}@example.iam.gserviceaccount.com"},
+            "gcp:artifactregistry/repository:Repository": {"project": "mock-project"},
         }.get(args.typ, {})
+        if args.typ == "docker-build:index:Image":
+            extra = {"ref": _pushed_ref(args.inputs)}
         state.update(extra)
         state.setdefault("arn", f"arn:mock:{args.typ}:{args.name}")
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+        return {
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
+                "proxyEndpoint": "https://123456789012.dkr.ecr.example", "userName": "AWS", "password": "mock"},
+            "gcp:organizations/getClientConfig:getClientConfig": {"accessToken": "mock", "project": "mock-project"},
+        }.get(args.token, {})
+
+
+def _pushed_ref(inputs: dict[str, Any]) -> str:
+    """What docker-build reports after a push: the first tag plus a digest (derived from the tag here)."""
+    tags = inputs.get("tags")
+    tag = tags[0] if isinstance(tags, list) and tags else "unknown"
+    return f"{tag}@sha256:{hashlib.sha256(str(tag).encode()).hexdigest()}"
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from components.serving.engine_args import serve_args
+from components.serving.vllm_image import content_tag
 from components.serving.vllm_service import resource_name
 from stacks.diff import diff_plans
 from tests.planning import (
@@ -201,3 +202,30 @@ def test_startup_budget_grows_with_load_time():
     deployment = plan_with("local", slow).of_type(DEPLOYMENT)[0]
     startup = _container(deployment)["startupProbe"]
     assert startup["failureThreshold"] == math.ceil(1800 / 10) + 6
+
+
+def test_cloud_clusters_build_the_image_into_their_own_registry_and_serve_it_by_digest():
+    plan = plan_of("prod")
+    images = plan.of_type("docker-build:index:Image")
+    cloud = [c for c in plan.spec.clusters if c.cloud != "onprem"]
+    assert len(images) == len(cloud)
+    for image in images:
+        assert image.inputs["push"] is True
+        assert image.inputs["registries"][0]["password"] == "[secret]"
+        assert image.inputs["tags"][0].rsplit(":", 1)[1] == content_tag()
+    for deployment in plan.of_type(DEPLOYMENT):
+        cluster = deployment.urn.split("::")[-1].split("-llama")[0]
+        image = _container(deployment)["image"]
+        assert "@sha256:" in image
+        if plan.spec.cluster(cluster).cloud == "onprem":
+            assert image == plan.spec.images.vllm
+        else:
+            assert f"{cluster}-vllm-repo:" in image
+
+
+def test_image_tag_changes_only_with_the_build_context(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    before = content_tag(tmp_path)
+    assert content_tag(tmp_path) == before
+    (tmp_path / "entrypoint.py").write_text("print()\n")
+    assert content_tag(tmp_path) != before

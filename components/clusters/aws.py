@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from stacks.spec.facts import machine_shape
 from stacks.spec.models import GpuPool
@@ -63,6 +64,8 @@ class AwsGpuCluster(pulumi.ComponentResource):
     """Private route tables (hybrid links propagate routes into them)."""
     registry_url: pulumi.Output[str]
     """ECR repository URL for the serving image."""
+    registry_login: RegistryLogin
+    """How VllmImage pushes to the ECR repository (a short-lived token)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:cluster:AwsGpuCluster", name, None, opts)
@@ -171,6 +174,10 @@ class AwsGpuCluster(pulumi.ComponentResource):
             opts=keep_aws,
         )
 
+        token = aws.ecr.get_authorization_token_output(registry_id=self.registry.registry_id,
+                                                       opts=pulumi.InvokeOptions(parent=self, provider=provider))
+        self.registry_login = RegistryLogin(repository=self.registry.repository_url, address=token.proxy_endpoint,
+                                            username=token.user_name, password=token.password)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=kubeconfig(cluster.name, cluster.endpoint, cluster.certificate_authority.data, spec.region),

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from stacks.spec.facts import machine_shape
 from stacks.spec.models import GpuPool
@@ -51,6 +52,8 @@ class GcpGpuCluster(pulumi.ComponentResource):
     """VPC network id (hybrid links attach to it)."""
     registry_url: pulumi.Output[str]
     """Artifact Registry location for the serving image."""
+    registry_login: RegistryLogin
+    """How VllmImage pushes to Artifact Registry (the caller's short-lived access token)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:cluster:GcpGpuCluster", name, None, opts)
@@ -146,6 +149,10 @@ class GcpGpuCluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.network_id = network.id
         self.registry_url = pulumi.Output.concat(spec.region, "-docker.pkg.dev/", self.registry.project, "/llmplane")
+        client = gcp.organizations.get_client_config_output(opts=pulumi.InvokeOptions(parent=self))
+        self.registry_login = RegistryLogin(repository=pulumi.Output.concat(self.registry_url, "/vllm"),
+                                            address=f"{spec.region}-docker.pkg.dev", username="oauth2accesstoken",
+                                            password=client.access_token)
         self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint,
                                "network_id": self.network_id, "registry_url": self.registry_url})
 

@@ -68,7 +68,7 @@ def regions_and_gpus(spec: PlatformSpec) -> Iterable[Problem]:
             continue
         path = f"clusters.{cluster.name}"
         if cluster.region not in regions:
-            yield Problem(f"{path}.region", f"'{cluster.region}' is not a region of {cluster.cloud}",
+            yield Problem(f"{path}.region", f"{show(cluster.region)} is not a region of {cluster.cloud}",
                           show(cluster.region), f"use one of: {', '.join(sorted(regions))}")
             continue
         for pool in cluster.pools:

@@ -1,0 +1,61 @@
+"""VllmImage: builds images/vllm with pulumi-docker-build and pushes it to one registry (per region)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker_build as docker_build
+
+IMAGE_CONTEXT = Path(__file__).resolve().parents[2] / "images" / "vllm"
+VLLM_VERSION = "0.14.0"
+"""vLLM version of the pinned base image; the tag starts with it."""
+
+
+def content_tag(context: Path = IMAGE_CONTEXT) -> str:
+    """An immutable tag derived from the build context, so an unchanged context never pushes a new tag."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(context).as_posix().encode())
+        digest.update(file.read_bytes())
+    return f"{VLLM_VERSION}-{digest.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Where to push and how to log in; the password is a short-lived token from the cloud, kept secret."""
+
+    repository: pulumi.Input[str]
+    """Repository to push to, e.g. `<account>.dkr.ecr.<region>.amazonaws.com/llmplane/vllm`."""
+    address: pulumi.Input[str]
+    """Registry host."""
+    username: pulumi.Input[str]
+    """Registry user name."""
+    password: pulumi.Input[str]
+    """Registry token (secret)."""
+
+
+class VllmImage(pulumi.ComponentResource):
+    """The serving image in one registry; services use `ref`, which always carries the digest."""
+
+    ref: pulumi.Output[str]
+    """`repository:tag@sha256:digest` of the pushed image."""
+
+    def __init__(self, name: str, login: RegistryLogin, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:serving:VllmImage", name, None, opts)
+        tag = pulumi.Output.concat(login.repository, ":", content_tag())
+        image = docker_build.Image(
+            f"{name}-image",
+            context={"location": str(IMAGE_CONTEXT)},
+            platforms=["linux/amd64"],
+            push=True,
+            tags=[tag],
+            registries=[{"address": login.address, "username": login.username,
+                         "password": pulumi.Output.secret(login.password)}],
+            build_on_preview=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.ref = image.ref
+        self.register_outputs({"ref": self.ref})
