@@ -1,11 +1,13 @@
 """`llmplane`: validate an environment and plan it offline.
 
-Exit codes: 0 fine, 2 invalid environment (every problem printed), 1 anything else.
+Exit codes: 0 fine, 2 invalid environment (every problem printed), 3 the plan violates a mandatory policy,
+1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from .environments import ENVIRONMENTS, StackConfig, environment_file, read_stac
 from .spec import SpecError, load_spec
 
 EXIT_INVALID = 2
+EXIT_POLICY = 3
 
 
 def _stack_config(args: argparse.Namespace) -> StackConfig:
@@ -30,11 +33,40 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from policies.evaluate import evaluate, mandatory, verdict
+
     from .plan import run_plan
     from .report import as_json, inventory
 
     plan = run_plan(_stack_config(args))
-    print(as_json(plan) if args.json else inventory(plan))
+    violations = evaluate(plan)
+    if args.json:
+        print(as_json(plan, violations))
+    else:
+        print(inventory(plan))
+        print(verdict(plan, violations))
+    blocking = mandatory(violations)
+    if not blocking:
+        return 0
+    if args.json:
+        print(f"llmplane: {len(blocking)} mandatory policy violation(s) in '{plan.environment}':", file=sys.stderr)
+        for violation in blocking:
+            print(f"  [{violation['policy']}] {violation['message']}", file=sys.stderr)
+    return EXIT_POLICY
+
+
+def _policy_config(args: argparse.Namespace) -> int:
+    from policies.config import pack_config
+
+    config = _stack_config(args)
+    spec = load_spec(config.values, config.environment)
+    text = json.dumps(pack_config(spec), indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"policy pack config for '{spec.environment}' written to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -44,18 +76,28 @@ def _environments_option(command: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line: `llmplane validate <env>`, `llmplane plan <env> [--json]`."""
+    """The command line: `llmplane validate <env>`, `llmplane plan <env> [--json]`,
+    `llmplane policy-config <env> [--out FILE]`."""
     root = argparse.ArgumentParser(prog="llmplane", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check an environment file; exit 2 with every problem")
     validate.add_argument("environment")
     _environments_option(validate)
     validate.set_defaults(run=_validate)
-    plan = commands.add_parser("plan", help="run the stack under Pulumi mocks and list what it would create")
+    plan = commands.add_parser("plan", help="run the stack under Pulumi mocks, list what it would create and judge it "
+                                  "with the policy pack (exit 3 on a mandatory violation)")
     plan.add_argument("environment")
     plan.add_argument("--json", action="store_true", help="one JSON object: environment, resources, policies")
     _environments_option(plan)
     plan.set_defaults(run=_plan)
+    policy = commands.add_parser(
+        "policy-config",
+        help="the --policy-pack-config JSON for the engine: every policy's enforcement in this environment",
+    )
+    policy.add_argument("environment")
+    policy.add_argument("--out", metavar="FILE", type=Path, help="write to FILE instead of stdout")
+    _environments_option(policy)
+    policy.set_defaults(run=_policy_config)
     return root
 
 

@@ -12,6 +12,7 @@ from components.clusters.base import ClusterArgs
 from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
 from components.labels import Ownership
+from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
 from components.serving.namespace import ServingNamespace
@@ -61,6 +62,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         gateway = RegionalGateway(
             f"{cluster.name}-gateway",
             RegionalGatewayArgs(cloud=cluster.cloud, hostname=spec.routing.hostname,
+                                regional_hostname=regional_hostname(cluster.name, spec.routing.hostname),
                                 serving_namespace=serving.namespace),
             opts=on_cluster,
         )
@@ -90,11 +92,21 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     model_name=model_name,
                     model=model,
                     namespace=serving.namespace,
-                    hostname=spec.routing.hostname,
+                    hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
                     gateway_name=gateway.gateway_name,
                     gateway_namespace=gateway.gateway_namespace,
                 ),
                 opts=on_cluster,
             )
         outputs[f"{cluster.name}:cluster"] = target.cluster_name
+    if spec.routing.hosted_zone:
+        order = spec.routing.failover_order or [c.name for c in spec.clusters]
+        routing = GlobalRouting("global", GlobalRoutingArgs(
+            hostname=spec.routing.hostname,
+            hosted_zone=spec.routing.hosted_zone,
+            clusters=[spec.cluster(name) for name in order],
+            health_model=next(iter(spec.models)),
+            tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
+        ))
+        outputs["hostname"] = routing.hostname
     return outputs

@@ -110,6 +110,7 @@ class _Outputs(pulumi.runtime.Mocks):
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": {
                 "proxyEndpoint": "https://123456789012.dkr.ecr.example", "userName": "AWS", "password": "mock"},
             "gcp:organizations/getClientConfig:getClientConfig": {"accessToken": "mock", "project": "mock-project"},
+            "aws:route53/getZone:getZone": {"zoneId": "Z0MOCKZONE", "name": args.args.get("name", "")},
         }.get(args.token, {})
 
 

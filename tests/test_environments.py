@@ -13,6 +13,7 @@ UNTAGGABLE_AWS = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation",
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:iam/rolePolicy:RolePolicy",
+    "aws:route53/record:Record",
     "pulumi:providers:aws",
 }
 
@@ -120,3 +121,22 @@ def test_spot_gke_pool_keeps_an_on_demand_base():
     assert pools["inference-base"]["autoscaling"]["totalMinNodeCount"] == 1
     assert pools["inference"]["nodeConfig"]["spot"] is True
     assert pools["inference"]["autoscaling"]["totalMaxNodeCount"] == 11
+
+
+def test_global_routing_health_checks_every_regional_gateway_and_fails_over():
+    plan = plan_of("prod")
+    checks = [c for c in plan.of_type("aws:route53/healthCheck:HealthCheck") if c.inputs["type"] == "HTTPS"]
+    assert sorted(c.inputs["fqdn"] for c in checks) == sorted(
+        f"{c.name}.llm.llmplane.dev" for c in plan.spec.clusters
+    )
+    records = plan.of_type("aws:route53/record:Record")
+    latency = [r for r in records if "latencyRoutingPolicies" in r.inputs]
+    assert len(latency) == len([c for c in plan.spec.clusters if c.cloud != "onprem"])
+    failover = {r.inputs["failoverRoutingPolicies"][0]["type"]: r.inputs for r in records
+                if "failoverRoutingPolicies" in r.inputs}
+    assert failover["SECONDARY"]["records"] == ["onprem-dc1.llm.llmplane.dev"], "on-prem takes over last"
+    assert failover["PRIMARY"]["name"] == failover["SECONDARY"]["name"] == "llm.llmplane.dev"
+
+
+def test_environments_without_a_hosted_zone_have_no_global_routing():
+    assert plan_of("dev").of_type("aws:route53/record:Record") == []

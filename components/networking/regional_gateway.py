@@ -29,7 +29,9 @@ class RegionalGatewayArgs:
     cloud: str
     """aws, gcp or onprem: picks the gateway class."""
     hostname: str
-    """Hostname the HTTPS listener answers for."""
+    """Global hostname the HTTPS listener answers for."""
+    regional_hostname: str
+    """This cluster's own name (health checks, failover targets); external-dns publishes it."""
     serving_namespace: pulumi.Input[str]
     """The namespace whose routes may attach."""
 
@@ -55,15 +57,16 @@ class RegionalGateway(pulumi.ComponentResource):
             f"{name}-gateway",
             api_version="gateway.networking.k8s.io/v1",
             kind="Gateway",
-            metadata={"name": GATEWAY_NAME, "namespace": ns.metadata.name, "labels": labels},
+            metadata={"name": GATEWAY_NAME, "namespace": ns.metadata.name, "labels": labels,
+                      "annotations": {"external-dns.alpha.kubernetes.io/hostname": args.regional_hostname}},
             spec={
                 "gatewayClassName": GATEWAY_CLASS[args.cloud],
                 "listeners": [
                     {
-                        "name": "https",
+                        "name": listener,
                         "protocol": "HTTPS",
                         "port": 443,
-                        "hostname": args.hostname,
+                        "hostname": hostname,
                         "tls": {"mode": "Terminate", "certificateRefs": [{"name": TLS_SECRET}]},
                         "allowedRoutes": {
                             "namespaces": {
@@ -72,6 +75,7 @@ class RegionalGateway(pulumi.ComponentResource):
                             }
                         },
                     }
+                    for listener, hostname in (("global", args.hostname), ("regional", args.regional_hostname))
                 ],
             },
             opts=child,

@@ -27,8 +27,8 @@ class ModelRolloutArgs:
     """The model's spec section: versions, roles and weights."""
     namespace: pulumi.Input[str]
     """Namespace of the model's services."""
-    hostname: str
-    """Public hostname of the inference API."""
+    hostnames: list[str]
+    """Hostnames the route answers: the global one and the cluster's regional one."""
     gateway_name: pulumi.Input[str]
     """Gateway the route attaches to."""
     gateway_namespace: pulumi.Input[str]
@@ -36,7 +36,8 @@ class ModelRolloutArgs:
 
 
 def route_rules(model_name: str, model: Model) -> list[dict]:
-    """HTTPRoute rules: A/B pins by header first, then the weighted split with shadows mirrored.
+    """HTTPRoute rules: A/B pins by header first, a health path for global health checks, then the weighted
+    split with shadows mirrored (always last).
 
     Clients call `/<model>/v1/...`; the prefix is rewritten to `/v1` before vLLM sees it.
     """
@@ -67,7 +68,13 @@ def route_rules(model_name: str, model: Model) -> list[dict]:
         "filters": [rewrite, *mirrors],
         "backendRefs": [backend(v.version, v.weight) for v in model.versions if v.role != "shadow"],
     }
-    return [*pinned, split]
+    health = {
+        "matches": [{"path": {"type": "Exact", "value": f"/{model_name}/health"}}],
+        "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath",
+                                                                    "replaceFullPath": "/health"}}}],
+        "backendRefs": split["backendRefs"],
+    }
+    return [*pinned, health, split]
 
 
 class ModelRollout(pulumi.ComponentResource):
@@ -91,7 +98,7 @@ class ModelRollout(pulumi.ComponentResource):
             },
             spec={
                 "parentRefs": [{"name": args.gateway_name, "namespace": args.gateway_namespace}],
-                "hostnames": [args.hostname],
+                "hostnames": args.hostnames,
                 "rules": route_rules(args.model_name, args.model),
             },
             opts=pulumi.ResourceOptions(parent=self),
