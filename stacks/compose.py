@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -19,7 +20,17 @@ from components.serving.namespace import ServingNamespace
 from components.serving.vllm_image import VllmImage
 from components.serving.vllm_service import VllmService, VllmServiceArgs
 
+from .environments import PROJECT_ROOT
 from .spec.models import Cluster, PlatformSpec
+
+PROGRAM_DIR = PROJECT_ROOT / "stacks"
+"""Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""
+
+
+def plugin_relative(path: str) -> str:
+    """A project-relative path as plugins must be given it: relative to the program directory, so the state
+    holds the same value on every clone."""
+    return os.path.relpath(PROJECT_ROOT / path, PROGRAM_DIR)
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project
         private_endpoint=prod_like,
         kubeconfig=secrets.kubeconfigs.get(cluster.kubeconfig_secret) if cluster.kubeconfig_secret else None,
         gcp_project=gcp_project,
+        render_dir=plugin_relative(cluster.render_dir) if cluster.render_dir else None,
     )
     kind = {"aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremCluster}[cluster.cloud]
     return kind(cluster.name, args)

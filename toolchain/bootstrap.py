@@ -30,7 +30,7 @@ CLI_STAMP = TOOLS / "pulumi-cli.stamp"
 BUILD_LOG = TOOLS / "build-pulumi-cli.log"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 LAUNCHER_MARK = "# llmplane offline toolchain launcher"
-PROGRESS_EVERY_S = 15
+PROGRESS_EVERY_S = 30
 
 
 def say(message: str) -> None:
@@ -83,9 +83,11 @@ def build_cli(version: str, target: Path) -> None:
 
         reader = threading.Thread(target=count_packages, daemon=True)
         reader.start()
-        while proc.poll() is None:
-            reader.join(timeout=PROGRESS_EVERY_S)
-            if proc.poll() is None:
+        while True:
+            try:
+                proc.wait(timeout=PROGRESS_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:
                 say(f"  still building ({time.monotonic() - started:.0f} s, {compiled} packages compiled)")
         reader.join()
     if proc.returncode != 0:
@@ -99,12 +101,17 @@ def build_cli(version: str, target: Path) -> None:
 def ensure_cli() -> tuple[Path, str]:
     version = pinned_cli_version()
     external = on_path("pulumi")
-    if external:
-        return external, "from PATH"
     target = TOOLS_BIN / "pulumi"
+    if external:
+        # .tools/bin comes first on PATH in the Makefile: an old build would shadow it.
+        if target.exists():
+            say(f"removing {target.relative_to(ROOT)}: using {external} instead")
+            target.unlink()
+            CLI_STAMP.unlink(missing_ok=True)
+        return external, "found on PATH"
     if not built_at(target, version):
         build_cli(version, target)
-    return target, f"built from toolchain/pulumi-cli (v{version})"
+    return target, f"built from toolchain/pulumi-cli, v{version}"
 
 
 def built_at(target: Path, version: str) -> bool:

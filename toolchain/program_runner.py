@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import runpy
+import signal
 import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +43,8 @@ def program_traceback(exn: BaseException) -> str:
     """The traceback from the program's first frame on: the frames of this
     runner, runpy and the SDK's stack wrapper above it are noise to a user."""
     frames = traceback.extract_tb(exn.__traceback__)
-    start = max((i + 1 for i, f in enumerate(frames) if f.filename.startswith("<frozen runpy>")), default=0)
+    in_runpy = [i for i, f in enumerate(frames) if f.filename in ("<frozen runpy>", runpy.__file__)]
+    start = in_runpy[-1] + 1 if in_runpy else 0
     summary = traceback.TracebackException.from_exception(exn)
     summary.stack = traceback.StackSummary.from_list(frames[start:])
     return "".join(summary.format())
@@ -104,7 +107,15 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
 
+def _engine_closed(_signum: int, _frame: object) -> None:
+    """The engine stops a language host by SIGINT to its process group, which
+    includes this program: it has given up on the run and reports why itself."""
+    sys.stdout.flush()
+    os._exit(BAIL_EXIT_CODE)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, _engine_closed)
     return run(parse_args(sys.argv[1:] if argv is None else argv))
 
 

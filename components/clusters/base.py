@@ -29,6 +29,9 @@ class ClusterArgs:
     """On-prem: the cluster's kubeconfig, a Pulumi secret."""
     gcp_project: str | None = None
     """GCP: the project id (Workload Identity pool)."""
+    render_dir: str | None = None
+    """On-prem without kubeconfig: the render folder as the Kubernetes provider must see it (relative to the
+    program's directory, where the engine starts plugins)."""
 
 
 def stateful(protect: bool, parent: pulumi.Resource) -> pulumi.ResourceOptions:

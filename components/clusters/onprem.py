@@ -30,7 +30,7 @@ class OnPremCluster(pulumi.ComponentResource):
             )
             render_dir = ""
         else:
-            render_dir = spec.render_dir or ""
+            render_dir = args.render_dir or spec.render_dir or ""
             self.provider = k8s.Provider(
                 f"{name}-k8s",
                 render_yaml_to_directory=render_dir,

@@ -203,6 +203,14 @@ class HybridLink(Section):
     public_ip: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$", description="On-prem VPN endpoint address.")
     bgp_asn: int = Field(description="On-prem BGP ASN (private range).")
     onprem_cidrs: list[Cidr] = Field(min_length=1, description="On-prem networks announced over BGP.")
+    tunnel_inside_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Tunnel inside /30s in 169.254.0.0/16, two per cloud cluster; allocated when omitted.",
+    )
+    preshared_key_secrets: bool = Field(
+        default=False,
+        description="Take pre-shared keys from `llmplane:secrets.<link>-psk-<n>` instead of generating them.",
+    )
 
 
 class Autoscaling(Section):

@@ -6,6 +6,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from .addressing import TUNNELS_PER_CONNECTION, problem_with
 from .errors import Problem, show
 from .facts import GPU_MEMORY_GB, REGIONS_BY_CLOUD, machine_shape, shapes_offered
 from .models import Bounds, Model, PlatformSpec
@@ -207,6 +208,28 @@ def references(spec: PlatformSpec) -> Iterable[Problem]:
                                   "renumber so on-prem and cloud networks do not overlap")
 
 
+def tunnel_addresses(spec: PlatformSpec) -> Iterable[Problem]:
+    """Given tunnel inside CIDRs are usable /30s, unique across links, two per cloud cluster."""
+    seen: dict[str, str] = {}
+    for link in spec.hybrid:
+        path = f"hybrid.{link.name}.tunnelInsideCidrs"
+        if link.tunnel_inside_cidrs and len(link.tunnel_inside_cidrs) != TUNNELS_PER_CONNECTION * len(
+                link.cloud_clusters):
+            yield Problem(path, f"{len(link.tunnel_inside_cidrs)} CIDRs given for {len(link.cloud_clusters)} cloud "
+                          f"cluster(s)", ", ".join(link.tunnel_inside_cidrs),
+                          f"give {TUNNELS_PER_CONNECTION} per cloud cluster, or none to have them allocated")
+        for cidr in link.tunnel_inside_cidrs:
+            reason = problem_with(cidr)
+            if reason:
+                yield Problem(path, f"{cidr} {reason}", cidr,
+                              "use a /30 from 169.254.6.0 to 169.254.169.248, e.g. 169.254.20.0/30")
+            elif cidr in seen:
+                yield Problem(path, f"{cidr} is already used by link '{seen[cidr]}'", cidr,
+                              "give every tunnel its own /30")
+            else:
+                seen[cidr] = link.name
+
+
 def cluster_targets(spec: PlatformSpec) -> Iterable[Problem]:
     """Cloud clusters have a network; on-prem clusters have a kubeconfig or a render folder."""
     for cluster in spec.clusters:
@@ -229,6 +252,7 @@ RULES: tuple[Rule, ...] = (
     fits_gpus,
     pool_capacity,
     references,
+    tunnel_addresses,
     cluster_targets,
 )
 

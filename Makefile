@@ -1,0 +1,48 @@
+# llmplane — everyday commands (GNU make).
+#   make up              deploy the local stack: manifests rendered to build/local/
+#   make test            the test suite (PYTEST_ARGS="-k engine" to pick tests)
+#   make plan ENV=prod   offline plan of a cloud environment (no credentials needed)
+# The first run creates .venv and builds the Pulumi CLI into .tools/bin (minutes).
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STACK := local
+RENDER_DIR := build/local
+ENV ?= prod
+
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.state
+# The local stack's secrets are encrypted with this well-known passphrase: it
+# protects nothing and is for the local stack only. Set your own for any other.
+export PULUMI_CONFIG_PASSPHRASE ?= llmplane-local
+export PULUMI_SKIP_UPDATE_CHECK := true
+# Offline: a missing plugin is an error, not a download attempt.
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+
+POLICY_PACK := $(if $(wildcard policies/PulumiPolicy.yaml),--policy-pack policies)
+
+.PHONY: up test plan toolchain
+
+up: toolchain
+	@$(VENV)/bin/llmplane validate $(STACK)
+	@mkdir -p .state
+	@pulumi stack select --create $(STACK) >/dev/null
+	@pulumi up --stack $(STACK) --yes --skip-preview $(POLICY_PACK)
+	@$(PYTHON) -m toolchain.summary --stack $(STACK) --render-dir $(RENDER_DIR)
+
+test: toolchain
+	@$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+plan: $(VENV)/.installed
+	@$(VENV)/bin/llmplane plan $(ENV)
+
+toolchain: $(VENV)/.installed
+	@$(PYTHON) -m toolchain.bootstrap
+
+# Reinstall only when the dependencies may have changed.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PYTHON) || { echo "venv: creating $(VENV)"; python3 -m venv $(VENV); }
+	@echo "venv: installing llmplane with its dependencies (pip install -e '.[test]')"
+	@$(PYTHON) -m pip install --disable-pip-version-check -e '.[test]' > $(VENV)/pip-install.log 2>&1 \
+		|| { tail -n 30 $(VENV)/pip-install.log; exit 1; }
+	@touch $@

@@ -1,0 +1,1 @@
+"""Hybrid: encrypted, BGP-routed links from cloud regions to on-prem sites."""

@@ -1,0 +1,71 @@
+"""Tunnel inside addresses: /30s in 169.254.0.0/16 that no cloud reserves, unique across an environment."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+
+LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+RESERVED = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "169.254.0.0/30", "169.254.1.0/30", "169.254.2.0/30", "169.254.3.0/30", "169.254.4.0/30",
+        "169.254.5.0/30", "169.254.169.252/30",
+    )
+)
+"""Inside CIDRs AWS Site-to-Site VPN refuses (AWS VPN user guide, "Tunnel options"), and 169.254.169.252/30
+next to the instance metadata address, which GCP also avoids."""
+
+TUNNELS_PER_CONNECTION = 2
+"""AWS VPN connections and GCP HA VPN both come as two tunnels."""
+ALLOCATION_START = ipaddress.ip_address("169.254.10.0")
+
+
+def problem_with(cidr: str) -> str | None:
+    """Why a tunnel inside CIDR is unusable, or None."""
+    try:
+        net = ipaddress.ip_network(cidr)
+    except ValueError:
+        return "is not a CIDR"
+    if net.prefixlen != 30 or not net.subnet_of(LINK_LOCAL):
+        return "must be a /30 inside 169.254.0.0/16"
+    if any(net.overlaps(reserved) for reserved in RESERVED):
+        return "is reserved by the cloud providers"
+    return None
+
+
+def allocate(count: int, taken: Iterable[str] = ()) -> list[str]:
+    """The next `count` free /30s from 169.254.10.0 upwards, skipping reserved and taken ones."""
+    used = {ipaddress.ip_network(c) for c in taken}
+    free: Iterator[ipaddress.IPv4Network] = (
+        net for net in LINK_LOCAL.subnets(new_prefix=30)
+        if net.network_address >= ALLOCATION_START and net not in used and problem_with(str(net)) is None
+    )
+    return [str(next(free)) for _ in range(count)]
+
+
+def hosts(cidr: str) -> tuple[str, str]:
+    """The two usable addresses of a /30: the cloud side first, then the on-prem side."""
+    first, second = list(ipaddress.ip_network(cidr).hosts())
+    return str(first), str(second)
+
+
+def assign_tunnels(links: Iterable) -> dict[tuple[str, str], list[str]]:
+    """Inside CIDRs per (link, cloud cluster): the link's own list in order when given, else allocated.
+
+    Given CIDRs are consumed two per cloud cluster in `cloud_clusters` order; allocation avoids every CIDR any
+    link names, so adding a link never renumbers another.
+    """
+    links = list(links)
+    taken = [cidr for link in links for cidr in link.tunnel_inside_cidrs]
+    assigned: dict[tuple[str, str], list[str]] = {}
+    for link in links:
+        given = list(link.tunnel_inside_cidrs)
+        for cluster in link.cloud_clusters:
+            if len(given) >= TUNNELS_PER_CONNECTION:
+                cidrs, given = given[:TUNNELS_PER_CONNECTION], given[TUNNELS_PER_CONNECTION:]
+            else:
+                cidrs = allocate(TUNNELS_PER_CONNECTION, taken)
+            taken += cidrs
+            assigned[(link.name, cluster)] = cidrs
+    return assigned
