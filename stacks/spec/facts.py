@@ -135,3 +135,16 @@ VLLM_IMAGE = (
 )
 """The official vLLM OpenAI-compatible server image, pinned by digest (v0.14.0, linux/amd64 index digest as
 pinned in public Dockerfiles, e.g. tinfoilsh/vllm-openai-audio). Our serving image builds on it."""
+
+GPU_HOUR_USD: dict[str, float] = {
+    "nvidia-l4": 0.98,
+    "nvidia-a10g": 1.21,
+    "nvidia-l40s": 1.86,
+    "nvidia-a100-40gb": 2.75,
+    "nvidia-a100-80gb": 3.43,
+    "nvidia-h100-80gb": 6.88,
+    "nvidia-h200-141gb": 7.91,
+}
+"""On-demand price of one GPU-hour in us-east-1: the single-GPU instance's hourly price (g6.xlarge, g5.xlarge,
+g6e.xlarge) or the 8-GPU instance's price divided by 8 (p4d, p4de, p5, p5e), AWS EC2 on-demand pricing page,
+2025-2026 list prices. Used for cost estimates only; a pool's `gpuHourUsd` overrides it."""

@@ -81,6 +81,7 @@ class GpuPool(Section):
     nodes: Bounds = Field(description="Node count bounds of the pool.")
     capacity_type: CapacityType = Field(default="on-demand", description="on-demand, or spot above the on-demand base.")
     on_demand_base: int = Field(default=0, ge=0, description="Nodes kept on-demand under a spot pool.")
+    gpu_hour_usd: float | None = Field(default=None, gt=0, description="Price of one GPU-hour; list price if omitted.")
 
 
 class Cluster(Section):
@@ -129,6 +130,23 @@ class Slo(Section):
     availability: float = Field(default=0.995, gt=0.5, lt=1, description="Share of requests that must succeed.")
 
 
+class Performance(Section):
+    """What one replica of the model sustains on its pool's GPUs; the capacity planner replays traces with it."""
+
+    prefill_tokens_per_second: float = Field(default=8000, gt=0, description="Prompt tokens processed per second.")
+    decode_tokens_per_second: float = Field(
+        default=1200, gt=0, description="Output tokens per second, summed over a full batch."
+    )
+    max_concurrent_sequences: int = Field(default=64, ge=1, description="Sequences decoded at once.")
+
+
+class ColdStart(Section):
+    """How long a new replica takes before it serves, beyond loading the weights (`loadSeconds`)."""
+
+    node_seconds: int = Field(default=180, ge=0, le=3600, description="A new GPU node joining the cluster.")
+    image_pull_seconds: int = Field(default=90, ge=0, le=3600, description="Pulling the serving image.")
+
+
 Role = Literal["stable", "canary", "ab", "shadow"]
 
 
@@ -155,6 +173,8 @@ class Model(Section):
     clusters: list[Name] | None = Field(default=None, description="Clusters to deploy to; all when omitted.")
     slo: Slo = Field(default_factory=Slo, description="Service level objectives.")
     load_seconds: int = Field(default=600, ge=30, le=7200, description="Worst-case weight download and load time.")
+    performance: Performance = Field(default_factory=Performance, description="Per-replica throughput profile.")
+    cold_start: ColdStart = Field(default_factory=ColdStart, description="Node and image delays of a new replica.")
 
     def weight_bytes(self) -> float:
         """Bytes the weights take in GPU memory, all shards together."""
@@ -222,6 +242,9 @@ class Autoscaling(Section):
     scale_up_seconds: int = Field(default=30, ge=0, le=3600, description="Stabilisation window before adding replicas.")
     scale_down_seconds: int = Field(default=600, ge=0, le=7200, description="Stabilisation window before removing.")
     scale_to_zero: bool = Field(default=False, description="Allow zero replicas when idle (models with min 0).")
+    activation_queue: float = Field(default=1, ge=0, description="Waiting requests that wake a model from zero.")
+    polling_seconds: int = Field(default=15, ge=1, le=300, description="How often the autoscaler reads metrics.")
+    cooldown_seconds: int = Field(default=900, ge=0, le=86400, description="Idle time before scaling to zero.")
 
 
 class Policy(Section):
