@@ -12,6 +12,7 @@ from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import ClusterArgs
 from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
+from components.hybrid.link import AwsSide, GcpSide, HybridLink, HybridLinkArgs
 from components.labels import Ownership
 from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
@@ -21,6 +22,7 @@ from components.serving.vllm_image import VllmImage
 from components.serving.vllm_service import VllmService, VllmServiceArgs
 
 from .environments import PROJECT_ROOT
+from .spec.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
 from .spec.models import Cluster, PlatformSpec
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
@@ -41,6 +43,8 @@ class Secrets:
     """API key clients present to vLLM."""
     kubeconfigs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Kubeconfigs by secret key name (`clusters[].kubeconfigSecret`)."""
+    preshared_keys: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """VPN pre-shared keys by secret key name (`<link>-psk-<cluster>-<n>`), for links that bring their own."""
 
 
 ClusterComponent = AwsGpuCluster | GcpGpuCluster | OnPremCluster
@@ -61,11 +65,43 @@ def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project
     return kind(cluster.name, args)
 
 
+def psk_secret_key(link: str, cluster: str, index: int) -> str:
+    """Key in `llmplane:secrets` of a pre-shared key a link brings instead of generating it."""
+    return f"{link}-psk-{cluster}-{index}"
+
+
+def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
+                  secrets: Secrets) -> dict[str, pulumi.Output]:
+    """One HybridLink per spec link; its on-prem side configuration is a secret stack output."""
+    outputs: dict[str, pulumi.Output] = {}
+    assigned = assign_tunnels(spec.hybrid)
+    tags = Ownership(spec.environment, spec.owner, spec.cost_center).tags()
+    for link in spec.hybrid:
+        aws_sides, gcp_sides, keys = [], [], {}
+        for name in link.cloud_clusters:
+            target = targets[name]
+            if isinstance(target, AwsGpuCluster):
+                aws_sides.append(AwsSide(spec.cluster(name), target.aws_provider, target.vpc_id,
+                                         target.private_subnet_ids, target.private_route_tables))
+            elif isinstance(target, GcpGpuCluster):
+                gcp_sides.append(GcpSide(spec.cluster(name), target.network_id))
+            if link.preshared_key_secrets:
+                keys.update({f"{name}-{i}": secrets.preshared_keys[psk_secret_key(link.name, name, i)]
+                             for i in range(TUNNELS_PER_CONNECTION)})
+        component = HybridLink(f"hybrid-{link.name}", HybridLinkArgs(
+            link=link, aws=aws_sides, gcp=gcp_sides,
+            inside_cidrs={name: assigned[(link.name, name)] for name in link.cloud_clusters},
+            preshared_keys=keys, tags=tags))
+        outputs[f"hybrid:{link.name}:onprem-config"] = component.onprem_config
+    return outputs
+
+
 def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None) -> dict[str, pulumi.Output]:
     """Register every component of the environment; return the stack outputs."""
     outputs: dict[str, pulumi.Output] = {}
+    targets: dict[str, ClusterComponent] = {}
     for cluster in spec.clusters:
-        target = _cluster(spec, cluster, secrets, gcp_project)
+        target = targets[cluster.name] = _cluster(spec, cluster, secrets, gcp_project)
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
         image: pulumi.Input[str] = spec.images.vllm
         if isinstance(target, (AwsGpuCluster, GcpGpuCluster)):
@@ -111,6 +147,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                 opts=on_cluster,
             )
         outputs[f"{cluster.name}:cluster"] = target.cluster_name
+    outputs.update(_hybrid_links(spec, targets, secrets))
     if spec.routing.hosted_zone:
         order = spec.routing.failover_order or [c.name for c in spec.clusters]
         routing = GlobalRouting("global", GlobalRoutingArgs(

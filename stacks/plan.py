@@ -22,6 +22,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from .environments import SECRET_PLACEHOLDER, StackConfig
+from .program import kubeconfig_keys, main, psk_keys
 from .spec import PlatformSpec, load_spec
 from .spec.load import NAMESPACE, SECRETS_KEY
 
@@ -98,6 +99,11 @@ class _Outputs(pulumi.runtime.Mocks):
                                               "registryId": "123456789012"},
             "gcp:serviceaccount/account:Account": {"email": f"{args.name}@example.iam.gserviceaccount.com"},
             "gcp:artifactregistry/repository:Repository": {"project": "mock-project"},
+            "random:index/randomPassword:RandomPassword": {"result": "mock-generated-key"},
+            "aws:ec2/vpnConnection:VpnConnection": {"tunnel1Address": "198.51.100.1",
+                                                    "tunnel2Address": "198.51.100.2"},
+            "gcp:compute/haVpnGateway:HaVpnGateway": {"vpnInterfaces": [{"id": 0, "ipAddress": "198.51.100.11"},
+                                                                        {"id": 1, "ipAddress": "198.51.100.12"}]},
         }.get(args.typ, {})
         if args.typ == "docker-build:index:Image":
             extra = {"ref": _pushed_ref(args.inputs)}
@@ -148,7 +154,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: list[str]):
     """Secrets are never readable offline: stand in a placeholder for each secret the spec needs."""
     key = f"{NAMESPACE}:{SECRETS_KEY}"
-    needed = ["vllmApiKey", *(c.kubeconfig_secret for c in spec.clusters if c.kubeconfig_secret)]
+    needed = ["vllmApiKey", *kubeconfig_keys(spec), *psk_keys(spec)]
     values = dict(config.values)
     present = json.loads(values[key]) if key in values else {}
     missing = [name for name in needed if name not in present]
@@ -169,7 +175,7 @@ def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> 
     pulumi_mocks.set_mocks(_Outputs(), project=PROJECT, stack=config.environment, preview=True, monitor=monitor)
     set_all_config(values, secret_keys)
     if program is None:
-        from .program import main as program
+        program = main
     _sync_await(run_pulumi_func(program))
     plan.resources.sort(key=lambda r: r.urn)
     return plan

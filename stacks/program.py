@@ -7,12 +7,13 @@ import json
 import pulumi
 from pulumi.runtime.config import CONFIG
 
-from .compose import Secrets, compose
-from .spec import SpecError, load_spec
+from .compose import Secrets, compose, psk_secret_key
+from .spec import PlatformSpec, SpecError, load_spec
+from .spec.addressing import TUNNELS_PER_CONNECTION
 from .spec.load import SECRETS_KEY
 
 
-def _secrets(spec_secret_keys: list[str]) -> Secrets:
+def _secrets(spec_secret_keys: list[str], psk_keys: list[str]) -> Secrets:
     """Read `llmplane:secrets` as a Pulumi secret object; only the keys the spec references are required."""
     config = pulumi.Config("llmplane")
     raw = config.get_secret_object(SECRETS_KEY)
@@ -25,6 +26,7 @@ def _secrets(spec_secret_keys: list[str]) -> Secrets:
     return Secrets(
         api_key=secrets.apply(lambda s: _require(s, "vllmApiKey")),
         kubeconfigs={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in spec_secret_keys},
+        preshared_keys={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in psk_keys},
     )
 
 
@@ -36,6 +38,17 @@ def _require(secrets: dict, key: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def kubeconfig_keys(spec: PlatformSpec) -> list[str]:
+    """Secret keys of the kubeconfigs the spec's clusters name."""
+    return [c.kubeconfig_secret for c in spec.clusters if c.kubeconfig_secret]
+
+
+def psk_keys(spec: PlatformSpec) -> list[str]:
+    """Secret keys of the pre-shared keys of links that bring their own."""
+    return [psk_secret_key(link.name, cluster, i) for link in spec.hybrid if link.preshared_key_secrets
+            for cluster in link.cloud_clusters for i in range(TUNNELS_PER_CONNECTION)]
+
+
 def main() -> None:
     """Entry point used by `stacks/__main__.py` (engine) and the offline plan (mocks)."""
     environment = pulumi.get_stack()
@@ -43,7 +56,7 @@ def main() -> None:
         spec = load_spec(CONFIG.get(), environment)
     except SpecError as error:
         raise pulumi.RunError(error.render()) from None
-    kube_keys = [c.kubeconfig_secret for c in spec.clusters if c.kubeconfig_secret]
-    outputs = compose(spec, _secrets(kube_keys), gcp_project=pulumi.Config("gcp").get("project"))
+    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec)),
+                      gcp_project=pulumi.Config("gcp").get("project"))
     for key, value in outputs.items():
         pulumi.export(key, value)

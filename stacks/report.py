@@ -24,7 +24,7 @@ def inventory(plan: Plan) -> str:
     for resource in plan.resources:
         root = _root_component(resource, by_urn)
         cluster = next((name for name in clusters if root.name == name or root.name.startswith(f"{name}-")), None)
-        group = f"{cluster} ({clusters[cluster].cloud} {clusters[cluster].region})" if cluster else "global"
+        group = f"{cluster} ({clusters[cluster].cloud} {clusters[cluster].region})" if cluster else root.name
         groups[group][resource.type] += 1
     lines = [f"llmplane plan {plan.environment}: {len(plan.resources)} resources (offline, Pulumi mocks)"]
     for group in sorted(groups):

@@ -62,6 +62,12 @@ class AwsGpuCluster(pulumi.ComponentResource):
     """VPC id (hybrid links attach to it)."""
     private_route_table_ids: pulumi.Output[list[str]]
     """Private route tables (hybrid links propagate routes into them)."""
+    private_subnet_ids: pulumi.Output[list[str]]
+    """Private subnets, one per zone (transit gateway attachments use them)."""
+    private_route_tables: list[pulumi.Output[str]]
+    """The same route tables one by one, so components can add a route to each without an apply."""
+    aws_provider: aws.Provider
+    """The region's AWS provider, for components that add resources to this region."""
     registry_url: pulumi.Output[str]
     """ECR repository URL for the serving image."""
     registry_login: RegistryLogin
@@ -73,6 +79,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         keep = stateful(args.protect, self)
         provider = aws.Provider(f"{name}-aws", region=spec.region, default_tags={"tags": tags}, opts=child)
+        self.aws_provider = provider
         on_aws = pulumi.ResourceOptions(parent=self, provider=provider)
         keep_aws = pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(provider=provider))
 
@@ -204,10 +211,13 @@ class AwsGpuCluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.vpc_id = vpc.id
         self.private_route_table_ids = pulumi.Output.all(*[rt.id for rt in private_rts])
+        self.private_route_tables = [rt.id for rt in private_rts]
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.registry_url = self.registry.repository_url
         self.register_outputs({
             "cluster_name": self.cluster_name, "endpoint": self.endpoint, "vpc_id": self.vpc_id,
             "private_route_table_ids": self.private_route_table_ids, "registry_url": self.registry_url,
+            "private_subnet_ids": self.private_subnet_ids,
         })
 
     def _release(self, name: str, chart: Chart, namespace: str, values: dict,
