@@ -14,6 +14,8 @@ from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
 from components.hybrid.link import AwsSide, GcpSide, HybridLink, HybridLinkArgs
 from components.labels import Ownership
+from components.observability.stack import ObservabilityArgs, ObservabilityStack
+from monitoring.rules import Slo
 from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
@@ -65,6 +67,23 @@ def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project
     return kind(cluster.name, args)
 
 
+def _observability(spec: PlatformSpec, cluster: Cluster, target: ClusterComponent,
+                   on_cluster: pulumi.ResourceOptions) -> ObservabilityStack:
+    """The cluster's monitoring stack; alerts guard the SLO of the first model the cluster serves."""
+    model = next((m for m in spec.models.values() if cluster in spec.clusters_of(m)), next(iter(spec.models.values())))
+    is_aws = isinstance(target, AwsGpuCluster)
+    return ObservabilityStack(f"{cluster.name}-observability", ObservabilityArgs(
+        cluster=cluster,
+        settings=spec.observability,
+        slo=Slo(model.slo.ttft_seconds, model.slo.ttft_objective, model.slo.availability),
+        environment=spec.environment,
+        tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
+        aws_provider=target.aws_provider if is_aws else None,
+        eks_cluster_name=target.cluster_name if is_aws else None,
+        protect=spec.protect,
+    ), opts=on_cluster)
+
+
 def psk_secret_key(link: str, cluster: str, index: int) -> str:
     """Key in `llmplane:secrets` of a pre-shared key a link brings instead of generating it."""
     return f"{link}-psk-{cluster}-{index}"
@@ -114,6 +133,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                                 serving_namespace=serving.namespace),
             opts=on_cluster,
         )
+        if spec.observability.enabled:
+            _observability(spec, cluster, target, on_cluster)
         for model_name, model in spec.models.items():
             if cluster not in spec.clusters_of(model):
                 continue

@@ -125,7 +125,9 @@ class Engine(Section):
 class Slo(Section):
     """What users are promised for a model."""
 
-    ttft_seconds: float = Field(default=2.0, gt=0, description="Time to first token that counts as fast.")
+    ttft_seconds: float = Field(
+        default=2.5, gt=0, description="Time to first token that counts as fast; a bucket bound of vLLM's histogram."
+    )
     ttft_objective: float = Field(default=0.99, gt=0.5, lt=1, description="Share of requests that must be fast.")
     availability: float = Field(default=0.995, gt=0.5, lt=1, description="Share of requests that must succeed.")
 

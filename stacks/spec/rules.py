@@ -6,6 +6,8 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
+
 from .addressing import TUNNELS_PER_CONNECTION, problem_with
 from .errors import Problem, show
 from .facts import GPU_MEMORY_GB, REGIONS_BY_CLOUD, machine_shape, shapes_offered
@@ -208,6 +210,17 @@ def references(spec: PlatformSpec) -> Iterable[Problem]:
                                   "renumber so on-prem and cloud networks do not overlap")
 
 
+def slo_measurable(spec: PlatformSpec) -> Iterable[Problem]:
+    """A TTFT objective can only be measured at a bucket bound of vLLM's TTFT histogram."""
+    bounds = TIME_TO_FIRST_TOKEN.buckets
+    for name, model in spec.models.items():
+        if model.slo.ttft_seconds not in bounds:
+            nearest = min(bounds, key=lambda b: abs(b - model.slo.ttft_seconds))
+            yield Problem(f"models.{name}.slo.ttftSeconds", f"{model.slo.ttft_seconds} s is not a bucket bound of "
+                          f"{TIME_TO_FIRST_TOKEN.name}, so no query can measure it", str(model.slo.ttft_seconds),
+                          f"use a bucket bound such as {nearest}")
+
+
 def tunnel_addresses(spec: PlatformSpec) -> Iterable[Problem]:
     """Given tunnel inside CIDRs are usable /30s, unique across links, two per cloud cluster."""
     seen: dict[str, str] = {}
@@ -253,6 +266,7 @@ RULES: tuple[Rule, ...] = (
     pool_capacity,
     references,
     tunnel_addresses,
+    slo_measurable,
     cluster_targets,
 )
 

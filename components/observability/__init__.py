@@ -1,0 +1,1 @@
+"""Observability: Prometheus, Grafana, Loki, DCGM and our dashboards and alerts, per cluster."""

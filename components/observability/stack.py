@@ -1,0 +1,181 @@
+"""ObservabilityStack: metrics, logs, GPU telemetry, dashboards and SLO alerts for one cluster."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.clusters.charts import Chart
+from components.labels import k8s_labels
+from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
+from monitoring import dashboards
+from monitoring.rules import AlertParams, Slo, prometheus_rule
+from stacks.spec.models import Cluster, Observability
+
+from .charts import ALLOY, DCGM_EXPORTER, KUBE_PROMETHEUS_STACK, LOKI
+
+LOKI_SERVICE_ACCOUNT = "loki"
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    """The cluster, the environment's observability section and the SLO the alerts guard."""
+
+    cluster: Cluster
+    """Where the stack runs (its cloud picks Loki's object storage)."""
+    settings: Observability
+    """Retention and remote write."""
+    slo: Slo
+    """SLO of the alerts' burn rates."""
+    environment: str
+    """Environment name (bucket names, labels)."""
+    tags: dict[str, str]
+    """Cloud tags / labels for buckets."""
+    aws_provider: pulumi.ProviderResource | None = None
+    """The region's AWS provider (AWS clusters)."""
+    eks_cluster_name: pulumi.Input[str] | None = None
+    """EKS cluster name, for Loki's Pod Identity association (AWS clusters)."""
+    protect: bool = False
+    """Protect the log buckets."""
+
+
+class ObservabilityStack(pulumi.ComponentResource):
+    """kube-prometheus-stack (Prometheus, Alertmanager, Grafana with our dashboards), Loki on object storage in
+    the cloud, Alloy shipping pod logs, the DCGM exporter on GPU nodes, and llmplane's PrometheusRule."""
+
+    namespace: pulumi.Output[str]
+    """The monitoring namespace (vLLM NetworkPolicies admit it)."""
+    log_bucket: pulumi.Output[str]
+    """Loki's bucket, or '' on-prem (filesystem)."""
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:observability:ObservabilityStack", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = k8s_labels(name="observability", instance=MONITORING_NAMESPACE, component="monitoring")
+        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": MONITORING_NAMESPACE, "labels": labels},
+                                   opts=child)
+        bucket, loki_storage = self._log_storage(name, args)
+        settings = args.settings
+        prometheus_values = {
+            "prometheus": {"prometheusSpec": {
+                "retention": f"{settings.metrics_retention_days}d",
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "remoteWrite": [{"url": settings.remote_write_url}] if settings.remote_write_url else [],
+            }},
+            "grafana": {
+                "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard"}},
+                "additionalDataSources": [{"name": "Loki", "type": "loki", "uid": "loki",
+                                           "url": f"http://loki-gateway.{MONITORING_NAMESPACE}.svc"}],
+            },
+        }
+        self._release(f"{name}-kube-prometheus-stack", KUBE_PROMETHEUS_STACK, prometheus_values, ns, child)
+        self._release(f"{name}-loki", LOKI, loki_storage, ns, child)
+        self._release(f"{name}-alloy", ALLOY, {"alloy": {"configMap": {"content": _alloy_config()}}}, ns, child)
+        self._release(f"{name}-dcgm-exporter", DCGM_EXPORTER, {
+            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "nodeSelector": {"nvidia.com/gpu.present": "true"},
+            "serviceMonitor": {"enabled": True},
+        }, ns, child)
+        k8s.core.v1.ConfigMap(
+            f"{name}-dashboards",
+            metadata={"name": "llmplane-dashboards", "namespace": ns.metadata.name,
+                      "labels": {**labels, "grafana_dashboard": "1"}},
+            data={"llmplane-vllm.json": json.dumps(dashboards.build(), sort_keys=True)},
+            opts=child,
+        )
+        rule = prometheus_rule(AlertParams(slo=args.slo))
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version=rule["apiVersion"],
+            kind=rule["kind"],
+            metadata={**rule["metadata"], "namespace": ns.metadata.name, "labels": {**labels,
+                                                                                    **rule["metadata"]["labels"]}},
+            spec=rule["spec"],
+            opts=child,
+        )
+        self.namespace = ns.metadata.name
+        self.log_bucket = pulumi.Output.from_input(bucket)
+        self.register_outputs({"namespace": self.namespace, "log_bucket": self.log_bucket})
+
+    def _release(self, name: str, chart: Chart, values: dict, ns: k8s.core.v1.Namespace,
+                 opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+        return k8s.helm.v3.Release(name, chart=chart.chart, version=chart.version,
+                                   repository_opts={"repo": chart.repo}, namespace=ns.metadata.name, values=values,
+                                   atomic=True, opts=opts)
+
+    def _log_storage(self, name: str, args: ObservabilityArgs) -> tuple[pulumi.Input[str], dict]:
+        """A private, encrypted, versioned bucket with the spec's retention (cloud), or local disks (on-prem)."""
+        days, cluster = args.settings.log_retention_days, args.cluster
+        bucket_name = f"llmplane-{args.environment}-{cluster.name}-logs"
+        single = {"deploymentMode": "SingleBinary", "loki": {"limits_config": {"retention_period": f"{days * 24}h"},
+                                                             "compactor": {"retention_enabled": True}}}
+        if cluster.cloud == "aws":
+            keep = pulumi.ResourceOptions(parent=self, provider=args.aws_provider, protect=args.protect)
+            on_aws = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+            bucket = aws.s3.Bucket(f"{name}-logs", bucket=bucket_name, tags=args.tags, opts=keep)
+            aws.s3.BucketPublicAccessBlock(f"{name}-logs-private", bucket=bucket.id, block_public_acls=True,
+                                           block_public_policy=True, ignore_public_acls=True,
+                                           restrict_public_buckets=True, opts=on_aws)
+            aws.s3.BucketServerSideEncryptionConfiguration(
+                f"{name}-logs-encryption", bucket=bucket.id,
+                rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"},
+                        "bucket_key_enabled": True}], opts=on_aws)
+            aws.s3.BucketVersioning(f"{name}-logs-versioning", bucket=bucket.id,
+                                    versioning_configuration={"status": "Enabled"}, opts=on_aws)
+            aws.s3.BucketLifecycleConfiguration(
+                f"{name}-logs-retention", bucket=bucket.id,
+                rules=[{"id": "retention", "status": "Enabled", "filter": {},
+                        "expiration": {"days": days}, "noncurrent_version_expiration": {"noncurrent_days": 7}}],
+                opts=on_aws)
+            role = aws.iam.Role(f"{name}-loki", assume_role_policy=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+                    "Service": "pods.eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}),
+                tags=args.tags, opts=on_aws)
+            aws.iam.RolePolicy(f"{name}-loki", role=role.id, policy=bucket.arn.apply(lambda arn: json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+                    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                    "Resource": [arn, f"{arn}/*"]}]})), opts=on_aws)
+            aws.eks.PodIdentityAssociation(f"{name}-loki", cluster_name=args.eks_cluster_name,
+                                           namespace=MONITORING_NAMESPACE, service_account=LOKI_SERVICE_ACCOUNT,
+                                           role_arn=role.arn, tags=args.tags, opts=on_aws)
+            storage = {"type": "s3", "bucketNames": {"chunks": bucket_name, "ruler": bucket_name},
+                       "s3": {"region": cluster.region}}
+            return bucket.bucket, {**single, "loki": {**single["loki"], "storage": storage}}
+        if cluster.cloud == "gcp":
+            bucket = gcp.storage.Bucket(
+                f"{name}-logs", name=bucket_name, location=cluster.region, uniform_bucket_level_access=True,
+                public_access_prevention="enforced", versioning={"enabled": True},
+                lifecycle_rules=[{"action": {"type": "Delete"}, "condition": {"age": days}}],
+                labels={key.replace("-", "_"): value for key, value in args.tags.items()},
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+            storage = {"type": "gcs", "bucketNames": {"chunks": bucket_name, "ruler": bucket_name}}
+            return bucket.name, {**single, "loki": {**single["loki"], "storage": storage}}
+        return "", {**single, "loki": {**single["loki"], "storage": {"type": "filesystem"}}}
+
+
+def _alloy_config() -> str:
+    """Alloy: tail every pod's logs and push them to Loki with namespace, pod and model labels."""
+    return "\n".join([
+        'discovery.kubernetes "pods" { role = "pod" }',
+        'discovery.relabel "pods" {',
+        "  targets = discovery.kubernetes.pods.targets",
+        '  rule { source_labels = ["__meta_kubernetes_namespace"] target_label = "namespace" }',
+        '  rule { source_labels = ["__meta_kubernetes_pod_name"] target_label = "pod" }',
+        '  rule { source_labels = ["__meta_kubernetes_pod_label_llmplane_dev_model"] target_label = "model" }',
+        '  rule { source_labels = ["__meta_kubernetes_pod_label_llmplane_dev_model_version"] '
+        'target_label = "version" }',
+        "}",
+        'loki.source.kubernetes "pods" {',
+        "  targets = discovery.relabel.pods.output",
+        "  forward_to = [loki.write.default.receiver]",
+        "}",
+        'loki.write "default" {',
+        f'  endpoint {{ url = "http://loki-gateway.{MONITORING_NAMESPACE}.svc/loki/api/v1/push" }}',
+        "}",
+    ])

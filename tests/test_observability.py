@@ -1,0 +1,76 @@
+"""ObservabilityStack per cluster: pinned charts, our dashboards and alerts, private log buckets with retention."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from monitoring import dashboards
+from tests.planning import plan_of, plan_with
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_every_cluster_gets_an_observability_stack(environment):
+    plan = plan_of(environment)
+    stacks = plan.of_type("llmplane:observability:ObservabilityStack")
+    assert len(stacks) == len(plan.spec.clusters)
+
+
+def test_observability_can_be_switched_off():
+    assert plan_of("local").of_type("llmplane:observability:ObservabilityStack") == []
+    plan = plan_with("dev", lambda values: values["llmplane:observability"].update(enabled=False))
+    assert plan.of_type("llmplane:observability:ObservabilityStack") == []
+
+
+def test_monitoring_charts_are_pinned():
+    charts = {r.inputs["chart"]: r.inputs for r in plan_of("prod").of_type(RELEASE)}
+    for chart in ("kube-prometheus-stack", "loki", "alloy", "dcgm-exporter"):
+        assert charts[chart]["version"], chart
+        assert charts[chart]["repositoryOpts"]["repo"].startswith("https://")
+
+
+def test_prometheus_keeps_the_environments_retention():
+    plan = plan_of("prod")
+    release = [r for r in plan.of_type(RELEASE) if r.inputs["chart"] == "kube-prometheus-stack"][0]
+    retention = release.inputs["values"]["prometheus"]["prometheusSpec"]["retention"]
+    assert retention == f"{plan.spec.observability.metrics_retention_days}d"
+
+
+def test_dashboards_and_alert_rules_are_provisioned_from_monitoring():
+    plan = plan_of("prod")
+    configmaps = [c for c in plan.of_type("kubernetes:core/v1:ConfigMap")
+                  if c.inputs["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    assert len(configmaps) == len(plan.spec.clusters)
+    board = json.loads(configmaps[0].inputs["data"]["llmplane-vllm.json"])
+    assert board["uid"] == dashboards.build()["uid"]
+    rules = plan.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    assert len(rules) == len(plan.spec.clusters)
+    alerts = {r["alert"] for g in rules[0].inputs["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {"VllmNoReadyReplicas", "GpuXidErrors"} & alerts
+
+
+def test_aws_log_buckets_are_private_encrypted_versioned_and_expire():
+    plan = plan_of("prod")
+    buckets = {b.inputs["bucket"] for b in plan.of_type("aws:s3/bucket:Bucket")}
+    assert buckets == {"llmplane-prod-aws-use1-logs", "llmplane-prod-aws-usw2-logs"}
+    blocks = plan.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert len(blocks) == 2 and all(b.inputs["restrictPublicBuckets"] is True for b in blocks)
+    assert len(plan.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")) == 2
+    versioning = plan.of_type("aws:s3/bucketVersioning:BucketVersioning")
+    assert {v.inputs["versioningConfiguration"]["status"] for v in versioning} == {"Enabled"}
+    lifecycle = plan.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    assert {r.inputs["rules"][0]["expiration"]["days"] for r in lifecycle} == {plan.spec.observability.log_retention_days}
+
+
+def test_gcp_log_bucket_enforces_private_access_and_retention():
+    bucket = plan_of("prod").of_type("gcp:storage/bucket:Bucket")[0].inputs
+    assert bucket["publicAccessPrevention"] == "enforced" and bucket["uniformBucketLevelAccess"] is True
+    assert bucket["lifecycleRules"][0]["condition"]["age"] == plan_of("prod").spec.observability.log_retention_days
+
+
+def test_dcgm_exporter_tolerates_gpu_nodes():
+    release = [r for r in plan_of("prod").of_type(RELEASE) if r.inputs["chart"] == "dcgm-exporter"][0]
+    assert release.inputs["values"]["tolerations"][0]["key"] == "nvidia.com/gpu"
