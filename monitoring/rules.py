@@ -1,0 +1,322 @@
+"""Alert rules for models served by vLLM, as a PrometheusRule with SLO parameters.
+
+The burn-rate alerts are the multiwindow, multi-burn-rate alerts of the
+Google SRE workbook, chapter "Alerting on SLOs"
+(https://sre.google/workbook/alerting-on-slos/): page when the error budget
+burns 14.4 times too fast over 1h (and still over 5m) or 6 times over 6h (and
+30m); open a ticket at 3 times over 1d (and 2h) or once over 3d (and 6h). The
+short window lets an alert stop soon after the burn stops.
+
+`monitoring/alerts.yaml` is `prometheus_rule()` with the default parameters
+(`python -m monitoring.rules --write`); components may build their own with
+an environment's SLOs. `rule_groups()` turns a PrometheusRule into the plain
+rule file that promtool and Prometheus read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.utils import floatToGoString
+
+from monitoring import vllm_metrics as vm
+
+ALERTS_FILE = Path(__file__).with_name("alerts.yaml")
+
+# (severity, burn rate, long window, short window), windows in seconds.
+BURN_WINDOWS: tuple[tuple[str, float, int, int], ...] = (
+    ("page", 14.4, 3600, 300),
+    ("page", 6, 6 * 3600, 1800),
+    ("ticket", 3, 86400, 7200),
+    ("ticket", 1, 3 * 86400, 6 * 3600),
+)
+CANARY_WINDOW = 600
+BY = "model, version"
+
+
+@dataclass(frozen=True)
+class Slo:
+    """What users are promised, per model and version, over 30 days."""
+
+    ttft_seconds: float = 2.5  # must be a bound of vLLM's TTFT histogram
+    ttft_objective: float = 0.99  # share of requests with a first token within ttft_seconds
+    availability_objective: float = 0.999  # share of requests that do not end in an error
+
+    def __post_init__(self) -> None:
+        if self.ttft_seconds not in vm.TIME_TO_FIRST_TOKEN.buckets:
+            raise ValueError(
+                f"ttft_seconds={self.ttft_seconds} is not a bucket bound of "
+                f"{vm.TIME_TO_FIRST_TOKEN.name}; choose one of {list(vm.TIME_TO_FIRST_TOKEN.buckets)}")
+        for name in ("ttft_objective", "availability_objective"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} must be between 0 and 1, e.g. 0.99")
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    slo: Slo = field(default_factory=Slo)
+    queue_backlog_requests: int = 20  # waiting requests per model version, sustained
+    kv_cache_saturation: float = 0.9  # 5-minute average KV-cache usage
+    preemptions_per_second: float = 0.05
+    canary_ttft_ratio: float = 1.5  # canary p99 TTFT over the baseline's
+    canary_error_ratio: float = 2.0  # canary error ratio over the baseline's
+    runbook: str = "monitoring/runbook.md"  # URL or path of the runbook; sections by alert name
+    # Tests only: divide every window and `for` by this, evaluate groups this often.
+    time_scale: int = 1
+    evaluation_interval: str | None = None
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a Prometheus duration in its largest exact unit."""
+    seconds = max(1, round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _number(value: float) -> str:
+    return f"{round(value, 10):g}"
+
+
+def _le_matcher(bound: float) -> str:
+    """Selects a bucket as vLLM writes it ("1.0") and as Prometheus 3 normalises it ("1")."""
+    written, normalised = floatToGoString(bound), _number(bound)
+    return f'le="{written}"' if written == normalised else f'le=~"{written}|{normalised}"'
+
+
+class _Builder:
+    """Writes the rules for one set of parameters."""
+
+    def __init__(self, params: AlertParams) -> None:
+        self.p = params
+
+    def window(self, seconds: int) -> str:
+        """A window or `for` duration, shortened when testing."""
+        return duration(seconds / self.p.time_scale)
+
+    def alert(self, name: str, expr: str, for_seconds: int, severity: str, summary: str,
+              **labels: str) -> dict[str, Any]:
+        rule: dict[str, Any] = {"alert": name, "expr": expr}
+        if for_seconds:
+            rule["for"] = self.window(for_seconds)
+        rule["labels"] = {"severity": severity, **labels}
+        rule["annotations"] = {"summary": summary, "runbook_url": f"{self.p.runbook}#{name.lower()}"}
+        return rule
+
+    def group(self, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        group: dict[str, Any] = {"name": name}
+        if self.p.evaluation_interval:
+            group["interval"] = self.p.evaluation_interval
+        group["rules"] = rules
+        return group
+
+    # -- SLOs -------------------------------------------------------------
+
+    def slo_group(self) -> dict[str, Any]:
+        slo = self.p.slo
+        windows = sorted({w for _, _, long, short in BURN_WINDOWS for w in (long, short)})
+        ttft, errors = "llmplane:vllm_ttft_slow:ratio_rate", "llmplane:vllm_request_errors:ratio_rate"
+        le = _le_matcher(slo.ttft_seconds)
+        rules: list[dict[str, Any]] = []
+        for seconds in windows:
+            w = self.window(seconds)
+            rules.append({"record": ttft + duration(seconds), "expr": (
+                f"1 - (\n"
+                f"  sum by ({BY}) (rate({vm.TIME_TO_FIRST_TOKEN.name}_bucket{{{le}}}[{w}]))\n"
+                f"  /\n"
+                f"  sum by ({BY}) (rate({vm.TIME_TO_FIRST_TOKEN.name}_count[{w}]))\n"
+                f")\n")})
+        for seconds in windows + [CANARY_WINDOW]:
+            rules.append({"record": errors + duration(seconds), "expr": self.error_ratio(seconds)})
+        ttft_budget = _number(1 - slo.ttft_objective)
+        error_budget = _number(1 - slo.availability_objective)
+        for slo_name, record, budget, what in (
+            ("ttft", ttft, ttft_budget,
+             f"of first tokens slower than {_number(slo.ttft_seconds)}s (objective {slo.ttft_objective:.4g})"),
+            ("availability", errors, error_budget,
+             f"of requests failing (objective {slo.availability_objective:.4g})"),
+        ):
+            title = "Ttft" if slo_name == "ttft" else "Error"
+            for severity, pace in (("page", "fast"), ("ticket", "slowly")):
+                branches = [
+                    f"(\n  {record}{duration(long)} > {_number(rate)} * {budget}\n"
+                    f"  and\n  {record}{duration(short)} > {_number(rate)} * {budget}\n)"
+                    for sev, rate, long, short in BURN_WINDOWS if sev == severity
+                ]
+                rules.append(self.alert(
+                    f"Vllm{title}BudgetBurn{'Fast' if severity == 'page' else 'Slow'}",
+                    "\nor\n".join(branches) + "\n",
+                    120 if severity == "page" else 900, severity,
+                    f"{{{{ $labels.model }}}} {{{{ $labels.version }}}} burns its {slo_name} error budget "
+                    f"{pace}: {{{{ $value | humanizePercentage }}}} {what}",
+                    slo=slo_name))
+        return self.group("llmplane-vllm-slo", rules)
+
+    def error_ratio(self, seconds: int) -> str:
+        w = self.window(seconds)
+        return (f"sum by ({BY}) (rate({vm.REQUEST_SUCCESS.name}{{finished_reason=\"error\"}}[{w}]))\n"
+                f"/\n"
+                f"sum by ({BY}) (rate({vm.REQUEST_SUCCESS.name}[{w}]))\n")
+
+    # -- capacity ---------------------------------------------------------
+
+    def capacity_group(self) -> dict[str, Any]:
+        p = self.p
+        return self.group("llmplane-vllm-capacity", [
+            self.alert(
+                "VllmQueueBacklog",
+                f"sum by ({BY}) ({vm.NUM_REQUESTS_WAITING.name}) > {p.queue_backlog_requests}\n", 600, "ticket",
+                "{{ $labels.model }} {{ $labels.version }} has {{ $value }} requests waiting for 10 minutes"),
+            self.alert(
+                "VllmKvCacheSaturated",
+                f"max by ({BY}) (avg_over_time({vm.KV_CACHE_USAGE.name}[{self.window(300)}])) "
+                f"> {_number(p.kv_cache_saturation)}\n", 600, "ticket",
+                "{{ $labels.model }} {{ $labels.version }} keeps its KV cache "
+                "{{ $value | humanizePercentage }} full"),
+            self.alert(
+                "VllmPreemptions",
+                f"sum by ({BY}) (rate({vm.NUM_PREEMPTIONS.name}[{self.window(300)}])) "
+                f"> {_number(p.preemptions_per_second)}\n", 600, "ticket",
+                "{{ $labels.model }} {{ $labels.version }} preempts {{ printf \"%.2f\" $value }} requests per second"),
+        ])
+
+    # -- rollout ----------------------------------------------------------
+
+    def rollout_group(self) -> dict[str, Any]:
+        """The baseline is the version that serves most requests; others are canaries."""
+        p, w = self.p, self.window(CANARY_WINDOW)
+        suffix = duration(CANARY_WINDOW)
+        requests, baseline = f"llmplane:vllm_requests:rate{suffix}", "llmplane:vllm_baseline_version"
+        p99, errors = f"llmplane:vllm_ttft_p99:rate{suffix}", f"llmplane:vllm_request_errors:ratio_rate{suffix}"
+        base_p99 = f"llmplane:vllm_baseline_ttft_p99:rate{suffix}"
+        base_errors = f"llmplane:vllm_baseline_errors:ratio_rate{suffix}"
+        canaries = f"unless on ({BY}) {baseline}"
+        return self.group("llmplane-vllm-rollout", [
+            {"record": requests, "expr": f"sum by ({BY}) (rate({vm.REQUEST_SUCCESS.name}[{w}]))\n"},
+            {"record": baseline, "expr": f"topk by (model) (1, {requests})\n"},
+            {"record": p99, "expr": (
+                f"histogram_quantile(0.99, sum by ({BY}, le) "
+                f"(rate({vm.TIME_TO_FIRST_TOKEN.name}_bucket[{w}])))\n")},
+            {"record": base_p99, "expr": f"max by (model) ({p99} and on ({BY}) {baseline})\n"},
+            {"record": base_errors, "expr": f"max by (model) ({errors} and on ({BY}) {baseline})\n"},
+            # Only against a baseline that meets the SLO: when all versions
+            # are overloaded the capacity alerts speak, not this one.
+            self.alert(
+                "VllmCanaryWorseThanBaseline",
+                f"({p99} {canaries})\n> on (model) group_left ()\n"
+                f"{_number(p.canary_ttft_ratio)} * ({base_p99} < {_number(p.slo.ttft_seconds)})\n",
+                300, "page",
+                "Canary {{ $labels.model }} {{ $labels.version }} has a p99 TTFT of {{ printf \"%.2f\" $value }}s, "
+                f"over {_number(p.canary_ttft_ratio)} times its baseline's", signal="ttft_p99"),
+            self.alert(
+                "VllmCanaryWorseThanBaseline",
+                f"({errors} {canaries})\n> on (model) group_left ()\n"
+                f"clamp_min({_number(p.canary_error_ratio)} * {base_errors}, "
+                f"{_number(1 - p.slo.availability_objective)})\n",
+                300, "page",
+                "Canary {{ $labels.model }} {{ $labels.version }} fails {{ $value | humanizePercentage }} "
+                f"of requests, over {_number(p.canary_error_ratio)} times its baseline's", signal="error_ratio"),
+        ])
+
+    # -- replicas and GPUs ------------------------------------------------
+
+    def fleet_group(self) -> dict[str, Any]:
+        keys = "namespace, deployment"
+        model_of_deployment = (
+            f"max by ({keys}, {BY}) (\n"
+            f"  label_replace(\n"
+            f"    label_replace({vm.DEPLOYMENT_LABELS_INFO.name}{{label_llmplane_dev_model!=\"\"}},\n"
+            f"      \"model\", \"$1\", \"label_llmplane_dev_model\", \"(.*)\"),\n"
+            f"    \"version\", \"$1\", \"label_llmplane_dev_model_version\", \"(.*)\")\n"
+            f")")
+        return self.group("llmplane-fleet", [
+            # Scaled to zero on purpose is fine: only desired-but-none-ready pages.
+            self.alert(
+                "VllmNoReadyReplicas",
+                f"(\n  max by ({keys}) ({vm.DEPLOYMENT_SPEC_REPLICAS.name}) > 0\n"
+                f"  unless on ({keys})\n"
+                f"  max by ({keys}) ({vm.DEPLOYMENT_READY_REPLICAS.name}) > 0\n)\n"
+                f"* on ({keys}) group_left ({BY})\n{model_of_deployment}\n",
+                900, "page",
+                "{{ $labels.model }} {{ $labels.version }} has none of its {{ $value }} replicas ready"),
+            self.alert(
+                "GpuXidErrors",
+                f"max by ({BY}, Hostname, gpu, UUID) ({vm.GPU_XID_ERRORS.name}) > 0\n", 0, "page",
+                "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} serving {{ $labels.model }} "
+                "{{ $labels.version }} reported XID {{ $value }}"),
+        ])
+
+
+def prometheus_rule(params: AlertParams = AlertParams()) -> dict[str, Any]:
+    """The PrometheusRule custom resource the Prometheus Operator loads."""
+    builder = _Builder(params)
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "llmplane-vllm",
+            "labels": {
+                "app.kubernetes.io/name": "llmplane-vllm-alerts",
+                "app.kubernetes.io/component": "monitoring",
+                "app.kubernetes.io/part-of": "llmplane",
+                "app.kubernetes.io/managed-by": "pulumi",
+            },
+        },
+        "spec": {"groups": [builder.slo_group(), builder.capacity_group(),
+                            builder.rollout_group(), builder.fleet_group()]},
+    }
+
+
+def rule_groups(rule: dict[str, Any]) -> dict[str, Any]:
+    """A PrometheusRule's spec as a plain rule file for promtool and Prometheus."""
+    if rule.get("kind") != "PrometheusRule":
+        raise ValueError(f"expected a PrometheusRule, got kind {rule.get('kind')!r}")
+    return {"groups": rule["spec"]["groups"]}
+
+
+def load(path: Path = ALERTS_FILE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line PromQL as literal blocks, so the YAML reads like the query."""
+
+
+_Dumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
+
+
+def dump(document: dict[str, Any]) -> str:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120)
+
+
+def render_alerts_file() -> str:
+    return ("# Generated by `python -m monitoring.rules --write` from monitoring/rules.py: edit there.\n"
+            + dump(prometheus_rule()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m monitoring.rules", description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help=f"regenerate {ALERTS_FILE.name}")
+    action.add_argument("--out", type=Path, help="write the plain rule groups of alerts.yaml here")
+    parser.add_argument("--time-scale", type=int, help="with --out: build the rules with windows divided by this")
+    parser.add_argument("--interval", help="with --out: group evaluation interval, e.g. 1s")
+    args = parser.parse_args(argv)
+    if args.write:
+        ALERTS_FILE.write_text(render_alerts_file(), encoding="utf-8")
+        return
+    if args.time_scale or args.interval:
+        rule = prometheus_rule(AlertParams(time_scale=args.time_scale or 1, evaluation_interval=args.interval))
+    else:
+        rule = load()
+    args.out.write_text(dump(rule_groups(rule)), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
