@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from capacity.policy import AutoscalingPolicy
+from components.autoscaling.keda import KedaInstall
+from components.autoscaling.model_autoscaler import ModelAutoscaler, ModelAutoscalerArgs
 from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import ClusterArgs
 from components.clusters.gcp import GcpGpuCluster
@@ -135,12 +138,15 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         )
         if spec.observability.enabled:
             _observability(spec, cluster, target, on_cluster)
+        if spec.autoscaling.keda and not cluster.render_dir:
+            KedaInstall(f"{cluster.name}-keda", opts=on_cluster)
         for model_name, model in spec.models.items():
             if cluster not in spec.clusters_of(model):
                 continue
             pool = next(p for p in cluster.pools if p.name == model.pool)
             for version in model.versions:
-                VllmService(
+                policy = AutoscalingPolicy.from_spec(spec.autoscaling, model, version, model_name)
+                service = VllmService(
                     f"{cluster.name}-{model_name}-{version.version}",
                     VllmServiceArgs(
                         model_name=model_name,
@@ -152,7 +158,14 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                         api_key_secret=serving.api_key_secret,
                         entrypoint_configmap=serving.entrypoint_configmap,
                         service_monitor=spec.observability.enabled,
+                        autoscaled=True,
                     ),
+                    opts=on_cluster,
+                )
+                ModelAutoscaler(
+                    f"{cluster.name}-{model_name}-{version.version}",
+                    ModelAutoscalerArgs(policy=policy, deployment_name=service.deployment_name,
+                                        namespace=serving.namespace, model=model_name, version=version.version),
                     opts=on_cluster,
                 )
             ModelRollout(

@@ -62,6 +62,8 @@ class VllmServiceArgs:
     """Create a Prometheus Operator ServiceMonitor (needs its CRD in the cluster)."""
     generation_seconds: int = 300
     """Longest generation to let finish when a pod stops."""
+    autoscaled: bool = False
+    """An autoscaler owns the replica count: leave `spec.replicas` out so `pulumi up` never fights it."""
 
     @property
     def artifact(self) -> Artifact:
@@ -120,7 +122,7 @@ class VllmService(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata={**meta, "annotations": {"llmplane.dev/weights-sha256": args.artifact.sha256}},
             spec={
-                "replicas": replicas.min,
+                **({} if args.autoscaled else {"replicas": max(replicas.min, 1)}),
                 "selector": {"matchLabels": selector},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
                 "progressDeadlineSeconds": args.model.load_seconds + 600,

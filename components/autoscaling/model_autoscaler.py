@@ -1,0 +1,115 @@
+"""ModelAutoscaler: exactly one autoscaler per vLLM Deployment, KEDA's ScaledObject or an HPA.
+
+Thresholds come from `capacity.policy.AutoscalingPolicy`, the same object the capacity planner replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from capacity.policy import AutoscalingPolicy
+from components.labels import k8s_labels
+from components.serving.vllm_service import MONITORING_NAMESPACE
+
+PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
+"""Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""
+
+SCALE_DOWN_PODS_PER_PERIOD = 1
+SCALE_DOWN_PERIOD_SECONDS = 300
+"""Remove at most one replica every five minutes: a removed GPU replica costs minutes to bring back."""
+
+
+@dataclass(frozen=True)
+class ModelAutoscalerArgs:
+    """The Deployment to scale and the policy to scale it by."""
+
+    policy: AutoscalingPolicy
+    """Thresholds and windows."""
+    deployment_name: pulumi.Input[str]
+    """The version's Deployment."""
+    namespace: pulumi.Input[str]
+    """Its namespace."""
+    model: str
+    """Model name (labels)."""
+    version: str
+    """Version (labels)."""
+
+
+def behavior(policy: AutoscalingPolicy) -> dict:
+    """HPA behaviour: fast, stabilised scale-up; slow scale-down, both windows from the policy."""
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": policy.scale_up_seconds, "selectPolicy": "Max",
+                    "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                                 {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+        "scaleDown": {"stabilizationWindowSeconds": policy.scale_down_seconds, "selectPolicy": "Min",
+                      "policies": [{"type": "Pods", "value": SCALE_DOWN_PODS_PER_PERIOD,
+                                    "periodSeconds": SCALE_DOWN_PERIOD_SECONDS}]},
+    }
+
+
+def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str]) -> dict:
+    """KEDA ScaledObject spec: queue depth per replica (AverageValue) and KV-cache usage (Value)."""
+    spec = {
+        "scaleTargetRef": {"name": deployment},
+        "pollingInterval": policy.polling_seconds,
+        "cooldownPeriod": policy.cooldown_seconds,
+        "minReplicaCount": policy.hpa_min_replicas,
+        "maxReplicaCount": policy.max_replicas,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(policy)}},
+        "triggers": [
+            {"type": "prometheus", "name": "queue-depth", "metricType": "AverageValue", "metadata": {
+                "serverAddress": PROMETHEUS_URL, "query": policy.queue_query,
+                "threshold": str(policy.queue_per_replica),
+                "activationThreshold": str(policy.activation_queue)}},
+            {"type": "prometheus", "name": "kv-cache", "metricType": "Value", "metadata": {
+                "serverAddress": PROMETHEUS_URL, "query": policy.kv_cache_query,
+                "threshold": str(policy.kv_cache_target)}},
+        ],
+    }
+    return spec
+
+
+def hpa_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str]) -> dict:
+    """autoscaling/v2 HPA on the same two signals, served by prometheus-adapter as custom/external metrics."""
+    selector = {"matchLabels": {"model_name": policy.served_model_name}}
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": max(policy.min_replicas, 1),
+        "maxReplicas": policy.max_replicas,
+        "behavior": behavior(policy),
+        "metrics": [
+            {"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiting"},
+                                      "target": {"type": "AverageValue",
+                                                 "averageValue": str(policy.queue_per_replica)}}},
+            {"type": "External", "external": {"metric": {"name": "vllm_kv_cache_usage_perc", "selector": selector},
+                                              "target": {"type": "Value", "value": str(policy.kv_cache_target)}}},
+        ],
+    }
+
+
+class ModelAutoscaler(pulumi.ComponentResource):
+    """The one autoscaler of a model version's Deployment."""
+
+    kind: pulumi.Output[str]
+    """ScaledObject or HorizontalPodAutoscaler."""
+
+    def __init__(self, name: str, args: ModelAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:autoscaling:ModelAutoscaler", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        metadata = {"name": args.deployment_name, "namespace": args.namespace,
+                    "labels": k8s_labels(name="vllm", instance=f"{args.model}-{args.version}", component="autoscaler",
+                                         version=args.version, model=args.model, model_version=args.version)}
+        if args.policy.keda:
+            k8s.apiextensions.CustomResource(f"{name}-scaledobject", api_version="keda.sh/v1alpha1",
+                                             kind="ScaledObject", metadata=metadata,
+                                             spec=scaled_object_spec(args.policy, args.deployment_name), opts=child)
+            kind = "ScaledObject"
+        else:
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=metadata,
+                                                       spec=hpa_spec(args.policy, args.deployment_name), opts=child)
+            kind = "HorizontalPodAutoscaler"
+        self.kind = pulumi.Output.from_input(kind)
+        self.register_outputs({"kind": self.kind})
