@@ -1,0 +1,110 @@
+"""The autoscaling policy of one model version, read from the spec in one place.
+
+The KEDA ScaledObject (or HPA) that `components/` builds and the capacity planner that replays traces against
+it both take their thresholds from `AutoscalingPolicy.from_spec`, so what the planner proves is what ships.
+
+Semantics replayed (Kubernetes HPA v2 driven by KEDA):
+- trigger 1, queue: `sum(vllm:num_requests_waiting{model_name="<model>:<version>"})`, target type
+  AverageValue `queue_per_replica` -> desired = ceil(waiting / queue_per_replica);
+- trigger 2, KV cache: `avg(vllm:kv_cache_usage_perc{model_name=...})`, target `kv_cache_target` on the
+  average, i.e. desired = ceil(current * usage / kv_cache_target). In a KEDA Prometheus trigger this is
+  `metricType: Value` (an AverageValue target would divide the average once more by the replica count);
+- each proposal is ignored within the HPA tolerance (10 %), the larger proposal wins;
+- scale-up stabilisation: the smallest recommendation of the last `scale_up_seconds`; scale-down: the largest
+  of the last `scale_down_seconds`; HPA's default scale-up rate limit (at most max(double, +4 pods) per 15 s);
+- clamped to [min, max]; with scale to zero (spec allows it and min is 0) KEDA removes the last replica after
+  `cooldown_seconds` without activity and brings one back when waiting requests exceed `activation_queue`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stacks.spec.models import Autoscaling, DeployedVersion, Model
+
+HPA_TOLERANCE = 0.1
+"""Kubernetes HPA ignores a metric/target ratio within 10 % of 1 (kube-controller-manager's
+`--horizontal-pod-autoscaler-tolerance` default)."""
+
+HPA_SCALE_UP_PODS = 4
+"""HPA's default scale-up policy: add up to 4 pods ..."""
+
+HPA_SCALE_UP_PERCENT = 100
+"""... or 100 % of the current replicas, whichever is more ..."""
+
+HPA_SCALE_UP_PERIOD_SECONDS = 15
+"""... per 15 seconds (autoscaling/v2 default `behavior.scaleUp.policies`)."""
+
+
+@dataclass(frozen=True)
+class AutoscalingPolicy:
+    """What one model version's autoscaler does: the thresholds a ScaledObject carries and the planner replays."""
+
+    served_model_name: str
+    """The `model_name` label of the version's vLLM metrics, `<model>:<version>`."""
+    min_replicas: int
+    """Fewest replicas (0 only with scale to zero)."""
+    max_replicas: int
+    """Most replicas."""
+    keda: bool
+    """KEDA ScaledObject; a plain HPA on custom metrics otherwise."""
+    queue_per_replica: float
+    """AverageValue target of the waiting-requests trigger."""
+    kv_cache_target: float
+    """Target of the average KV-cache usage (0-1)."""
+    scale_up_seconds: int
+    """HPA `behavior.scaleUp.stabilizationWindowSeconds`."""
+    scale_down_seconds: int
+    """HPA `behavior.scaleDown.stabilizationWindowSeconds`."""
+    polling_seconds: int
+    """KEDA `pollingInterval`: how often the triggers are read."""
+    scale_to_zero: bool
+    """Whether the version may go to zero replicas (the spec allows it and min is 0)."""
+    activation_queue: float
+    """KEDA `activationThreshold` of the queue trigger: waiting requests above it wake the version from zero."""
+    cooldown_seconds: int
+    """KEDA `cooldownPeriod`: idle seconds before the last replica goes."""
+    tolerance: float = HPA_TOLERANCE
+    """Ratio band around 1 in which the HPA does not scale."""
+
+    @property
+    def hpa_min_replicas(self) -> int:
+        """`minReplicaCount` of the ScaledObject / `minReplicas` of the HPA (at least 1 unless scale to zero)."""
+        return self.min_replicas if self.scale_to_zero else max(self.min_replicas, 1)
+
+    @property
+    def queue_query(self) -> str:
+        """PromQL of the queue trigger: one value, summed over the version's replicas."""
+        return f'sum(vllm:num_requests_waiting{{model_name="{self.served_model_name}"}})'
+
+    @property
+    def kv_cache_query(self) -> str:
+        """PromQL of the KV-cache trigger: the average usage over the version's replicas."""
+        return f'avg(vllm:kv_cache_usage_perc{{model_name="{self.served_model_name}"}})'
+
+    @classmethod
+    def from_spec(
+        cls, autoscaling: Autoscaling, model: Model, version: DeployedVersion | str, name: str
+    ) -> AutoscalingPolicy:
+        """The policy of `name`'s deployed `version` (a DeployedVersion or its version string)."""
+        if isinstance(version, str):
+            matches = [v for v in model.versions if v.version == version]
+            if not matches:
+                deployed = ", ".join(v.version for v in model.versions)
+                raise ValueError(f"model '{name}' does not deploy version '{version}' (deployed: {deployed})")
+            version = matches[0]
+        bounds = model.replicas_of(version)
+        return cls(
+            served_model_name=f"{name}:{version.version}",
+            min_replicas=bounds.min,
+            max_replicas=bounds.max,
+            keda=autoscaling.keda,
+            queue_per_replica=autoscaling.queue_per_replica,
+            kv_cache_target=autoscaling.kv_cache_target,
+            scale_up_seconds=autoscaling.scale_up_seconds,
+            scale_down_seconds=autoscaling.scale_down_seconds,
+            polling_seconds=autoscaling.polling_seconds,
+            scale_to_zero=autoscaling.scale_to_zero and bounds.min == 0,
+            activation_queue=autoscaling.activation_queue,
+            cooldown_seconds=autoscaling.cooldown_seconds,
+        )
