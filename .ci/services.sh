@@ -4,8 +4,9 @@
 #   install  Debian's prometheus (with promtool) and prometheus-alertmanager;
 #            Grafana Loki built from its Go module into .tools/loki/ (cached).
 #            Debian's package named `loki` is an unrelated genetics tool.
-#   start    for a person looking around: the simulator on :8000, Prometheus
-#            on :9090 with our rules, Loki on :3100 (pids in .tools/run/).
+#   start    for a person looking around: python -m monitoring.localstack in
+#            the background: the simulator on :8000, Prometheus on :9090 with
+#            our rules, Loki on :3100, data in .tools/run/.
 #   stop     stops what `start` started.
 #
 # Every subcommand is idempotent. The tests start their own short-lived
@@ -22,6 +23,8 @@ LOKI_BIN=$LOKI_DIR/loki-$LOKI_VERSION
 LOKI_UNAVAILABLE=$LOKI_DIR/UNAVAILABLE
 RUN_DIR=$ROOT/.tools/run
 PY=${PYTHON:-$ROOT/.venv/bin/python}
+# Where the Go toolchain's tarball installs, in case PATH lacks it.
+[ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 
 log() { echo "services: $*" >&2; }
 
@@ -52,14 +55,24 @@ install_loki() {
   if [ -x "$LOKI_BIN" ]; then log "loki $LOKI_VERSION cached at $LOKI_BIN"; return; fi
   mkdir -p "$LOKI_DIR"
   rm -f "$LOKI_UNAVAILABLE"
+  if ! command -v go >/dev/null; then
+    echo "no Go toolchain on PATH to build Loki with" >"$LOKI_UNAVAILABLE"
+    log "$(cat "$LOKI_UNAVAILABLE")"
+    return 0
+  fi
   local src=$LOKI_DIR/src-$LOKI_VERSION
   [ -f "$src/go.mod" ] || fetch_loki_source "$src" || return 0
-  log "building loki $LOKI_VERSION in $src (about 10 minutes on 2 cores, cached after)"
+  log "building loki $LOKI_VERSION in $src (5 to 10 minutes on 2 cores; the binary is cached)"
   local vprefix=$LOKI_MODULE/pkg/util/build
-  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -tags netgo \
+  if ! (cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -tags netgo \
     -ldflags "-s -w -X $vprefix.Version=${LOKI_VERSION#v} -X $vprefix.Branch=module-proxy" \
-    -o "$LOKI_BIN.tmp" ./cmd/loki)
+    -o "$LOKI_BIN.tmp" ./cmd/loki); then
+    echo "go build of $LOKI_MODULE@$LOKI_VERSION failed: see the output of .ci/services.sh install" \
+      >"$LOKI_UNAVAILABLE"
+    return 1
+  fi
   mv "$LOKI_BIN.tmp" "$LOKI_BIN"
+  rm -rf "$src"
   log "$("$LOKI_BIN" -version 2>&1 | head -1)"
 }
 
@@ -92,45 +105,26 @@ module_dir() {
   printf '%s' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
 }
 
-running() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
-
-spawn() {
-  local name=$1; shift
-  if running "$name"; then log "$name already running"; return; fi
-  nohup "$@" >"$RUN_DIR/$name.out" 2>&1 &
-  echo $! >"$RUN_DIR/$name.pid"
-  log "$name started (pid $!, output $RUN_DIR/$name.out)"
-}
+running() { [ -f "$RUN_DIR/localstack.pid" ] && kill -0 "$(cat "$RUN_DIR/localstack.pid")" 2>/dev/null; }
 
 start() {
-  mkdir -p "$RUN_DIR/prometheus-data" "$RUN_DIR/loki-data"
-  (cd "$ROOT" && "$PY" -m monitoring.rules --out "$RUN_DIR/rules.yaml")
-  cat >"$RUN_DIR/prometheus.yml" <<EOF
-global: {scrape_interval: 5s, evaluation_interval: 5s}
-rule_files: ["$RUN_DIR/rules.yaml"]
-scrape_configs:
-  - job_name: vllm-simulator
-    static_configs: [{targets: ["127.0.0.1:8000"]}]
-EOF
-  spawn simulator "$PY" -m monitoring.simulator --host 127.0.0.1 --port 8000 \
-    --mode normal --log "$RUN_DIR/requests.log"
-  spawn prometheus prometheus --config.file="$RUN_DIR/prometheus.yml" \
-    --web.listen-address=127.0.0.1:9090 --storage.tsdb.path="$RUN_DIR/prometheus-data"
-  if [ -x "$LOKI_BIN" ]; then
-    (cd "$ROOT" && "$PY" -m monitoring.loki_config --port 3100 --dir "$RUN_DIR/loki-data" \
-      >"$RUN_DIR/loki.yaml")
-    spawn loki "$LOKI_BIN" -config.file="$RUN_DIR/loki.yaml"
-  else
-    log "loki not installed: run '$0 install'"
-  fi
+  if running; then log "already running (pid $(cat "$RUN_DIR/localstack.pid"))"; return; fi
+  mkdir -p "$RUN_DIR"
+  cd "$ROOT"
+  nohup "$PY" -m monitoring.localstack --dir "$RUN_DIR" >"$RUN_DIR/localstack.out" 2>&1 &
+  echo $! >"$RUN_DIR/localstack.pid"
+  log "started (pid $(cat "$RUN_DIR/localstack.pid")); output in $RUN_DIR/localstack.out"
 }
 
 stop() {
-  local name
-  for name in loki prometheus simulator; do
-    if running "$name"; then kill "$(cat "$RUN_DIR/$name.pid")" && log "$name stopped"; fi
-    rm -f "$RUN_DIR/$name.pid"
-  done
+  if running; then
+    local pid
+    pid=$(cat "$RUN_DIR/localstack.pid")
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+    log "stopped"
+  fi
+  rm -f "$RUN_DIR/localstack.pid"
 }
 
 case "${1:-}" in

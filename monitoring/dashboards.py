@@ -36,7 +36,9 @@ SEL = 'model=~"$model", version=~"$version"'
 BY = "model, version"
 LEGEND = "{{model}} {{version}}"
 RATE = "$__rate_interval"
-LOG_STREAM = '{app="vllm", model=~"$model", version=~"$version"}'
+# The log agent labels streams of a model's pods with `model` and `version`;
+# "All" is ".+", so Loki gets a matcher that excludes the empty value.
+LOG_STREAM = '{model=~"$model", version=~"$version"}'
 # A request log line whose first token took longer than the TTFT objective.
 SLOW_FIRST_TOKEN_SECONDS = 2.5
 
@@ -120,9 +122,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
     ("Request logs", (
         Panel("Log lines", "Request log lines per model version, from Loki.", "short",
               (Target(f"sum by ({BY}) (count_over_time({LOG_STREAM} [$__auto]))"),), source="loki"),
-        Panel("Failed requests", "Request log lines of engine errors.", "",
-              (Target(f'{LOG_STREAM} | json | level="error"', ""),), source="loki", logs=True),
-        Panel("Slow first tokens", f"Requests whose first token took over {SLOW_FIRST_TOKEN_SECONDS}s.", "",
+        Panel("Failed requests", "Error lines, in vLLM's text logs or JSON request logs.", "",
+              (Target(f"{LOG_STREAM} |~ `(?i)\\berror\\b`", ""),), source="loki", logs=True),
+        Panel("Slow first tokens", f"JSON request log lines whose first token took over "
+              f"{SLOW_FIRST_TOKEN_SECONDS}s.", "",
               (Target(f"{LOG_STREAM} | json | ttft_seconds > {SLOW_FIRST_TOKEN_SECONDS}", ""),),
               source="loki", logs=True),
     )),
@@ -151,7 +154,7 @@ def _variables() -> list[Any]:
     def label_values(label: str, selector: str) -> Any:
         return (dashboard.QueryVariable(label).label(label.capitalize()).datasource(PROMETHEUS)
                 .query(f"label_values({selector}, {label})").refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-                .multi(True).include_all(True).all_value(".*"))
+                .multi(True).include_all(True).all_value(".+"))
 
     return [
         dashboard.DatasourceVariable("prometheus").label("Prometheus").type("prometheus"),

@@ -68,6 +68,8 @@ class ObservabilityStack(pulumi.ComponentResource):
                 "ruleSelectorNilUsesHelmValues": False,
                 "remoteWrite": [{"url": settings.remote_write_url}] if settings.remote_write_url else [],
             }},
+            "kube-state-metrics": {"metricLabelsAllowlist": [
+                "deployments=[llmplane.dev/model,llmplane.dev/model-version]"]},
             "grafana": {
                 "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard"}},
                 "additionalDataSources": [{"name": "Loki", "type": "loki", "uid": "loki",

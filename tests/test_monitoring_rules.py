@@ -1,0 +1,142 @@
+"""Alert rules: generated from parameters, checked and unit-tested by promtool."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitoring import rules
+
+MONITORING = Path(rules.__file__).parent
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: run .ci/services.sh install")
+
+
+def _alerts(rule: dict) -> list[dict]:
+    return [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", markdown, re.MULTILINE)}
+
+
+def test_alerts_yaml_is_what_rules_py_generates():
+    assert (MONITORING / "alerts.yaml").read_text() == rules.render_alerts_file(), (
+        "monitoring/alerts.yaml is stale: run python -m monitoring.rules --write")
+
+
+def test_alerts_yaml_is_a_prometheus_rule():
+    rule = rules.load()
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"]["groups"]
+
+
+def test_every_alert_has_a_summary_and_a_runbook_section():
+    anchors = _anchors((MONITORING / "runbook.md").read_text())
+    for alert in _alerts(rules.load()):
+        assert alert["annotations"]["summary"]
+        path, _, anchor = alert["annotations"]["runbook_url"].partition("#")
+        assert path == "monitoring/runbook.md"
+        assert anchor in anchors, f"runbook.md has no section for {alert['alert']}"
+
+
+def test_the_issue_s_alerts_are_all_there():
+    assert {a["alert"] for a in _alerts(rules.load())} == {
+        "VllmTtftBudgetBurnFast", "VllmTtftBudgetBurnSlow", "VllmErrorBudgetBurnFast", "VllmErrorBudgetBurnSlow",
+        "VllmQueueBacklog", "VllmKvCacheSaturated", "VllmPreemptions", "VllmNoReadyReplicas", "GpuXidErrors",
+        "VllmCanaryWorseThanBaseline",
+    }
+
+
+def test_burn_rate_alerts_use_the_sre_workbook_windows_and_rates():
+    exprs = {a["alert"]: a["expr"] for a in _alerts(rules.load())}
+    for slo, record in (("Ttft", "vllm_ttft_slow"), ("Error", "vllm_request_errors")):
+        fast, slow = exprs[f"Vllm{slo}BudgetBurnFast"], exprs[f"Vllm{slo}BudgetBurnSlow"]
+        assert re.search(rf"{record}:ratio_rate1h > 14.4 \*.*\n.*\n.*{record}:ratio_rate5m > 14.4 \*", fast)
+        assert re.search(rf"{record}:ratio_rate6h > 6 \*.*\n.*\n.*{record}:ratio_rate30m > 6 \*", fast)
+        assert re.search(rf"{record}:ratio_rate1d > 3 \*.*\n.*\n.*{record}:ratio_rate2h > 3 \*", slow)
+        assert re.search(rf"{record}:ratio_rate3d > 1 \*.*\n.*\n.*{record}:ratio_rate6h > 1 \*", slow)
+
+
+def test_slo_numbers_are_parameters():
+    rule = rules.prometheus_rule(rules.AlertParams(slo=rules.Slo(ttft_seconds=1.0, availability_objective=0.99)))
+    text = rules.dump(rule)
+    assert 'le=~"1.0|1"' in text and "14.4 * 0.01\n" in text
+    assert "* 0.001" not in text
+
+
+def test_a_ttft_threshold_between_histogram_buckets_is_refused():
+    with pytest.raises(ValueError, match=r"ttft_seconds=2.0 is not a bucket bound of vllm:time_to_first_token"):
+        rules.Slo(ttft_seconds=2.0)
+
+
+def test_time_scale_shortens_windows_and_for_durations_for_tests():
+    rule = rules.prometheus_rule(rules.AlertParams(time_scale=60, evaluation_interval="1s"))
+    groups = rule["spec"]["groups"]
+    assert {g["interval"] for g in groups} == {"1s"}
+    first = groups[0]["rules"][0]
+    assert first["record"] == "llmplane:vllm_ttft_slow:ratio_rate5m" and "[5s]" in first["expr"]
+    fast = next(a for a in _alerts(rule) if a["alert"] == "VllmTtftBudgetBurnFast")
+    assert fast["for"] == "2s"
+
+
+def test_rule_groups_refuses_other_kinds():
+    with pytest.raises(ValueError, match="expected a PrometheusRule, got kind 'ConfigMap'"):
+        rules.rule_groups({"kind": "ConfigMap"})
+
+
+def test_every_alert_has_a_firing_and_a_quiet_promtool_case():
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in (MONITORING / "tests").glob("*.yaml"):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    names = {a["alert"] for a in _alerts(rules.load())}
+    assert names <= firing, f"no firing case for {sorted(names - firing)}"
+    assert names <= quiet, f"no quiet case for {sorted(names - quiet)}"
+
+
+@pytest.fixture
+def promtool_dir(tmp_path: Path) -> Path:
+    """monitoring/tests/*.yaml beside the plain rules extracted from alerts.yaml."""
+    (tmp_path / "rules.yaml").write_text(rules.dump(rules.rule_groups(rules.load())))
+    for path in (MONITORING / "tests").glob("*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    return tmp_path
+
+
+def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@needs_promtool
+def test_promtool_check_rules(promtool_dir: Path):
+    result = _promtool("check", "rules", "rules.yaml", cwd=promtool_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@needs_promtool
+def test_promtool_check_rules_with_test_time_scale(tmp_path: Path):
+    rule = rules.prometheus_rule(rules.AlertParams(time_scale=60, evaluation_interval="1s"))
+    (tmp_path / "rules.yaml").write_text(rules.dump(rules.rule_groups(rule)))
+    result = _promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+def test_promtool_unit_tests_pass(promtool_dir: Path):
+    files = sorted(p.name for p in promtool_dir.glob("*.yaml") if p.name != "rules.yaml")
+    assert len(files) >= 5
+    result = _promtool("test", "rules", *files, cwd=promtool_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout
