@@ -9,6 +9,8 @@ PYTHON := $(VENV)/bin/python
 STACK := local
 RENDER_DIR := build/local
 ENV ?= prod
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
 
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.state
@@ -30,11 +32,17 @@ up: toolchain
 	@pulumi up --stack $(STACK) --yes --skip-preview $(POLICY_PACK)
 	@$(PYTHON) -m toolchain.summary --stack $(STACK) --render-dir $(RENDER_DIR)
 
-test: toolchain
+test: toolchain $(CHECKOV)
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 plan: $(VENV)/.installed
 	@$(VENV)/bin/llmplane plan $(ENV)
+
+# checkov pins libraries the Pulumi SDKs cannot share, so it gets a virtualenv of its own.
+$(CHECKOV):
+	@echo "checkov: installing checkov==$(CHECKOV_VERSION) into .tools/checkov"
+	@python3 -m venv .tools/checkov
+	@.tools/checkov/bin/pip install --disable-pip-version-check -q checkov==$(CHECKOV_VERSION)
 
 toolchain: $(VENV)/.installed
 	@$(PYTHON) -m toolchain.bootstrap

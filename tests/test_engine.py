@@ -143,3 +143,49 @@ def test_second_up_changes_nothing(updates: TwoUpdates) -> None:
 
 def test_preview_expects_no_changes(updates: TwoUpdates) -> None:
     updates.engine.preview_expecting_no_changes()
+
+
+CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
+CUSTOM_KINDS = {"Gateway", "HTTPRoute", "ScaledObject", "ServiceMonitor", "PrometheusRule"}
+"""Kinds from CRDs (Gateway API, KEDA, Prometheus Operator): not in the core Kubernetes schema."""
+
+
+def test_rendered_manifests_validate_against_the_kubernetes_schema(updates: TwoUpdates) -> None:
+    import kubernetes_validate
+
+    checked = 0
+    for path in updates.manifests():
+        obj = yaml.safe_load(path.read_text())
+        if obj["kind"] in CUSTOM_KINDS:
+            continue
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+        checked += 1
+    assert checked >= 8
+
+
+def test_checkov_finds_nothing_unexplained(updates: TwoUpdates) -> None:
+    if not CHECKOV.exists():
+        pytest.skip("checkov is missing: run `make test`, which installs it into .tools/checkov")
+    exemptions = yaml.safe_load((ROOT / "policies" / "checkov_exemptions.yaml").read_text()) or {}
+    assert all(reason for reason in exemptions.values()), "every exemption states its reason"
+    skip = ["--skip-check", ",".join(exemptions)] if exemptions else []
+    done = subprocess.run([str(CHECKOV), "-d", str(updates.engine.tmp / "render"), "--framework", "kubernetes",
+                           "--skip-download", "--quiet", "--compact", "-o", "json", *skip],
+                          capture_output=True, text=True, timeout=600, check=False)
+    report = json.loads(done.stdout)
+    summary = report["summary"] if isinstance(report, dict) else report[0]["summary"]
+    assert summary["passed"] > 50
+    assert summary["failed"] == 0, done.stdout[-3000:]
+
+
+def test_editing_replica_bounds_changes_exactly_that_autoscaler(updates: TwoUpdates) -> None:
+    engine = updates.engine
+    config = yaml.safe_load(engine.config.read_text())
+    config["config"]["llmplane:models"]["llama-3-8b"]["replicas"]["max"] += 1
+    config["config"]["llmplane:clusters"][0]["pools"][0]["nodes"]["max"] += 1
+    edited = engine.tmp / "edited.yaml"
+    edited.write_text(yaml.safe_dump(config, sort_keys=False))
+    preview = json.loads(engine.run("preview", "--stack", STACK, "--json", "--config-file", str(edited),
+                                    *engine.policy))
+    changed = [(s["op"], s["urn"].split("::")[-1]) for s in preview["steps"] if s["op"] != "same"]
+    assert changed == [("update", "local-llama-3-8b-1.0.0-scaledobject")], changed

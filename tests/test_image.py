@@ -78,10 +78,12 @@ def _run(tmp_path: Path, uri: str, sha256: str) -> subprocess.CompletedProcess:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     fake = bin_dir / "vllm"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'vllm-args'}\n")
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'vllm-args'}\necho \"$VLLM_API_KEY\" > {tmp_path / 'key'}\n")
     fake.chmod(0o755)
+    (tmp_path / "api-key").write_text("sk-test-key\n")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LLMPLANE_MODEL_URI": uri,
-           "LLMPLANE_MODEL_SHA256": sha256, "LLMPLANE_MODEL_CACHE": str(tmp_path / "cache")}
+           "LLMPLANE_MODEL_SHA256": sha256, "LLMPLANE_MODEL_CACHE": str(tmp_path / "cache"),
+           "LLMPLANE_API_KEY_FILE": str(tmp_path / "api-key")}
     return subprocess.run([sys.executable, str(ENTRYPOINT), "/models/weights", "--port", "8000"], env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -92,6 +94,7 @@ def test_verified_weights_are_unpacked_and_vllm_serve_is_execed(tmp_path, weight
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cache" / "weights" / "config.json").exists()
     assert (tmp_path / "vllm-args").read_text().split() == ["serve", "/models/weights", "--port", "8000"]
+    assert (tmp_path / "key").read_text().strip() == "sk-test-key", "the mounted key reaches vLLM"
 
 
 def test_checksum_mismatch_fails_clearly_and_leaves_nothing_that_looks_complete(tmp_path, weights_server):

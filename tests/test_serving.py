@@ -116,8 +116,13 @@ def test_api_key_reaches_vllm_only_through_a_secret():
     secrets = plan.of_type("kubernetes:core/v1:Secret")
     assert secrets and all(s.inputs["stringData"] == "[secret]" for s in secrets)
     for deployment in plan.of_type(DEPLOYMENT):
-        env = {e["name"]: e for e in _container(deployment)["env"]}
-        assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "api-key"
+        container = _container(deployment)
+        env = {e["name"]: e for e in container["env"]}
+        assert "VLLM_API_KEY" not in env, "the key is mounted as a file, not put in the environment"
+        volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["api-key"]["secret"]["secretName"] == "vllm-api-key"
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "api-key")
+        assert env["LLMPLANE_API_KEY_FILE"]["value"] == f"{mount['mountPath']}/api-key"
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -22,6 +22,9 @@ GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
 GATEWAY_NAMESPACE = "llmplane-gateway"
 MONITORING_NAMESPACE = "monitoring"
 ENTRYPOINT_DIR = "/opt/llmplane"
+API_KEY_DIR = "/var/run/secrets/llmplane"
+SERVING_UID = 10001
+"""The serving image's user: non-root and above the host's usual UID range."""
 PRE_STOP_SECONDS = 15
 """Time for endpoints to drop the pod before vLLM stops taking requests."""
 
@@ -224,9 +227,9 @@ class VllmService(pulumi.ComponentResource):
             "terminationGracePeriodSeconds": PRE_STOP_SECONDS + drain_budget + 30,
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "runAsGroup": 1000,
-                "fsGroup": 1000,
+                "runAsUser": SERVING_UID,
+                "runAsGroup": SERVING_UID,
+                "fsGroup": SERVING_UID,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
@@ -261,8 +264,7 @@ class VllmService(pulumi.ComponentResource):
                         {"name": "XDG_CACHE_HOME", "value": "/var/cache/vllm"},
                         {"name": "HF_HUB_OFFLINE", "value": "1"},
                         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
-                        {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": args.api_key_secret,
-                                                                                 "key": "api-key"}}},
+                        {"name": "LLMPLANE_API_KEY_FILE", "value": f"{API_KEY_DIR}/api-key"},
                     ],
                     "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
                     "resources": {"requests": resources, "limits": resources},
@@ -289,6 +291,7 @@ class VllmService(pulumi.ComponentResource):
                         {"name": "tmp", "mountPath": "/tmp"},
                         {"name": "cache", "mountPath": "/var/cache/vllm"},
                         {"name": "entrypoint", "mountPath": ENTRYPOINT_DIR, "readOnly": True},
+                        {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
                     ],
                 }
             ],
@@ -298,5 +301,6 @@ class VllmService(pulumi.ComponentResource):
                 {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
                 {"name": "cache", "emptyDir": {"sizeLimit": "8Gi"}},
                 {"name": "entrypoint", "configMap": {"name": args.entrypoint_configmap, "defaultMode": 0o555}},
+                {"name": "api-key", "secret": {"secretName": args.api_key_secret, "defaultMode": 0o400}},
             ],
         }

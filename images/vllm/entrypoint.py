@@ -2,7 +2,9 @@
 """Fetch a model version's weights into the node-local cache, verify them, then exec `vllm serve`.
 
 Environment: LLMPLANE_MODEL_URI (s3://, gs://, https://; http:// only for local tests),
-LLMPLANE_MODEL_SHA256 (the catalog's digest of the archive), LLMPLANE_MODEL_CACHE (cache folder).
+LLMPLANE_MODEL_SHA256 (the catalog's digest of the archive), LLMPLANE_MODEL_CACHE (cache folder),
+LLMPLANE_API_KEY_FILE (optional: the API key, mounted from a Secret as a file, handed to vLLM as VLLM_API_KEY
+so the key never sits in the pod spec's environment).
 Arguments: passed to `vllm serve` unchanged; the first is the weights folder, `<cache>/weights`.
 
 A download is written to `<sha256>.partial` and renamed only after its digest matches, so an interrupted or
@@ -107,6 +109,9 @@ def main(argv: list[str]) -> int:
         print(f"llmplane-entrypoint: {error}", file=sys.stderr)
         return error.code
     unpack(archive, cache / "weights")
+    key_file = os.environ.get("LLMPLANE_API_KEY_FILE")
+    if key_file:
+        os.environ["VLLM_API_KEY"] = Path(key_file).read_text().strip()
     print(f"llmplane-entrypoint: weights {sha256[:12]} verified, starting vllm", file=sys.stderr, flush=True)
     os.execvp("vllm", ["vllm", "serve", *argv])
     return 0  # not reached: exec replaced the process
