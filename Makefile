@@ -21,13 +21,15 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 # Offline: a missing plugin is an error, not a download attempt.
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 
-POLICY_PACK := $(if $(wildcard policies/PulumiPolicy.yaml),--policy-pack policies)
+POLICY_CONFIG := .state/policy-config.$(STACK).json
+POLICY_PACK := --policy-pack policies --policy-pack-config $(POLICY_CONFIG)
 
 .PHONY: up test plan toolchain
 
 up: toolchain
 	@$(VENV)/bin/llmplane validate $(STACK)
 	@mkdir -p .state
+	@$(VENV)/bin/llmplane policy-config $(STACK) --out $(POLICY_CONFIG)
 	@pulumi stack select --create $(STACK) >/dev/null
 	@pulumi up --stack $(STACK) --yes --skip-preview $(POLICY_PACK)
 	@$(PYTHON) -m toolchain.summary --stack $(STACK) --render-dir $(RENDER_DIR)

@@ -1,4 +1,4 @@
-"""`llmplane`: validate an environment and plan it offline.
+"""`llmplane`: validate an environment, plan it offline, diff it against a git ref, plan its capacity.
 
 Exit codes: 0 fine, 2 invalid environment (every problem printed), 3 the plan violates a mandatory policy,
 1 anything else.
@@ -70,6 +70,37 @@ def _policy_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capacity(args: argparse.Namespace) -> int:
+    from capacity.planner import PlanError, format_table, plan
+    from capacity.trace import TraceError, read_trace
+
+    config = _stack_config(args)
+    spec = load_spec(config.values, config.environment)
+    try:
+        trace = read_trace(args.trace)
+        result = plan(spec, trace, args.model, args.version, args.cluster)
+    except (TraceError, PlanError) as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    print(format_table(result))
+    if args.plot is not None:
+        from capacity.plot import write_plot
+
+        print(f"plot written to {write_plot(result, args.plot)}", file=sys.stderr)
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .review import DiffError, markdown, review
+
+    try:
+        print(markdown(review(args.environment, args.base)))
+    except DiffError as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _environments_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--environments", metavar="DIR", type=Path, default=ENVIRONMENTS,
                          help="folder holding the Pulumi.<env>.yaml files (default: the project's environments/)")
@@ -77,7 +108,8 @@ def _environments_option(command: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The command line: `llmplane validate <env>`, `llmplane plan <env> [--json]`,
-    `llmplane policy-config <env> [--out FILE]`."""
+    `llmplane diff <env> --base REF`, `llmplane policy-config <env> [--out FILE]`,
+    `llmplane capacity <env> --trace FILE [--plot PNG]`."""
     root = argparse.ArgumentParser(prog="llmplane", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check an environment file; exit 2 with every problem")
@@ -98,6 +130,26 @@ def parser() -> argparse.ArgumentParser:
     policy.add_argument("--out", metavar="FILE", type=Path, help="write to FILE instead of stdout")
     _environments_option(policy)
     policy.set_defaults(run=_policy_config)
+    diff = commands.add_parser("diff", help="Markdown of what the working tree changes in an environment against a "
+                                             "git ref: resources, property before/after, policy verdicts")
+    diff.add_argument("environment")
+    diff.add_argument("--base", metavar="REF", required=True, help="git ref to compare with, e.g. origin/main")
+    diff.set_defaults(run=_diff)
+    capacity = commands.add_parser(
+        "capacity",
+        help="replay a request trace against a model version's autoscaling policy: GPU-hours, cost and TTFT next "
+             "to static peak provisioning and a clairvoyant oracle",
+    )
+    capacity.add_argument("environment")
+    capacity.add_argument("--trace", metavar="FILE", type=Path, required=True,
+                          help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens (the Azure LLM inference format)")
+    capacity.add_argument("--model", metavar="NAME", help="model to plan (default: the environment's first)")
+    capacity.add_argument("--version", metavar="V", help="deployed version (default: the stable one)")
+    capacity.add_argument("--cluster", metavar="NAME", help="cluster whose pool prices the GPU-hours (default: the "
+                                                            "model's first)")
+    capacity.add_argument("--plot", metavar="PNG", type=Path, help="also write demand, replicas and TTFT over time")
+    _environments_option(capacity)
+    capacity.set_defaults(run=_capacity)
     return root
 
 

@@ -97,7 +97,7 @@ def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
     """One HybridLink per spec link; its on-prem side configuration is a secret stack output."""
     outputs: dict[str, pulumi.Output] = {}
     assigned = assign_tunnels(spec.hybrid)
-    tags = Ownership(spec.environment, spec.owner, spec.cost_center).tags()
+    ownership = Ownership(spec.environment, spec.owner, spec.cost_center)
     for link in spec.hybrid:
         aws_sides, gcp_sides, keys = [], [], {}
         for name in link.cloud_clusters:
@@ -113,7 +113,7 @@ def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
         component = HybridLink(f"hybrid-{link.name}", HybridLinkArgs(
             link=link, aws=aws_sides, gcp=gcp_sides,
             inside_cidrs={name: assigned[(link.name, name)] for name in link.cloud_clusters},
-            preshared_keys=keys, tags=tags))
+            preshared_keys=keys, tags=ownership.tags(), labels=ownership.gcp_labels()))
         outputs[f"hybrid:{link.name}:onprem-config"] = component.onprem_config
     return outputs
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .plan import Plan
+from collections.abc import Sequence
+
+from .plan import PlannedResource
 
 REPLACE_KEYS: dict[str, tuple[str, ...]] = {
     "kubernetes": ("metadata.name", "metadata.namespace", "apiVersion", "kind"),
@@ -64,9 +66,9 @@ def _replaces(type_: str, changes: tuple[PropertyChange, ...]) -> bool:
     return any(change.path == key or change.path.startswith(f"{key}.") for change in changes for key in keys)
 
 
-def diff_plans(base: Plan, head: Plan) -> list[ResourceChange]:
-    """Every resource that differs between two plans, in the head plan's order (removed ones last)."""
-    old, new = base.by_urn(), head.by_urn()
+def diff_plans(base: Sequence[PlannedResource], head: Sequence[PlannedResource]) -> list[ResourceChange]:
+    """Every resource that differs between two plans' resources, in the head's order (removed ones last)."""
+    old, new = {r.urn: r for r in base}, {r.urn: r for r in head}
     changes: list[ResourceChange] = []
     for urn, resource in new.items():
         if urn not in old:

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.labels import k8s_labels
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from stacks.spec.facts import machine_shape
@@ -240,11 +241,12 @@ class AwsGpuCluster(pulumi.ComponentResource):
         shape = machine_shape("aws", pool.gpu_type, pool.gpus_per_node)
         assert shape is not None, "the spec rules guarantee a machine shape"
         class_name = f"{pool.name}-gpu"
+        labels = k8s_labels(name="gpu-pool", instance=pool.name, component="node-pool")
         k8s.apiextensions.CustomResource(
             f"{name}-{pool.name}-nodeclass",
             api_version="karpenter.k8s.aws/v1",
             kind="EC2NodeClass",
-            metadata={"name": class_name},
+            metadata={"name": class_name, "labels": labels},
             spec={
                 "role": node_role,
                 "amiSelectorTerms": [{"alias": "al2023@latest"}],
@@ -262,7 +264,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
             f"{name}-{pool.name}-nodepool",
             api_version="karpenter.sh/v1",
             kind="NodePool",
-            metadata={"name": pool.name},
+            metadata={"name": pool.name, "labels": labels},
             spec={
                 "template": {
                     "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},
@@ -288,7 +290,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
                 f"{name}-{pool.name}-base",
                 api_version="karpenter.sh/v1",
                 kind="NodePool",
-                metadata={"name": f"{pool.name}-base"},
+                metadata={"name": f"{pool.name}-base", "labels": labels},
                 spec={
                     "template": {
                         "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},

@@ -55,6 +55,8 @@ class HybridLinkArgs:
     """Keys from secrets per `<cluster>-<n>`; generated where absent."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags for AWS resources."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """The same ownership as GCP labels."""
 
 
 class HybridLink(pulumi.ComponentResource):
@@ -138,11 +140,12 @@ class HybridLink(pulumi.ComponentResource):
         cluster, cname = side.cluster, side.cluster.name
         cidrs = self._args.inside_cidrs[cname]
         keys = [self._key(name, cname, i) for i in range(TUNNELS_PER_CONNECTION)]
+        labels = self._args.labels
         gateway = gcp.compute.HaVpnGateway(f"{name}-{cname}-havpn", name=f"{spec.name}-{cname}",
-                                           region=cluster.region, network=side.network_id, opts=opts)
+                                           region=cluster.region, network=side.network_id, labels=labels, opts=opts)
         external = gcp.compute.ExternalVpnGateway(
             f"{name}-{cname}-peer", name=f"{spec.name}-onprem", redundancy_type="SINGLE_IP_INTERNALLY_REDUNDANT",
-            interfaces=[{"id": 0, "ip_address": spec.public_ip}], opts=opts)
+            interfaces=[{"id": 0, "ip_address": spec.public_ip}], labels=labels, opts=opts)
         router = gcp.compute.Router(
             f"{name}-{cname}-router", name=f"{spec.name}-{cname}-bgp", region=cluster.region,
             network=side.network_id,
@@ -155,7 +158,7 @@ class HybridLink(pulumi.ComponentResource):
                 f"{name}-{cname}-tunnel-{i}", name=f"{spec.name}-{cname}-{i}", region=cluster.region,
                 vpn_gateway=gateway.id, vpn_gateway_interface=i, peer_external_gateway=external.id,
                 peer_external_gateway_interface=0, shared_secret=keys[i], router=router.id, ike_version=2,
-                opts=opts)
+                labels=labels, opts=opts)
             interface = gcp.compute.RouterInterface(
                 f"{name}-{cname}-if-{i}", name=f"{spec.name}-if-{i}", router=router.name, region=cluster.region,
                 ip_range=f"{cloud_ip}/30", vpn_tunnel=tunnel.name, opts=opts)

@@ -229,15 +229,15 @@ def tunnel_addresses(spec: PlatformSpec) -> Iterable[Problem]:
         if link.tunnel_inside_cidrs and len(link.tunnel_inside_cidrs) != TUNNELS_PER_CONNECTION * len(
                 link.cloud_clusters):
             yield Problem(path, f"{len(link.tunnel_inside_cidrs)} CIDRs given for {len(link.cloud_clusters)} cloud "
-                          f"cluster(s)", ", ".join(link.tunnel_inside_cidrs),
+                          f"cluster(s)", ", ".join(map(show, link.tunnel_inside_cidrs)),
                           f"give {TUNNELS_PER_CONNECTION} per cloud cluster, or none to have them allocated")
         for cidr in link.tunnel_inside_cidrs:
             reason = problem_with(cidr)
             if reason:
-                yield Problem(path, f"{cidr} {reason}", cidr,
+                yield Problem(path, f"{show(cidr)} {reason}", show(cidr),
                               "use a /30 from 169.254.6.0 to 169.254.169.248, e.g. 169.254.20.0/30")
             elif cidr in seen:
-                yield Problem(path, f"{cidr} is already used by link '{seen[cidr]}'", cidr,
+                yield Problem(path, f"{show(cidr)} is already used by link '{seen[cidr]}'", show(cidr),
                               "give every tunnel its own /30")
             else:
                 seen[cidr] = link.name

@@ -1,0 +1,121 @@
+"""`llmplane diff <env> --base <ref>`: what a pull request changes in an environment, as Markdown for a PR comment.
+
+Both sides are planned offline by the same command (`llmplane plan <env> --json`): the base from a pristine
+export of `<ref>` (its own code and environment files), the head from the working tree. Resources are matched by
+URN and compared property by property; policy verdicts that appear or disappear are listed too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .diff import ResourceChange, diff_plans
+from .environments import PROJECT_ROOT
+from .plan import PlannedResource
+
+SYMBOL = {"added": "+", "removed": "-", "changed": "~", "replaced": "+-"}
+MAX_VALUE = 60
+
+
+class DiffError(Exception):
+    """A side could not be planned; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's plan, as `llmplane plan --json` printed it."""
+
+    resources: list[PlannedResource]
+    policies: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Review:
+    """The difference between base and head for one environment."""
+
+    environment: str
+    base: str
+    changes: list[ResourceChange]
+    new_violations: list[dict[str, Any]]
+    fixed_violations: list[dict[str, Any]]
+
+
+def plan_tree(root: Path, environment: str) -> Side:
+    """Plan an environment with the code and environment files found under `root`."""
+    done = subprocess.run([sys.executable, "-m", "stacks.cli", "plan", environment, "--json"], cwd=root,
+                          env=_env_for(root), capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode not in (0, 3) or not done.stdout.strip().startswith("{"):
+        raise DiffError(f"planning {environment} in {root} failed (exit {done.returncode}):\n"
+                        f"{(done.stderr or done.stdout).strip()[-2000:]}")
+    document = json.loads(done.stdout)
+    resources = [PlannedResource(r["urn"], r["type"], r["name"], r["parent"], r["inputs"])
+                 for r in document["resources"]]
+    return Side(resources, document.get("policies", []))
+
+
+def _env_for(root: Path) -> dict[str, str]:
+    """The tree's own packages first on the path, so the base is planned by the base's code."""
+    return {**os.environ, "PYTHONPATH": str(root)}
+
+
+def export_ref(ref: str, target: Path, repo: Path = PROJECT_ROOT) -> None:
+    """A pristine copy of the tree at `ref` (no working-tree edits, no untracked files)."""
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=repo, capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise DiffError(f"git cannot read {ref!r}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+
+
+def _verdict_key(violation: dict[str, Any]) -> tuple[str, str, str, str]:
+    return violation["policy"], violation["enforcement"], violation["urn"], violation["message"]
+
+
+def review(environment: str, base: str, head_root: Path = PROJECT_ROOT) -> Review:
+    """Plan base and head and compare them."""
+    with tempfile.TemporaryDirectory(prefix="llmplane-base-") as tmp:
+        export_ref(base, Path(tmp))
+        before = plan_tree(Path(tmp), environment)
+    after = plan_tree(head_root, environment)
+    old = {_verdict_key(v): v for v in before.policies}
+    new = {_verdict_key(v): v for v in after.policies}
+    return Review(
+        environment=environment,
+        base=base,
+        changes=diff_plans(before.resources, after.resources),
+        new_violations=[v for key, v in new.items() if key not in old],
+        fixed_violations=[v for key, v in old.items() if key not in new],
+    )
+
+
+def _cell(value: Any) -> str:
+    text = "*(none)*" if value is None else f"`{json.dumps(value) if not isinstance(value, str) else value}`"
+    text = text.replace("|", "\\|")
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 4] + "…`"
+
+
+def markdown(result: Review) -> str:
+    """The review as Markdown: a summary line, one section per changed resource, then policy verdict changes."""
+    counts = {kind: sum(1 for c in result.changes if c.kind == kind) for kind in SYMBOL}
+    lines = [f"### llmplane diff `{result.environment}` against `{result.base}`", ""]
+    if not result.changes and not result.new_violations and not result.fixed_violations:
+        return "\n".join([*lines, "No changes."])
+    lines.append(", ".join(f"**{counts[k]}** {k}" for k in ("changed", "replaced", "added", "removed")))
+    for change in result.changes:
+        lines += ["", f"`{SYMBOL[change.kind]}` **{change.kind}** `{change.urn.split('::')[-1]}` ({change.type})"]
+        if change.properties:
+            lines += ["", "| property | before | after |", "|---|---|---|"]
+            lines += [f"| `{p.path}` | {_cell(p.before)} | {_cell(p.after)} |" for p in change.properties]
+    for title, items in (("New policy violations", result.new_violations),
+                         ("Resolved policy violations", result.fixed_violations)):
+        if items:
+            lines += ["", f"#### {title}", ""]
+            lines += [f"- **{v['policy']}** ({v['enforcement']}) `{v['urn'].split('::')[-1]}`: {v['message']}"
+                      for v in items]
+    return "\n".join(lines)
