@@ -127,7 +127,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
         image: pulumi.Input[str] = spec.images.vllm
         if isinstance(target, (AwsGpuCluster, GcpGpuCluster)):
-            image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login).ref
+            image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login,
+                              context=plugin_relative("images/vllm")).ref
         serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key, opts=on_cluster)
         gateway = RegionalGateway(
             f"{cluster.name}-gateway",

@@ -43,12 +43,15 @@ class VllmImage(pulumi.ComponentResource):
     ref: pulumi.Output[str]
     """`repository:tag@sha256:digest` of the pushed image."""
 
-    def __init__(self, name: str, login: RegistryLogin, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, login: RegistryLogin, context: str = str(IMAGE_CONTEXT),
+                 opts: pulumi.ResourceOptions | None = None):
+        """`context` is images/vllm as the docker-build provider must see it (the program passes a path relative
+        to where the engine starts plugins, so state is the same on every clone)."""
         super().__init__("llmplane:serving:VllmImage", name, None, opts)
         tag = pulumi.Output.concat(login.repository, ":", content_tag())
         image = docker_build.Image(
             f"{name}-image",
-            context={"location": str(IMAGE_CONTEXT)},
+            context={"location": context},
             platforms=["linux/amd64"],
             push=True,
             tags=[tag],

@@ -27,7 +27,7 @@ def problem_with(cidr: str) -> str | None:
         net = ipaddress.ip_network(cidr)
     except ValueError:
         return "is not a CIDR"
-    if net.prefixlen != 30 or not net.subnet_of(LINK_LOCAL):
+    if net.version != 4 or net.prefixlen != 30 or not net.subnet_of(LINK_LOCAL):
         return "must be a /30 inside 169.254.0.0/16"
     if any(net.overlaps(reserved) for reserved in RESERVED):
         return "is reserved by the cloud providers"
