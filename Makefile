@@ -11,6 +11,8 @@ RENDER_DIR := build/local
 ENV ?= prod
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
+ACTIONLINT_VERSION := v1.7.10
+ACTIONLINT := .tools/bin/actionlint
 
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.state
@@ -34,7 +36,7 @@ up: toolchain
 	@pulumi up --stack $(STACK) --yes --skip-preview $(POLICY_PACK)
 	@$(PYTHON) -m toolchain.summary --stack $(STACK) --render-dir $(RENDER_DIR)
 
-test: toolchain $(CHECKOV)
+test: toolchain $(CHECKOV) $(ACTIONLINT)
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 plan: $(VENV)/.installed
@@ -45,6 +47,11 @@ $(CHECKOV):
 	@echo "checkov: installing checkov==$(CHECKOV_VERSION) into .tools/checkov"
 	@python3 -m venv .tools/checkov
 	@.tools/checkov/bin/pip install --disable-pip-version-check -q checkov==$(CHECKOV_VERSION)
+
+# actionlint validates .github/workflows; built from the Go module proxy like the Pulumi CLI.
+$(ACTIONLINT):
+	@echo "actionlint: building $(ACTIONLINT_VERSION) from the Go module proxy into .tools/bin"
+	@GOBIN=$(CURDIR)/.tools/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 toolchain: $(VENV)/.installed
 	@$(PYTHON) -m toolchain.bootstrap
