@@ -193,7 +193,7 @@ def test_moving_the_canary_changes_only_route_weights():
         versions = values["llmplane:models"]["llama-3-8b"]["versions"]
         versions[0]["weight"], versions[1]["weight"] = 75, 25
 
-    changes = diff_plans(plan_of("prod"), plan_with("prod", canary_to_25))
+    changes = diff_plans(plan_of("prod").resources, plan_with("prod", canary_to_25).resources)
     assert {c.type for c in changes} == {HTTP_ROUTE}
     assert {c.kind for c in changes} == {"changed"}, "nothing is replaced"
     clusters_serving = len(plan_of("prod").spec.clusters_of(plan_of("prod").spec.models["llama-3-8b"]))
