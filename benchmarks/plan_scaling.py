@@ -1,0 +1,91 @@
+"""Benchmark: the offline plan's time and memory, its cost per resource against a bare Pulumi program, and
+how plan time grows with regions (1, 2, 4, 8). Ratios are measured in one run, on this machine.
+
+    .venv/bin/python benchmarks/plan_scaling.py
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from statistics import median
+
+import pulumi
+
+from stacks.environments import StackConfig, read_stack_config
+from stacks.plan import run_plan
+
+REGIONS = ["us-east-1", "us-east-2", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2", "eu-central-1",
+           "eu-north-1"]
+REPEATS = 3
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def regions_config(count: int) -> StackConfig:
+    """Staging's spec stretched over `count` AWS regions (one model, a canary, global routing)."""
+    base = read_stack_config("staging")
+    values = dict(base.values)
+    template = json.loads(values["llmplane:clusters"])[0]
+    clusters = []
+    for i, region in enumerate(REGIONS[:count]):
+        clusters.append({**template, "name": f"aws-r{i}", "region": region,
+                         "zones": [f"{region}{z}" for z in "abc"], "networkCidr": f"10.{100 + i}.0.0/16"})
+    values["llmplane:clusters"] = json.dumps(clusters)
+    values["llmplane:routing"] = json.dumps({"hostname": "llm.example.dev", "hostedZone": "example.dev",
+                                             "failoverOrder": [c["name"] for c in clusters]})
+    return StackConfig("staging", values, base.secret_keys)
+
+
+def bare_program(count: int):
+    """A program registering `count` plain custom resources: the floor any Pulumi program pays per resource."""
+
+    def program() -> None:
+        for i in range(count):
+            pulumi.CustomResource("bench:index:Thing", f"thing-{i}", {"index": i, "payload": {"a": [1, 2, 3]}})
+
+    return program
+
+
+def cold_plan_seconds_and_peak_mib() -> tuple[float, float]:
+    """`llmplane plan prod --json` as a user runs it: a fresh process, imports included."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "stacks.cli", "plan", "prod", "--json"], check=True,
+                   stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, peak_kib / 1024
+
+
+def main() -> None:
+    cold, peak = cold_plan_seconds_and_peak_mib()
+    prod = read_stack_config("prod")
+    run_plan(prod)  # warm imports and caches
+    warm = median(_timed(lambda: run_plan(prod)) for _ in range(REPEATS))
+    count = len(run_plan(prod).resources)
+    bare = median(_timed(lambda: run_plan(prod, bare_program(count))) for _ in range(REPEATS))
+    print("llmplane plan prod (offline, Pulumi mocks)")
+    print(f"  cold, fresh process:   {cold:6.2f} s, peak RSS {peak:6.0f} MiB")
+    print(f"  warm, in process:      {warm:6.2f} s for {count} resources = {warm / count * 1000:.2f} ms/resource")
+    print(f"  bare program, same N:  {bare:6.2f} s = {bare / count * 1000:.2f} ms/resource")
+    print(f"  cost per resource relative to the bare program: {warm / bare:.2f}x")
+    print("\nplan time against regions (one model, two versions per region):")
+    print("  regions  resources  seconds  s/region  ratio to 1 region")
+    first = None
+    for n in (1, 2, 4, 8):
+        config = regions_config(n)
+        resources = len(run_plan(config).resources)
+        seconds = median(_timed(lambda c=config: run_plan(c)) for _ in range(REPEATS))
+        first = first or seconds
+        print(f"  {n:7d}  {resources:9d}  {seconds:7.2f}  {seconds / n:8.2f}  {seconds / first:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
