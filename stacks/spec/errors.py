@@ -66,15 +66,15 @@ def _pattern_hint(pattern: str) -> str:
     return next((hint for fragment, hint in _PATTERN_HINTS if fragment in pattern), f"use a value matching {pattern}")
 
 
-def _label(part: Any) -> str:
-    """A path part as text; quoted when blank or unprintable, so a report keeps one line per fact."""
+def inline(part: Any) -> str:
+    """A path part or user text as is; quoted when blank or unprintable, so a report keeps one line per fact."""
     text = str(part)
     return text if text.strip() and text.isprintable() else repr(text)
 
 
 def _fix_for(error: dict[str, Any]) -> str:
     kind, ctx, loc = error["type"], error.get("ctx", {}), error["loc"]
-    field = _label(loc[-1]) if loc else "value"
+    field = inline(loc[-1]) if loc else "value"
     if loc and isinstance(loc[-1], int):
         field = f"{loc[-2]} entry" if len(loc) > 1 else "entry"
     fixes = {
@@ -98,12 +98,12 @@ def named_path(data: Any, loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     node = data
     for key in loc:
-        label = _label(key)
+        label = inline(key)
         if isinstance(key, int) and isinstance(node, list) and key < len(node):
             item = node[key]
             if isinstance(item, dict):
                 named = item.get("name") or item.get("version")
-                label = _label(named) if isinstance(named, (str, int, float)) and not isinstance(named, bool) else label
+                label = inline(named) if isinstance(named, (str, int, float)) and not isinstance(named, bool) else label
         parts.append(label)
         node = node[key] if isinstance(node, (list, dict)) and _has(node, key) else None
     return ".".join(parts)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
 from .addressing import TUNNELS_PER_CONNECTION, problem_with
-from .errors import Problem, show
+from .errors import Problem, inline, show
 from .facts import GPU_MEMORY_GB, REGIONS_BY_CLOUD, machine_shape, shapes_offered
 from .models import Bounds, Model, PlatformSpec
 
@@ -229,15 +229,15 @@ def tunnel_addresses(spec: PlatformSpec) -> Iterable[Problem]:
         if link.tunnel_inside_cidrs and len(link.tunnel_inside_cidrs) != TUNNELS_PER_CONNECTION * len(
                 link.cloud_clusters):
             yield Problem(path, f"{len(link.tunnel_inside_cidrs)} CIDRs given for {len(link.cloud_clusters)} cloud "
-                          f"cluster(s)", ", ".join(map(show, link.tunnel_inside_cidrs)),
+                          f"cluster(s)", ", ".join(map(inline, link.tunnel_inside_cidrs)),
                           f"give {TUNNELS_PER_CONNECTION} per cloud cluster, or none to have them allocated")
         for cidr in link.tunnel_inside_cidrs:
             reason = problem_with(cidr)
             if reason:
-                yield Problem(path, f"{show(cidr)} {reason}", show(cidr),
+                yield Problem(path, f"{inline(cidr)} {reason}", inline(cidr),
                               "use a /30 from 169.254.6.0 to 169.254.169.248, e.g. 169.254.20.0/30")
             elif cidr in seen:
-                yield Problem(path, f"{show(cidr)} is already used by link '{seen[cidr]}'", show(cidr),
+                yield Problem(path, f"{inline(cidr)} is already used by link '{seen[cidr]}'", inline(cidr),
                               "give every tunnel its own /30")
             else:
                 seen[cidr] = link.name

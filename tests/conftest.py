@@ -1,0 +1,36 @@
+"""Shared fixtures: the shipped environments as Python objects, and the spec loader fed the way the engine feeds it."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from stacks.environments import environment_file
+from stacks.spec import PlatformSpec, load_spec
+
+@functools.cache
+def _shipped_config(environment: str) -> dict[str, Any]:
+    return yaml.safe_load(environment_file(environment).read_text())["config"]
+
+
+def engine_values(config: dict[str, Any]) -> dict[str, str]:
+    """Config values as the engine passes them: strings stay, everything else is JSON-encoded."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
+
+
+@pytest.fixture(scope="session")
+def env_config() -> Callable[[str], dict[str, Any]]:
+    """`env_config("prod")`: a fresh deep copy of the environment's `config:` mapping, e.g. `["llmplane:models"]`."""
+    return lambda environment: copy.deepcopy(_shipped_config(environment))
+
+
+@pytest.fixture(scope="session")
+def load() -> Callable[[dict[str, Any], str], PlatformSpec]:
+    """`load(config, "prod")`: load_spec on a config mapping, encoded as the engine would pass it."""
+    return lambda config, environment: load_spec(engine_values(config), environment)

@@ -1,0 +1,200 @@
+"""`llmplane validate|plan`: exit codes, what reaches stdout and stderr, and no secret in a plan.
+
+The CLI runs in-process through `stacks.cli.main(argv)` (the offline plan's mock runtime is set afresh by every
+plan); one test runs the console entry point in a subprocess to see exactly what a user's terminal gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.cli import main, parser
+from stacks.environments import ENVIRONMENTS, PROJECT_ROOT, known_environments
+
+WEIGHTS_90 = "models.llama-3-8b.versions: traffic weights sum to 90, they must sum to 100"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `llmplane <argv>`."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_environment(folder: Path, name: str, edit=None) -> Path:
+    """A copy of a shipped environment file in `folder`, optionally edited as text (as a person would)."""
+    text = (ENVIRONMENTS / f"Pulumi.{name}.yaml").read_text()
+    if edit:
+        text = edit(text)
+    path = folder / f"Pulumi.{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def weights_90(text: str) -> str:
+    assert text.count("weight: 90\n") == 1
+    return text.replace("weight: 90\n", "weight: 80\n")
+
+
+# --- validate -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", known_environments())
+def test_validate_accepts_every_shipped_environment(capsys, environment):
+    code, out, err = run(capsys, "validate", environment)
+    assert code == 0, err
+    assert out.startswith(f"environment '{environment}' is valid: ")
+    assert err == ""
+
+
+def test_environments_folder_defaults_to_the_projects(tmp_path):
+    assert parser().parse_args(["validate", "prod"]).environments == PROJECT_ROOT / "environments"
+    assert parser().parse_args(["plan", "prod", "--environments", str(tmp_path)]).environments == tmp_path
+
+
+def test_validate_reads_another_environments_folder(capsys, tmp_path):
+    write_environment(tmp_path, "prod")
+    code, out, _ = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 0
+    assert "environment 'prod' is valid" in out
+
+
+def test_weights_summing_to_90_exit_2_naming_the_field(capsys, tmp_path):
+    write_environment(tmp_path, "prod", weights_90)
+    code, out, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("environment 'prod' is invalid (1 problem); nothing was deployed or changed:\n")
+    assert f"  - {WEIGHTS_90}\n      value: 1.0.0=80, 1.1.0=10\n      fix:   " in err
+    assert "Traceback" not in err
+
+
+def test_every_problem_in_a_file_is_printed(capsys, tmp_path):
+    def break_three_things(text: str) -> str:
+        text = weights_90(text).replace("bgpAsn: 65010", "bgpAsn: 100").replace("cloud: gcp", "cloud: azure")
+        return text
+
+    write_environment(tmp_path, "prod", break_three_things)
+    code, _, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2
+    # a shape error (the cloud) stops the cross-field rules; fixing it reveals the other two
+    assert "(1 problem)" in err and "clusters.gcp-usc1.cloud: input should be 'aws', 'gcp' or 'onprem'" in err
+    write_environment(tmp_path, "prod", lambda text: weights_90(text).replace("bgpAsn: 65010", "bgpAsn: 100"))
+    code, _, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2
+    assert "(2 problems)" in err and WEIGHTS_90 in err and "hybrid.dc1.bgpAsn: ASN 100 is not private" in err
+
+
+def test_invalid_environment_in_a_real_process_prints_no_traceback(tmp_path):
+    write_environment(tmp_path, "prod", weights_90)
+    result = subprocess.run(
+        [sys.executable, "-m", "stacks.cli", "validate", "prod", "--environments", str(tmp_path)],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+    )
+    assert result.returncode == 2
+    assert WEIGHTS_90 in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.splitlines()) < 25, "one screen"
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_unknown_environment_exits_2_listing_the_known_ones(capsys, command):
+    code, out, err = run(capsys, command, "qa")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("llmplane: no environment 'qa': ")
+    assert err.rstrip().endswith("(known: dev, local, prod, staging)")
+    assert "Traceback" not in err
+
+
+def test_unknown_environment_in_another_folder_lists_that_folders(capsys, tmp_path):
+    write_environment(tmp_path, "dev")
+    code, _, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2
+    assert err.rstrip().endswith("(known: dev)")
+
+
+def test_malformed_yaml_exits_2_without_traceback(capsys, tmp_path):
+    (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  llmplane:owner: [unclosed\n")
+    code, out, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("llmplane: environment 'prod' is not valid YAML: ")
+    assert "Traceback" not in err
+
+
+# --- plan ---------------------------------------------------------------------------------------------------------
+
+
+def test_plan_of_an_invalid_environment_exits_2_before_any_resource(capsys, tmp_path):
+    write_environment(tmp_path, "prod", weights_90)
+    code, out, err = run(capsys, "plan", "prod", "--json", "--environments", str(tmp_path))
+    assert code == 2
+    assert out == ""
+    assert WEIGHTS_90 in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def prod_plan_output() -> str:
+    """stdout of `llmplane plan prod --json`, run once for the module (capsys is per test, so redirect here)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["plan", "prod", "--json"])
+    assert code == 0, f"the shipped prod must plan cleanly (policy exit code is 3):\n{err.getvalue()}"
+    return out.getvalue()
+
+
+def test_plan_prod_json_is_one_object_of_environment_resources_and_policies(prod_plan_output):
+    plan = json.loads(prod_plan_output)
+    assert isinstance(plan, dict)
+    assert list(plan) == ["environment", "resources", "policies"]
+    assert plan["environment"] == "prod"
+    assert isinstance(plan["policies"], list)
+    for verdict in plan["policies"]:
+        assert {"policy", "enforcement", "urn", "message"} <= set(verdict)
+    for resource in plan["resources"]:
+        assert set(resource) == {"urn", "type", "name", "parent", "inputs"}
+        assert resource["urn"].endswith(f"::{resource['name']}")
+
+
+def test_plan_prod_lists_aws_gcp_and_kubernetes_resources(prod_plan_output):
+    types = {resource["type"] for resource in json.loads(prod_plan_output)["resources"]}
+    providers = {type_.split(":", 1)[0] for type_ in types}
+    assert {"aws", "gcp", "kubernetes"} <= providers
+    assert {"aws:eks/cluster:Cluster", "gcp:container/cluster:Cluster", "kubernetes:apps/v1:Deployment"} <= types
+
+
+def test_plan_prod_shows_placeholders_where_secrets_are(prod_plan_output):
+    plan = json.loads(prod_plan_output)
+    secrets = [r for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Secret"]
+    assert secrets, "the vLLM API key is a Kubernetes Secret in every cluster"
+    assert all(r["inputs"].get("stringData") == "[secret]" for r in secrets)
+    onprem = [r for r in plan["resources"] if r["type"] == "pulumi:providers:kubernetes" and "onprem" in r["name"]]
+    assert onprem and all(r["inputs"]["kubeconfig"] == "[secret]" for r in onprem)
+
+
+@pytest.mark.parametrize("form", ["plain", "secure"])
+def test_plan_never_prints_a_secret_value(capsys, tmp_path, prod_plan_output, form):
+    """Secrets set in the file, in clear or as `secure:` ciphertext, come out only as the placeholder."""
+    values = {
+        "vllmApiKey": "sk-plain-text-api-key-4f9d2c",
+        "onpremKubeconfig": "apiVersion: v1\nusers: [{name: dc1, user: {token: kube-token-77a1e0}}]",
+    }
+    document = yaml.safe_load((ENVIRONMENTS / "Pulumi.prod.yaml").read_text())
+    document["config"]["llmplane:secrets"] = values if form == "plain" else {
+        key: {"secure": f"v1:{value}"} for key, value in values.items()}
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+    code, out, err = run(capsys, "plan", "prod", "--json", "--environments", str(tmp_path))
+    assert code == 0, err
+    for secret in (*values.values(), "sk-plain-text-api-key", "kube-token-77a1e0"):
+        assert secret not in out and secret not in err
+    assert out.count('"[secret]"') == prod_plan_output.count('"[secret]"') > 0
