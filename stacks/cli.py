@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .environments import ENVIRONMENTS, StackConfig, environment_file, read_stack_config
+from .environments import ENVIRONMENTS, EnvironmentFileError, StackConfig, environment_file, read_stack_config
 from .spec import SpecError, load_spec
 
 EXIT_INVALID = 2
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as error:
         print(error.render(), file=sys.stderr)
         return EXIT_INVALID
-    except FileNotFoundError as error:
+    except (FileNotFoundError, EnvironmentFileError) as error:
         print(f"llmplane: {error}", file=sys.stderr)
         return EXIT_INVALID
     except yaml.YAMLError as error:

@@ -14,6 +14,10 @@ ENVIRONMENTS = PROJECT_ROOT / "environments"
 SECRET_PLACEHOLDER = "[secret]"
 
 
+class EnvironmentFileError(ValueError):
+    """An environment file that is not shaped like a Pulumi stack config."""
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """A stack's config as the engine would pass it: values as strings, secure ones replaced and marked secret."""
@@ -57,9 +61,12 @@ def read_stack_config(environment: str, path: Path | None = None) -> StackConfig
         known = ", ".join(known_environments(file.parent)) or "none"
         raise FileNotFoundError(f"no environment '{environment}': {file} does not exist (known: {known})")
     document = yaml.safe_load(file.read_text()) or {}
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict):
+        raise EnvironmentFileError(f"{file}: `config:` must be a mapping of settings (llmplane:clusters, llmplane:models, ...)")
     values: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, raw in (document.get("config") or {}).items():
+    for key, raw in config.items():
         value, secret = _redact(raw)
         values[key] = value if isinstance(value, str) else json.dumps(value)
         if secret:

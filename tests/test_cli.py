@@ -198,3 +198,9 @@ def test_plan_never_prints_a_secret_value(capsys, tmp_path, prod_plan_output, fo
     for secret in (*values.values(), "sk-plain-text-api-key", "kube-token-77a1e0"):
         assert secret not in out and secret not in err
     assert out.count('"[secret]"') == prod_plan_output.count('"[secret]"') > 0
+
+
+def test_an_environment_whose_config_is_not_a_mapping_exits_2(tmp_path, capsys):
+    (tmp_path / "Pulumi.broken.yaml").write_text("config:\n  - just\n  - a list\n")
+    assert main(["validate", "broken", "--environments", str(tmp_path)]) == 2
+    assert "`config:` must be a mapping" in capsys.readouterr().err

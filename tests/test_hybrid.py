@@ -106,3 +106,11 @@ def test_links_can_bring_their_own_preshared_keys_from_secrets():
     plan = plan_with("prod", lambda values: _link(values).update(presharedKeySecrets=True))
     assert plan.of_type("random:index/randomPassword:RandomPassword") == []
     assert any("dc1-psk-aws-use1-0" in note for note in plan.notes)
+
+
+def test_on_prem_public_ip_must_be_a_real_address():
+    with pytest.raises(SpecError) as error:
+        plan_with("prod", lambda values: _link(values).update(publicIp="999.1.1.1"))
+    problem = error.value.problems[0]
+    assert (problem.path, problem.message, problem.value) == ("hybrid.dc1.publicIp", "not an IPv4 address",
+                                                             "'999.1.1.1'")

@@ -529,6 +529,14 @@ class TestClusterTargets(RuleCases):
                               "an on-prem cluster needs a kubeconfig or a render folder", "(neither)")
         assert problem.fix == "add kubeconfigSecret (a secret config key) or renderDir"
 
+    def test_cloud_network_is_big_enough_for_a_subnet_pair_per_zone(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["networkCidr"] = "10.40.0.0/28"
+        problem = self.expect(load, config, "dev", "clusters.aws-use1.networkCidr",
+                              "a cloud network must be between /16 and /24 to hold a private and a public subnet per "
+                              "zone", "10.40.0.0/28")
+        assert problem.fix == "use a /16 to /24, e.g. 10.10.0.0/16"
+
 
 # --- shape errors (pydantic, rewritten) ---------------------------------------------------------------------------
 

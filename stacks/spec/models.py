@@ -46,6 +46,18 @@ def _network(value: str) -> str:
 Cidr = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"), AfterValidator(_network)]
 """An IPv4 CIDR block, given by its network address."""
 
+def _address(value: str) -> str:
+    """An IPv4 host address (octets up to 255)."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise PydanticCustomError("ip_address", "not an IPv4 address") from None
+    return value
+
+
+Ipv4 = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}$"), AfterValidator(_address)]
+"""An IPv4 address such as 203.0.113.10."""
+
 GpuType = Literal[tuple(GPU_MEMORY_GB)]  # type: ignore[valid-type]
 DType = Literal[tuple(BYTES_PER_PARAMETER)]  # type: ignore[valid-type]
 Cloud = Literal["aws", "gcp", "onprem"]
@@ -222,7 +234,7 @@ class HybridLink(Section):
     name: Name = Field(description="Link name.")
     onprem_cluster: Name = Field(description="The on-prem cluster at the far end.")
     cloud_clusters: list[Name] = Field(min_length=1, description="Cloud clusters linked to the site.")
-    public_ip: str = Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}$", description="On-prem VPN endpoint address.")
+    public_ip: Ipv4 = Field(description="On-prem VPN endpoint address.")
     bgp_asn: int = Field(description="On-prem BGP ASN (private range).")
     onprem_cidrs: list[Cidr] = Field(min_length=1, description="On-prem networks announced over BGP.")
     tunnel_inside_cidrs: list[str] = Field(

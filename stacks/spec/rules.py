@@ -250,6 +250,9 @@ def cluster_targets(spec: PlatformSpec) -> Iterable[Problem]:
         if cluster.cloud != "onprem" and cluster.network_cidr is None:
             yield Problem(f"{path}.networkCidr", "a cloud cluster needs a network CIDR", "(missing)",
                           "add networkCidr, e.g. 10.10.0.0/16")
+        elif cluster.cloud != "onprem" and not 16 <= ipaddress.ip_network(cluster.network_cidr).prefixlen <= 24:
+            yield Problem(f"{path}.networkCidr", "a cloud network must be between /16 and /24 to hold a private and "
+                          "a public subnet per zone", str(cluster.network_cidr), "use a /16 to /24, e.g. 10.10.0.0/16")
         if cluster.cloud == "onprem" and not (cluster.kubeconfig_secret or cluster.render_dir):
             yield Problem(path, "an on-prem cluster needs a kubeconfig or a render folder", "(neither)",
                           "add kubeconfigSecret (a secret config key) or renderDir")
