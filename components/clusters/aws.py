@@ -15,7 +15,7 @@ from components.serving.vllm_service import GPU_TYPE_LABEL
 from stacks.spec.facts import machine_shape
 from stacks.spec.models import GpuPool
 
-from .base import GPU_TAINT, ClusterArgs, stateful
+from .base import GPU_TAINT, ClusterArgs, exec_kubeconfig, stateful
 from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN, Chart
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -39,15 +39,10 @@ def subnet_cidrs(network: str, zones: int) -> tuple[list[str], list[str]]:
 
 
 def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str], region: str):
-    """A kubeconfig that authenticates with `aws eks get-token` (no static credentials)."""
-    return pulumi.Output.all(name, endpoint, ca).apply(lambda v: json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "eks",
-        "clusters": [{"name": "eks", "cluster": {"server": v[1], "certificate-authority-data": v[2]}}],
-        "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "eks"}}],
-        "users": [{"name": "eks", "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
-            "args": ["eks", "get-token", "--cluster-name", v[0], "--region", region]}}}],
-    }))
+    """A kubeconfig that authenticates with `aws eks get-token`."""
+    args = pulumi.Output.from_input(name).apply(lambda n: ["eks", "get-token", "--cluster-name", n, "--region", region])
+    return pulumi.Output.all(endpoint, ca, args).apply(
+        lambda v: exec_kubeconfig(v[0], v[1], {"command": "aws", "args": v[2]}))
 
 
 class AwsGpuCluster(pulumi.ComponentResource):
@@ -259,38 +254,12 @@ class AwsGpuCluster(pulumi.ComponentResource):
             },
             opts=opts,
         )
-        capacity = ["on-demand"] if pool.capacity_type == "on-demand" else ["spot", "on-demand"]
-        k8s.apiextensions.CustomResource(
-            f"{name}-{pool.name}-nodepool",
-            api_version="karpenter.sh/v1",
-            kind="NodePool",
-            metadata={"name": pool.name, "labels": labels},
-            spec={
-                "template": {
-                    "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},
-                    "spec": {
-                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": class_name},
-                        "taints": [GPU_TAINT],
-                        "requirements": [
-                            {"key": "node.kubernetes.io/instance-type", "operator": "In",
-                             "values": [shape.machine_type]},
-                            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity},
-                        ],
-                        "expireAfter": "720h",
-                    },
-                },
-                "limits": {"nvidia.com/gpu": str(pool.nodes.max * pool.gpus_per_node)},
-                "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "10m"},
-                "weight": 10,
-            },
-            opts=opts,
-        )
-        if pool.capacity_type == "spot" and pool.on_demand_base > 0:
+        def node_pool(suffix: str, capacity: list[str], gpu_nodes: int, disruption: dict, weight: int) -> None:
             k8s.apiextensions.CustomResource(
-                f"{name}-{pool.name}-base",
+                f"{name}-{pool.name}-{suffix}",
                 api_version="karpenter.sh/v1",
                 kind="NodePool",
-                metadata={"name": f"{pool.name}-base", "labels": labels},
+                metadata={"name": pool.name if suffix == "nodepool" else f"{pool.name}-{suffix}", "labels": labels},
                 spec={
                     "template": {
                         "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},
@@ -301,16 +270,25 @@ class AwsGpuCluster(pulumi.ComponentResource):
                             "requirements": [
                                 {"key": "node.kubernetes.io/instance-type", "operator": "In",
                                  "values": [shape.machine_type]},
-                                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+                                {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity},
                             ],
+                            "expireAfter": "720h",
                         },
                     },
-                    "limits": {"nvidia.com/gpu": str(pool.on_demand_base * pool.gpus_per_node)},
-                    "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"},
-                    "weight": 100,
+                    "limits": {"nvidia.com/gpu": str(gpu_nodes * pool.gpus_per_node)},
+                    "disruption": disruption,
+                    "weight": weight,
                 },
                 opts=opts,
             )
+
+        capacity = ["on-demand"] if pool.capacity_type == "on-demand" else ["spot", "on-demand"]
+        node_pool("nodepool", capacity, pool.nodes.max,
+                  {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "10m"}, 10)
+        if pool.capacity_type == "spot" and pool.on_demand_base > 0:
+            # Karpenter fills the heavier-weighted pool first: the on-demand base, then spot above it.
+            node_pool("base", ["on-demand"], pool.on_demand_base,
+                      {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"}, 100)
 
 
 def _karpenter_policy(node_role_arn: pulumi.Input[str]) -> pulumi.Output[str]:

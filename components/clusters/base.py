@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -32,6 +33,17 @@ class ClusterArgs:
     render_dir: str | None = None
     """On-prem without kubeconfig: the render folder as the Kubernetes provider must see it (relative to the
     program's directory, where the engine starts plugins)."""
+
+
+def exec_kubeconfig(server: pulumi.Input[str], ca_data: pulumi.Input[str], user_exec: dict) -> pulumi.Output[str]:
+    """A kubeconfig whose user authenticates through a cloud CLI plugin (`user_exec`): no static credentials."""
+    return pulumi.Output.all(server, ca_data).apply(lambda v: json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "cluster",
+        "clusters": [{"name": "cluster", "cluster": {"server": v[0], "certificate-authority-data": v[1]}}],
+        "contexts": [{"name": "cluster", "context": {"cluster": "cluster", "user": "cluster"}}],
+        "users": [{"name": "cluster", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", **user_exec}}}],
+    }))
 
 
 def stateful(protect: bool, parent: pulumi.Resource) -> pulumi.ResourceOptions:

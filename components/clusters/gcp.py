@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 
 import pulumi
 import pulumi_gcp as gcp
@@ -14,7 +13,7 @@ from components.serving.vllm_service import GPU_TYPE_LABEL
 from stacks.spec.facts import machine_shape
 from stacks.spec.models import GpuPool
 
-from .base import ClusterArgs, stateful
+from .base import ClusterArgs, exec_kubeconfig, stateful
 
 CONTROL_PLANE_CIDR = "172.16.0.0/28"
 """Range GKE's private control plane peers into; must not overlap the VPC."""
@@ -27,16 +26,10 @@ def secondary_ranges(network: str) -> dict[str, str]:
     return {"pods": str(list(pods)[index]), "services": f"100.127.{index * 4}.0/22"}
 
 
-def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:
-    """A kubeconfig that authenticates with the gke-gcloud-auth-plugin (no static credentials)."""
-    return pulumi.Output.all(name, endpoint, ca).apply(lambda v: json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "gke",
-        "clusters": [{"name": "gke", "cluster": {"server": f"https://{v[1]}", "certificate-authority-data": v[2]}}],
-        "contexts": [{"name": "gke", "context": {"cluster": "gke", "user": "gke"}}],
-        "users": [{"name": "gke", "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "gke-gcloud-auth-plugin",
-            "provideClusterInfo": True}}}],
-    }))
+def kubeconfig(endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A kubeconfig that authenticates with the gke-gcloud-auth-plugin."""
+    return exec_kubeconfig(pulumi.Output.concat("https://", endpoint), ca,
+                           {"command": "gke-gcloud-auth-plugin", "provideClusterInfo": True})
 
 
 class GcpGpuCluster(pulumi.ComponentResource):
@@ -141,7 +134,7 @@ class GcpGpuCluster(pulumi.ComponentResource):
         )
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=kubeconfig(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate),
+            kubeconfig=kubeconfig(cluster.endpoint, cluster.master_auth.cluster_ca_certificate),
             enable_server_side_apply=True,
             opts=child,
         )

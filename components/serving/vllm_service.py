@@ -9,7 +9,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
-from stacks.spec.facts import GPU_MEMORY_GB
 from stacks.spec.models import Artifact, DeployedVersion, GpuPool, Model
 
 from .engine_args import VLLM_PORT, serve_args, served_name
