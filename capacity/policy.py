@@ -11,7 +11,8 @@ Semantics replayed (Kubernetes HPA v2 driven by KEDA):
   `metricType: Value` (an AverageValue target would divide the average once more by the replica count);
 - each proposal is ignored within the HPA tolerance (10 %), the larger proposal wins;
 - scale-up stabilisation: the smallest recommendation of the last `scale_up_seconds`; scale-down: the largest
-  of the last `scale_down_seconds`; HPA's default scale-up rate limit (at most max(double, +4 pods) per 15 s);
+  of the last `scale_down_seconds`; rate limits (`behavior()`): up by at most max(+4 pods, +100 %) per 15 s,
+  down by at most 1 pod per 300 s;
 - clamped to [min, max]; with scale to zero (spec allows it and min is 0) KEDA removes the last replica after
   `cooldown_seconds` without activity and brings one back when waiting requests exceed `activation_queue`.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitoring import autoscaling
 from stacks.spec.models import Autoscaling, DeployedVersion, Model
 
 HPA_TOLERANCE = 0.1
@@ -27,13 +29,19 @@ HPA_TOLERANCE = 0.1
 `--horizontal-pod-autoscaler-tolerance` default)."""
 
 HPA_SCALE_UP_PODS = 4
-"""HPA's default scale-up policy: add up to 4 pods ..."""
+"""Scale-up rate: add up to 4 pods ..."""
 
 HPA_SCALE_UP_PERCENT = 100
-"""... or 100 % of the current replicas, whichever is more ..."""
+"""... or 100 % of the replicas, whichever is more ..."""
 
 HPA_SCALE_UP_PERIOD_SECONDS = 15
-"""... per 15 seconds (autoscaling/v2 default `behavior.scaleUp.policies`)."""
+"""... per 15 seconds (the autoscaling/v2 default `behavior.scaleUp.policies`)."""
+
+HPA_SCALE_DOWN_PODS = 1
+"""Scale-down rate: remove at most one replica ..."""
+
+HPA_SCALE_DOWN_PERIOD_SECONDS = 300
+"""... every five minutes: a removed GPU replica costs minutes to bring back."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,30 @@ class AutoscalingPolicy:
     """KEDA `cooldownPeriod`: idle seconds before the last replica goes."""
     tolerance: float = HPA_TOLERANCE
     """Ratio band around 1 in which the HPA does not scale."""
+    scale_up_pods: int = HPA_SCALE_UP_PODS
+    """Pods the HPA may add per `scale_up_period_seconds` (or `scale_up_percent`, whichever is more)."""
+    scale_up_percent: int = HPA_SCALE_UP_PERCENT
+    """Percent of the replicas the HPA may add per period."""
+    scale_up_period_seconds: int = HPA_SCALE_UP_PERIOD_SECONDS
+    """Period of the scale-up rate limits."""
+    scale_down_pods: int = HPA_SCALE_DOWN_PODS
+    """Pods the HPA may remove per `scale_down_period_seconds`."""
+    scale_down_period_seconds: int = HPA_SCALE_DOWN_PERIOD_SECONDS
+    """Period of the scale-down rate limit."""
+
+    def behavior(self) -> dict:
+        """The HPA `behavior` (also KEDA's `advanced.horizontalPodAutoscalerConfig.behavior`): the windows and
+        rate limits the planner replays."""
+        return {
+            "scaleUp": {"stabilizationWindowSeconds": self.scale_up_seconds, "selectPolicy": "Max",
+                        "policies": [{"type": "Pods", "value": self.scale_up_pods,
+                                      "periodSeconds": self.scale_up_period_seconds},
+                                     {"type": "Percent", "value": self.scale_up_percent,
+                                      "periodSeconds": self.scale_up_period_seconds}]},
+            "scaleDown": {"stabilizationWindowSeconds": self.scale_down_seconds, "selectPolicy": "Min",
+                          "policies": [{"type": "Pods", "value": self.scale_down_pods,
+                                        "periodSeconds": self.scale_down_period_seconds}]},
+        }
 
     @property
     def hpa_min_replicas(self) -> int:
@@ -75,12 +107,12 @@ class AutoscalingPolicy:
     @property
     def queue_query(self) -> str:
         """PromQL of the queue trigger: one value, summed over the version's replicas."""
-        return f'sum(vllm:num_requests_waiting{{model_name="{self.served_model_name}"}})'
+        return autoscaling.queue_depth(self.served_model_name)
 
     @property
     def kv_cache_query(self) -> str:
         """PromQL of the KV-cache trigger: the average usage over the version's replicas."""
-        return f'avg(vllm:kv_cache_usage_perc{{model_name="{self.served_model_name}"}})'
+        return autoscaling.kv_cache_usage(self.served_model_name)
 
     @classmethod
     def from_spec(

@@ -11,23 +11,24 @@ from __future__ import annotations
 from monitoring import vllm_metrics as vm
 
 
-def _selector(model: str, version: str) -> str:
-    for name, value in (("model", model), ("version", version)):
-        if not value or '"' in value or "\\" in value:
-            raise ValueError(f"{name} {value!r} cannot be used in a PromQL label matcher")
-    return f'{{model="{model}", version="{version}"}}'
+def _selector(served_model_name: str) -> str:
+    """vLLM's own `model_name` label: the served name `<model>:<version>` (no relabelling needed)."""
+    if not served_model_name or '"' in served_model_name or "\\" in served_model_name:
+        raise ValueError(f"served model name {served_model_name!r} cannot be used in a PromQL label matcher")
+    return f'{{model_name="{served_model_name}"}}'
 
 
-def queue_depth(model: str, version: str) -> str:
-    """Requests waiting across the version's replicas (scale on an average per replica)."""
-    return f"sum({vm.NUM_REQUESTS_WAITING.name}{_selector(model, version)})"
+def queue_depth(served_model_name: str) -> str:
+    """Requests waiting across the version's replicas (an AverageValue target divides it per replica)."""
+    return f"sum({vm.NUM_REQUESTS_WAITING.name}{_selector(served_model_name)})"
 
 
-def kv_cache_usage(model: str, version: str) -> str:
-    """KV-cache usage of the version's fullest replica, 0 to 1."""
-    return f"max({vm.KV_CACHE_USAGE.name}{_selector(model, version)})"
+def kv_cache_usage(served_model_name: str) -> str:
+    """Average KV-cache usage over the version's replicas, 0 to 1 (a Value target scales on it directly)."""
+    return f"avg({vm.KV_CACHE_USAGE.name}{_selector(served_model_name)})"
 
 
 def triggers(model: str, version: str) -> dict[str, str]:
     """Every autoscaling query for one model version, by signal."""
-    return {"queue_depth": queue_depth(model, version), "kv_cache_usage": kv_cache_usage(model, version)}
+    served = f"{model}:{version}"
+    return {"queue_depth": queue_depth(served), "kv_cache_usage": kv_cache_usage(served)}

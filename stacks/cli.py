@@ -86,7 +86,11 @@ def _capacity(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from capacity.plot import write_plot
 
-        print(f"plot written to {write_plot(result, args.plot)}", file=sys.stderr)
+        try:
+            print(f"plot written to {write_plot(result, args.plot)}", file=sys.stderr)
+        except RuntimeError as error:
+            print(f"llmplane: {error}", file=sys.stderr)
+            return 1
     return 0
 
 

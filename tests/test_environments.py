@@ -121,11 +121,13 @@ def test_plans_are_deterministic():
 
 
 def test_spot_gke_pool_keeps_an_on_demand_base():
-    pools = {p.inputs["name"]: p.inputs for p in plan_of("prod").of_type("gcp:container/nodePool:NodePool")}
+    plan = plan_of("prod")
+    spec_pool = plan.spec.cluster("gcp-usc1").pools[0]
+    pools = {p.inputs["name"]: p.inputs for p in plan.of_type("gcp:container/nodePool:NodePool")}
     assert pools["inference-base"]["nodeConfig"]["spot"] is False
-    assert pools["inference-base"]["autoscaling"]["totalMinNodeCount"] == 1
+    assert pools["inference-base"]["autoscaling"]["totalMinNodeCount"] == spec_pool.on_demand_base
     assert pools["inference"]["nodeConfig"]["spot"] is True
-    assert pools["inference"]["autoscaling"]["totalMaxNodeCount"] == 11
+    assert pools["inference"]["autoscaling"]["totalMaxNodeCount"] == spec_pool.nodes.max - spec_pool.on_demand_base
 
 
 def test_global_routing_health_checks_every_regional_gateway_and_fails_over():

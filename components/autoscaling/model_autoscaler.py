@@ -17,11 +17,6 @@ from components.serving.vllm_service import MONITORING_NAMESPACE
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
 """Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""
 
-SCALE_DOWN_PODS_PER_PERIOD = 1
-SCALE_DOWN_PERIOD_SECONDS = 300
-"""Remove at most one replica every five minutes: a removed GPU replica costs minutes to bring back."""
-
-
 @dataclass(frozen=True)
 class ModelAutoscalerArgs:
     """The Deployment to scale and the policy to scale it by."""
@@ -38,18 +33,6 @@ class ModelAutoscalerArgs:
     """Version (labels)."""
 
 
-def behavior(policy: AutoscalingPolicy) -> dict:
-    """HPA behaviour: fast, stabilised scale-up; slow scale-down, both windows from the policy."""
-    return {
-        "scaleUp": {"stabilizationWindowSeconds": policy.scale_up_seconds, "selectPolicy": "Max",
-                    "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
-                                 {"type": "Percent", "value": 100, "periodSeconds": 15}]},
-        "scaleDown": {"stabilizationWindowSeconds": policy.scale_down_seconds, "selectPolicy": "Min",
-                      "policies": [{"type": "Pods", "value": SCALE_DOWN_PODS_PER_PERIOD,
-                                    "periodSeconds": SCALE_DOWN_PERIOD_SECONDS}]},
-    }
-
-
 def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str]) -> dict:
     """KEDA ScaledObject spec: queue depth per replica (AverageValue) and KV-cache usage (Value)."""
     spec = {
@@ -58,7 +41,7 @@ def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str])
         "cooldownPeriod": policy.cooldown_seconds,
         "minReplicaCount": policy.hpa_min_replicas,
         "maxReplicaCount": policy.max_replicas,
-        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(policy)}},
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": policy.behavior()}},
         "triggers": [
             {"type": "prometheus", "name": "queue-depth", "metricType": "AverageValue", "metadata": {
                 "serverAddress": PROMETHEUS_URL, "query": policy.queue_query,
@@ -79,7 +62,7 @@ def hpa_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str]) -> dict:
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicas": max(policy.min_replicas, 1),
         "maxReplicas": policy.max_replicas,
-        "behavior": behavior(policy),
+        "behavior": policy.behavior(),
         "metrics": [
             {"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiting"},
                                       "target": {"type": "AverageValue",

@@ -1,0 +1,71 @@
+"""Capacity planner benchmark: replay time of a one-hour trace, and the shipped prod policy on both Azure traces.
+
+    .venv/bin/python benchmarks/capacity_replay.py [--environment prod] [--model llama-3-8b]
+
+For each trace it times the policy replay (target: under 10 s for the hour) and the whole plan (policy, static
+peak search, oracle search), then prints GPU-hours relative to the oracle and SLO attainment for the three rows.
+The traces are read from ../shared/traces (or $LLMPLANE_TRACES) at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from capacity.planner import plan, replay_policy, target  # noqa: E402
+from capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace  # noqa: E402
+from stacks.environments import read_stack_config  # noqa: E402
+from stacks.spec import load_spec  # noqa: E402
+
+REPLAY_BUDGET_SECONDS = 10.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--environment", default="prod")
+    args.add_argument("--model", default=None)
+    opts = args.parse_args(argv)
+    config = read_stack_config(opts.environment)
+    spec = load_spec(config.values, opts.environment)
+    t = target(spec, opts.model)
+    pol = t.policy
+    print(f"capacity replay benchmark: {opts.environment} · {t.model}:{t.version} · replicas "
+          f"{pol.hpa_min_replicas}-{pol.max_replicas}, queue {pol.queue_per_replica:g}/replica, KV "
+          f"{pol.kv_cache_target:g}, windows {pol.scale_up_seconds}/{pol.scale_down_seconds} s")
+    print(f"{'trace':<6} {'requests':>8} {'replay s':>8} {'plan s':>7}  {'row':<7} {'GPU-h':>7} {'vs oracle':>9} "
+          f"{'within SLO':>10} {'TTFT p99':>8}")
+    failures = []
+    for kind in AZURE_TRACES:
+        path = azure_trace_path(kind)
+        if not path.is_file():
+            print(f"{kind}: {path} is missing (set LLMPLANE_TRACES)", file=sys.stderr)
+            return 2
+        trace = read_trace(path)
+        start = time.perf_counter()
+        replay_policy(trace, t.profile, t.policy)
+        replay_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        p = plan(spec, trace, opts.model)
+        plan_seconds = time.perf_counter() - start
+        oracle_hours = p.row("oracle").result.gpu_hours
+        for i, row in enumerate(p.rows):
+            r = row.result
+            lead = (f"{kind:<6} {len(trace):>8,} {replay_seconds:>8.2f} {plan_seconds:>7.2f}" if i == 0
+                    else " " * 33)
+            print(f"{lead}  {row.name:<7} {r.gpu_hours:>7.2f} {r.gpu_hours / oracle_hours:>8.2f}x "
+                  f"{r.within_slo:>10.2%} {r.percentile(99):>8.2f}")
+        if replay_seconds > REPLAY_BUDGET_SECONDS:
+            failures.append(f"{kind}: replay took {replay_seconds:.1f} s (budget {REPLAY_BUDGET_SECONDS:g} s)")
+    print()
+    print(ATTRIBUTION)
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Request traces: arrival time, prompt tokens, output tokens.
+
+The Azure LLM inference traces (Azure Public Dataset, CC-BY 4.0) are read from `<repo>/../shared/traces` at run
+time, never copied into the repository; `LLMPLANE_TRACES` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+ATTRIBUTION = (
+    'Trace: Azure LLM inference trace 2023, Azure Public Dataset (CC-BY 4.0); Patel et al., "Splitwise: '
+    'Efficient generative LLM inference using phase splitting", ISCA 2024.'
+)
+"""The attribution the traces' licence requires on anything that reports results from them."""
+
+TRACES_ENV = "LLMPLANE_TRACES"
+"""Environment variable naming the folder of the shared traces."""
+
+AZURE_TRACES = {"code": "AzureLLMInferenceTrace_code.csv", "conv": "AzureLLMInferenceTrace_conv.csv"}
+"""The two Azure traces by short name."""
+
+_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+_EPOCH = datetime(1970, 1, 1)
+
+
+class TraceError(ValueError):
+    """A trace file that is missing or not in the expected shape."""
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Requests sorted by arrival; times in seconds after the first request."""
+
+    name: str
+    arrivals: tuple[float, ...]
+    prompt_tokens: tuple[int, ...]
+    output_tokens: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.arrivals)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first to the last arrival."""
+        return self.arrivals[-1] if self.arrivals else 0.0
+
+    def window(self, start: float, end: float, name: str | None = None) -> Trace:
+        """The requests arriving in [start, end), re-timed from the first of them."""
+        idx = [i for i, t in enumerate(self.arrivals) if start <= t < end]
+        if not idx:
+            return Trace(name or self.name, (), (), ())
+        t0 = self.arrivals[idx[0]]
+        return Trace(
+            name or f"{self.name}[{start:g}s,{end:g}s)",
+            tuple(self.arrivals[i] - t0 for i in idx),
+            tuple(self.prompt_tokens[i] for i in idx),
+            tuple(self.output_tokens[i] for i in idx),
+        )
+
+
+def traces_dir(repo_root: Path | None = None) -> Path:
+    """Folder of the shared traces: $LLMPLANE_TRACES, else `<repo root>/../shared/traces`."""
+    override = os.environ.get(TRACES_ENV)
+    if override:
+        return Path(override)
+    root = repo_root or Path(__file__).resolve().parent.parent
+    return root.parent / "shared" / "traces"
+
+
+def azure_trace_path(kind: str, repo_root: Path | None = None) -> Path:
+    """Path of an Azure trace by short name, `code` or `conv`."""
+    return traces_dir(repo_root) / AZURE_TRACES[kind]
+
+
+def _seconds(stamp: str) -> float:
+    # 'YYYY-MM-DD HH:MM:SS.fffffff': datetime takes at most 6 fractional digits.
+    head, _, frac = stamp.strip().partition(".")
+    whole = (datetime.fromisoformat(head) - _EPOCH).total_seconds()
+    return whole + (float("0." + frac) if frac else 0.0)
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read an Azure-format CSV (TIMESTAMP, ContextTokens, GeneratedTokens); raise TraceError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"trace file {path} does not exist")
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise TraceError(f"trace file {path} is empty")
+        header = [h.strip() for h in header]
+        missing = [c for c in _COLUMNS if c not in header]
+        if missing:
+            raise TraceError(f"trace file {path} lacks column(s) {', '.join(missing)} (has: {', '.join(header)})")
+        ts, ctx, gen = (header.index(c) for c in _COLUMNS)
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                rows.append((_seconds(row[ts]), int(row[ctx]), int(row[gen])))
+            except (ValueError, IndexError) as error:
+                raise TraceError(f"trace file {path} line {line}: {error}") from None
+    if not rows:
+        raise TraceError(f"trace file {path} has no requests")
+    rows.sort(key=lambda r: r[0])
+    t0 = rows[0][0]
+    return Trace(
+        path.name,
+        tuple(r[0] - t0 for r in rows),
+        tuple(max(r[1], 1) for r in rows),
+        tuple(max(r[2], 1) for r in rows),
+    )
+
+
+def synthetic_trace(
+    rate_per_second: list[tuple[float, float]], prompt: int = 1000, output: int = 100, name: str = "synthetic"
+) -> Trace:
+    """Evenly spaced requests: for each (seconds, rate) segment in turn, `rate` requests per second."""
+    arrivals: list[float] = []
+    start = 0.0
+    for seconds, rate in rate_per_second:
+        if rate > 0:
+            n = int(round(seconds * rate))
+            arrivals.extend(start + (k + 0.5) / rate for k in range(n))
+        start += seconds
+    return Trace(name, tuple(arrivals), (prompt,) * len(arrivals), (output,) * len(arrivals))

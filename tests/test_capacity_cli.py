@@ -1,0 +1,88 @@
+"""`llmplane capacity <env> --trace FILE [--plot PNG]`: three rows and the attribution, a PNG, clear errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from capacity.trace import ATTRIBUTION, azure_trace_path
+from stacks.cli import main
+
+
+def write_excerpt(folder: Path, kind: str, rows: int) -> Path:
+    """The first `rows` requests of an Azure trace, cut at run time (never stored in the repository)."""
+    source = azure_trace_path(kind)
+    if not source.is_file():
+        pytest.skip(f"the Azure traces are not in {source.parent} (set LLMPLANE_TRACES to their folder)")
+    out = folder / f"{kind}-excerpt.csv"
+    with source.open(newline="") as src, out.open("w", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        for i, row in enumerate(reader):
+            if i > rows:
+                break
+            writer.writerow(row)
+    return out
+
+
+def write_synthetic(folder: Path) -> Path:
+    """Two minutes of steady traffic in the Azure format."""
+    out = folder / "synthetic.csv"
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for i in range(240):
+        seconds = i * 0.5
+        lines.append(f"2023-11-16 18:{15 + int(seconds // 60):02d}:{seconds % 60:010.7f},800,40")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def rows_of(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in
+            ("policy", "static", "oracle")]
+
+
+def test_prints_policy_static_and_oracle_with_the_attribution(capsys, tmp_path):
+    trace = write_excerpt(tmp_path, "conv", 600)
+    code = main(["capacity", "prod", "--trace", str(trace)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert rows_of(out) == ["policy", "static", "oracle"]
+    assert ATTRIBUTION in out
+    assert "llama-3-8b:1.0.0" in out and "GPU-hours" in out and "TTFT p99" in out
+
+
+def test_synthetic_trace_and_a_named_version(capsys, tmp_path):
+    trace = write_synthetic(tmp_path)
+    code = main(["capacity", "prod", "--trace", str(trace), "--model", "llama-3-8b", "--version", "1.1.0"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert rows_of(out) == ["policy", "static", "oracle"]
+    assert "llama-3-8b:1.1.0" in out
+
+
+def test_plot_writes_a_png(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    trace = write_synthetic(tmp_path)
+    png = tmp_path / "plots" / "capacity.png"
+    code = main(["capacity", "dev", "--trace", str(trace), "--plot", str(png)])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
+
+
+def test_missing_trace_is_a_clear_error(capsys, tmp_path):
+    code = main(["capacity", "prod", "--trace", str(tmp_path / "nope.csv")])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"trace file {tmp_path / 'nope.csv'} does not exist" in err
+    assert out == ""
+
+
+def test_unknown_model_and_version_are_clear_errors(capsys, tmp_path):
+    trace = write_synthetic(tmp_path)
+    assert main(["capacity", "prod", "--trace", str(trace), "--model", "gpt-5"]) == 2
+    assert "environment 'prod' has no model 'gpt-5' (models: llama-3-8b, llama-3-70b)" in capsys.readouterr().err
+    assert main(["capacity", "prod", "--trace", str(trace), "--version", "9.9.9"]) == 2
+    assert "model 'llama-3-8b' deploys no version '9.9.9' (deployed: 1.0.0, 1.1.0)" in capsys.readouterr().err
