@@ -189,3 +189,29 @@ def test_editing_replica_bounds_changes_exactly_that_autoscaler(updates: TwoUpda
                                     *engine.policy))
     changed = [(s["op"], s["urn"].split("::")[-1]) for s in preview["steps"] if s["op"] != "same"]
     assert changed == [("update", "local-llama-3-8b-1.0.0-scaledobject")], changed
+
+
+def test_a_canary_step_previews_as_a_route_weight_change_only(updates: TwoUpdates) -> None:
+    """With a canary in flight (90/10), moving it to 25 is, in a real preview, one HTTPRoute update."""
+    engine = updates.engine
+
+    def config_with(stable: int, canary: int) -> Path:
+        config = yaml.safe_load(engine.config.read_text())
+        model = config["config"]["llmplane:models"]["llama-3-8b"]
+        model["versions"] = [{"version": "1.0.0", "weight": stable},
+                             {"version": "1.1.0", "weight": canary, "role": "canary",
+                              "replicas": {"min": 1, "max": 1}}]
+        config["config"]["llmplane:clusters"][0]["pools"][0]["nodes"]["max"] = 3
+        path = engine.tmp / f"canary-{canary}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    engine.run("up", "--stack", STACK, "--yes", "--skip-preview", "--config-file", str(config_with(90, 10)),
+               *engine.policy)
+    preview = json.loads(engine.run("preview", "--stack", STACK, "--json", "--config-file",
+                                    str(config_with(75, 25)), *engine.policy))
+    changed = [(s["op"], s["urn"].split("::")[-1]) for s in preview["steps"] if s["op"] != "same"]
+    assert changed == [("update", "local-llama-3-8b-route")], changed
+    route = next(s for s in preview["steps"] if s["op"] == "update")
+    weights = [b["weight"] for b in route["newState"]["inputs"]["spec"]["rules"][-1]["backendRefs"]]
+    assert weights == [75, 25]

@@ -114,3 +114,13 @@ def test_on_prem_public_ip_must_be_a_real_address():
     problem = error.value.problems[0]
     assert (problem.path, problem.message, problem.value) == ("hybrid.dc1.publicIp", "not an IPv4 address",
                                                              "'999.1.1.1'")
+
+
+def test_on_prem_first_in_the_failover_order_serves_as_primary():
+    def onprem_first(values):
+        values["llmplane:routing"]["failoverOrder"] = ["onprem-dc1", "aws-use1", "aws-usw2", "gcp-usc1"]
+
+    records = plan_with("prod", onprem_first).of_type("aws:route53/record:Record")
+    failover = {r.inputs["failoverRoutingPolicies"][0]["type"]: r.inputs["records"] for r in records
+                if "failoverRoutingPolicies" in r.inputs}
+    assert failover == {"PRIMARY": ["onprem-dc1.llm.llmplane.dev"], "SECONDARY": ["latency.llm.llmplane.dev"]}

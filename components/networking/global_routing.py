@@ -36,8 +36,11 @@ class GlobalRoutingArgs:
 
 
 class GlobalRouting(pulumi.ComponentResource):
-    """Route 53: a health check per regional gateway, latency records across cloud regions, and a failover
-    record whose secondary is on-prem (or the last region) when every primary is unhealthy."""
+    """Route 53: a health check per regional gateway, latency records across cloud regions, and a failover pair.
+
+    On-prem first in `clusters` (the spec's failover order) makes on-prem the primary and the cloud regions the
+    burst/failover secondary; otherwise the cloud regions are primary and on-prem (or the last region) takes over
+    when every cloud region is unhealthy."""
 
     hostname: pulumi.Output[str]
     """The global hostname."""
@@ -78,37 +81,31 @@ class GlobalRouting(pulumi.ComponentResource):
                 health_check_id=checks[cluster.name].id,
                 opts=child,
             )
-        aws.route53.Record(
-            f"{name}-primary",
-            zone_id=zone.zone_id,
-            name=args.hostname,
-            type="CNAME",
-            ttl=30,
-            records=[latency_name],
-            set_identifier="primary",
-            failover_routing_policies=[{"type": "PRIMARY"}],
-            health_check_id=aws.route53.HealthCheck(
-                f"{name}-any-region-health",
-                type="CALCULATED",
-                child_health_threshold=1,
-                child_healthchecks=[checks[c.name].id for c in cloud],
-                tags={**args.tags, "Name": "any-cloud-region"},
+        any_cloud = aws.route53.HealthCheck(
+            f"{name}-any-region-health",
+            type="CALCULATED",
+            child_health_threshold=1,
+            child_healthchecks=[checks[c.name].id for c in cloud],
+            tags={**args.tags, "Name": "any-cloud-region"},
+            opts=child,
+        )
+        cloud_target = (latency_name, any_cloud.id)
+        standby_target = (regional_hostname(standby[0].name, args.hostname), checks[standby[0].name].id)
+        onprem_primary = args.clusters[0].cloud == "onprem"
+        order = [standby_target, cloud_target] if onprem_primary else [cloud_target, standby_target]
+        for role, (target, health_check) in zip(("PRIMARY", "SECONDARY"), order):
+            aws.route53.Record(
+                f"{name}-{role.lower()}",
+                zone_id=zone.zone_id,
+                name=args.hostname,
+                type="CNAME",
+                ttl=30,
+                records=[target],
+                set_identifier=role.lower(),
+                failover_routing_policies=[{"type": role}],
+                health_check_id=health_check,
                 opts=child,
-            ).id,
-            opts=child,
-        )
-        aws.route53.Record(
-            f"{name}-secondary",
-            zone_id=zone.zone_id,
-            name=args.hostname,
-            type="CNAME",
-            ttl=30,
-            records=[regional_hostname(standby[0].name, args.hostname)],
-            set_identifier="secondary",
-            failover_routing_policies=[{"type": "SECONDARY"}],
-            health_check_id=checks[standby[0].name].id,
-            opts=child,
-        )
+            )
         self.hostname = pulumi.Output.from_input(args.hostname)
         self.health_check_ids = pulumi.Output.all(*[checks[c.name].id for c in args.clusters])
         self.register_outputs({"hostname": self.hostname, "health_check_ids": self.health_check_ids})
