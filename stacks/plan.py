@@ -42,8 +42,11 @@ class PlannedResource:
     name: str
     parent: str
     inputs: dict[str, Any]
+    protect: bool = False
+    """Registered with `protect`: the engine refuses to delete it."""
 
     def as_json(self) -> dict[str, Any]:
+        """The plan's published JSON shape (issue-defined keys; `protect` is for tests and policies in process)."""
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
 
 
@@ -147,7 +150,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
             self.sink.append(PlannedResource(response.urn, request.type, request.name, request.parent,
-                                             redact(inputs)))
+                                             redact(inputs), bool(request.protect)))
         return response
 
 

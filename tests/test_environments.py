@@ -105,19 +105,27 @@ def test_dev_gpus_are_spot_and_scale_to_zero():
     assert capacity == {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]}
 
 
+STATEFUL = {
+    "aws:eks/cluster:Cluster", "aws:kms/key:Key", "aws:ecr/repository:Repository", "aws:s3/bucket:Bucket",
+    "gcp:container/cluster:Cluster", "gcp:artifactregistry/repository:Repository", "gcp:storage/bucket:Bucket",
+}
+"""Slow to rebuild or holding data: clusters, keys, registries, log buckets."""
+
+
 def test_stateful_resources_are_protected_in_prod_only():
-    # Protection is a resource option; the mock monitor does not see options, so the spec flag is what compose
-    # passes on. The engine-level check lives in the policy pack.
-    assert plan_of("prod").spec.protect is True
-    assert plan_of("dev").spec.protect is False
+    prod = [r for r in plan_of("prod").resources if r.type in STATEFUL]
+    assert {r.type for r in prod} == STATEFUL
+    assert all(r.protect for r in prod), [r.urn for r in prod if not r.protect]
+    assert not any(r.protect for r in plan_of("dev").resources)
 
 
-def test_plans_are_deterministic():
+@pytest.mark.parametrize("environment", ["local", "dev", "staging", "prod"])
+def test_plans_are_deterministic(environment):
     from stacks.environments import read_stack_config
     from stacks.plan import run_plan
 
-    again = run_plan(read_stack_config("staging"))
-    assert [r.as_json() for r in again.resources] == [r.as_json() for r in plan_of("staging").resources]
+    again = run_plan(read_stack_config(environment))
+    assert again.resources == plan_of(environment).resources
 
 
 def test_spot_gke_pool_keeps_an_on_demand_base():
