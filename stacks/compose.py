@@ -22,8 +22,10 @@ from monitoring.rules import Slo
 from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
-from components.serving.namespace import ServingNamespace
+from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace
 from components.serving.vllm_image import VllmImage
+from components.serving.vllm_service import resource_name
+from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_object_arn
 from components.serving.vllm_service import VllmService, VllmServiceArgs
 
 from .environments import PROJECT_ROOT
@@ -50,6 +52,8 @@ class Secrets:
     """Kubeconfigs by secret key name (`clusters[].kubeconfigSecret`)."""
     preshared_keys: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """VPN pre-shared keys by secret key name (`<link>-psk-<cluster>-<n>`), for links that bring their own."""
+    storage_credentials: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Object-storage credential files for the weights fetcher, by file name (none: workload identity)."""
 
 
 ClusterComponent = AwsGpuCluster | GcpGpuCluster | OnPremCluster
@@ -85,6 +89,24 @@ def _observability(spec: PlatformSpec, cluster: Cluster, target: ClusterComponen
         eks_cluster_name=target.cluster_name if is_aws else None,
         protect=spec.protect,
     ), opts=on_cluster)
+
+
+def _weights_access(spec: PlatformSpec, cluster: Cluster, target: AwsGpuCluster) -> WeightsAccess | None:
+    """Pod Identity for the cluster's vLLM service accounts to read their s3:// weights, nothing else."""
+    accounts, arns = [], set()
+    for name, model in spec.models.items():
+        if cluster in spec.clusters_of(model):
+            for version in model.versions:
+                accounts.append(resource_name(name, version.version))
+                arn = s3_object_arn(model.catalog[version.version].uri)
+                if arn:
+                    arns.add(arn)
+    if not arns:
+        return None
+    return WeightsAccess(f"{cluster.name}-weights", WeightsAccessArgs(
+        cluster_name=target.cluster_name, namespace=SERVING_NAMESPACE, service_accounts=accounts,
+        object_arns=sorted(arns), tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
+    ), opts=pulumi.ResourceOptions(provider=target.aws_provider))
 
 
 def psk_secret_key(link: str, cluster: str, index: int) -> str:
@@ -129,7 +151,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         if isinstance(target, (AwsGpuCluster, GcpGpuCluster)):
             image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login,
                               context=plugin_relative("images/vllm")).ref
-        serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key, opts=on_cluster)
+        serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key,
+                                   storage_credentials=dict(secrets.storage_credentials), opts=on_cluster)
         gateway = RegionalGateway(
             f"{cluster.name}-gateway",
             RegionalGatewayArgs(cloud=cluster.cloud, hostname=spec.routing.hostname,
@@ -139,6 +162,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         )
         if spec.observability.enabled:
             _observability(spec, cluster, target, on_cluster)
+        if isinstance(target, AwsGpuCluster):
+            _weights_access(spec, cluster, target)
         if spec.autoscaling.keda and not cluster.render_dir:
             KedaInstall(f"{cluster.name}-keda", opts=on_cluster)
         for model_name, model in spec.models.items():
@@ -158,6 +183,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                         image=image,
                         api_key_secret=serving.api_key_secret,
                         entrypoint_configmap=serving.entrypoint_configmap,
+                        storage_secret=serving.storage_secret,
+                        storage_files=tuple(secrets.storage_credentials),
                         service_monitor=spec.observability.enabled,
                         autoscaled=True,
                     ),

@@ -13,6 +13,22 @@ from .spec.addressing import TUNNELS_PER_CONNECTION
 from .spec.load import SECRETS_KEY
 
 
+STORAGE_FILES = {"aws": "aws-credentials", "gcp": "gcp-service-account.json"}
+"""`llmplane:secrets.storageCredentials.<cloud>` → the file the weights fetcher reads (boto3's shared credentials
+file, a Google service account key), for clusters without workload identity (on-prem)."""
+
+
+def _secret_names() -> dict:
+    """The shape of `llmplane:secrets` (names only, values blanked): which optional secrets are present decides
+    which resources exist, and that must be known before any apply."""
+    raw = CONFIG.get().get(f"llmplane:{SECRETS_KEY}")
+    try:
+        document = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {key: ({k: "" for k in value} if isinstance(value, dict) else "") for key, value in document.items()}
+
+
 def _secrets(spec_secret_keys: list[str], psk_keys: list[str]) -> Secrets:
     """Read `llmplane:secrets` as a Pulumi secret object; only the keys the spec references are required."""
     config = pulumi.Config("llmplane")
@@ -23,10 +39,15 @@ def _secrets(spec_secret_keys: list[str], psk_keys: list[str]) -> Secrets:
             "  pulumi config set --secret --path 'llmplane:secrets.vllmApiKey' <key>"
         )
     secrets = pulumi.Output.secret(raw)
+    storage = _secret_names().get("storageCredentials")
     return Secrets(
         api_key=secrets.apply(lambda s: _require(s, "vllmApiKey")),
         kubeconfigs={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in spec_secret_keys},
         preshared_keys={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in psk_keys},
+        storage_credentials={
+            STORAGE_FILES[cloud]: secrets.apply(lambda s, c=cloud: s["storageCredentials"][c])
+            for cloud in (storage or {}) if cloud in STORAGE_FILES
+        },
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -236,3 +237,41 @@ def test_image_tag_changes_only_with_the_build_context(tmp_path):
     assert content_tag(tmp_path) == before
     (tmp_path / "entrypoint.py").write_text("print()\n")
     assert content_tag(tmp_path) != before
+
+
+def test_storage_credentials_reach_the_fetcher_as_secret_files_only():
+    credentials = "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = example-secret-value\n"
+
+    def with_credentials(values):
+        values["llmplane:secrets"]["storageCredentials"] = {"aws": credentials}
+
+    plan = plan_with("local", with_credentials)
+    secret = [s for s in plan.of_type("kubernetes:core/v1:Secret")
+              if s.inputs["metadata"]["name"] == "model-storage-credentials"]
+    assert len(secret) == 1 and secret[0].inputs["stringData"] == "[secret]"
+    deployment = plan.of_type(DEPLOYMENT)[0]
+    env = {e["name"]: e["value"] for e in _container(deployment)["env"] if "value" in e}
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/var/run/secrets/llmplane-storage/aws-credentials"
+    volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["storage-credentials"]["secret"]["secretName"] == "model-storage-credentials"
+    assert "example-secret-value" not in str([r.as_json() for r in plan.resources])
+
+
+def test_without_storage_credentials_workload_identity_is_assumed():
+    plan = plan_of("prod")
+    assert not [s for s in plan.of_type("kubernetes:core/v1:Secret")
+                if s.inputs["metadata"]["name"] == "model-storage-credentials"]
+
+
+def test_eks_service_accounts_may_read_exactly_their_catalogs_weights():
+    plan = plan_of("prod")
+    associations = [a for a in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+                    if a.inputs["namespace"] == "llmplane"]
+    aws_clusters = [c for c in plan.spec.clusters if c.cloud == "aws"]
+    per_cluster = sum(len(m.versions) for m in plan.spec.models.values())
+    assert len(associations) == per_cluster * len(aws_clusters)
+    for policy in [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if "-weights-" in p.name]:
+        statement = json.loads(policy.inputs["policy"])["Statement"][0]
+        assert statement["Action"] == ["s3:GetObject"]
+        assert all(arn.startswith("arn:aws:s3:::llmplane-models/") and arn.endswith("/weights.tar")
+                   for arn in statement["Resource"])

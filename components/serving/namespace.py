@@ -12,6 +12,7 @@ from components.labels import k8s_labels
 SERVING_NAMESPACE = "llmplane"
 API_KEY_SECRET = "vllm-api-key"
 ENTRYPOINT_CONFIGMAP = "llmplane-entrypoint"
+STORAGE_SECRET = "model-storage-credentials"
 ENTRYPOINT_SOURCE = Path(__file__).resolve().parents[2] / "images" / "vllm" / "entrypoint.py"
 """The serving image's entrypoint, also shipped as a ConfigMap so the pinned upstream image can run it."""
 
@@ -26,7 +27,12 @@ class ServingNamespace(pulumi.ComponentResource):
     entrypoint_configmap: pulumi.Output[str]
     """Name of the ConfigMap holding `entrypoint.py` (fetch, verify, exec vllm serve)."""
 
-    def __init__(self, name: str, api_key: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+    storage_secret: pulumi.Output[str] | None
+    """Name of the Secret holding object-storage credential files, when the environment supplies any."""
+
+    def __init__(self, name: str, api_key: pulumi.Input[str],
+                 storage_credentials: dict[str, pulumi.Input[str]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:ServingNamespace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = k8s_labels(name="llmplane", instance=SERVING_NAMESPACE, component="serving")
@@ -46,6 +52,15 @@ class ServingNamespace(pulumi.ComponentResource):
             string_data={"api-key": pulumi.Output.secret(api_key)},
             opts=child,
         )
+        self.storage_secret = None
+        if storage_credentials:
+            self.storage_secret = k8s.core.v1.Secret(
+                f"{name}-storage-credentials",
+                metadata={**meta, "name": STORAGE_SECRET},
+                type="Opaque",
+                string_data={file: pulumi.Output.secret(value) for file, value in storage_credentials.items()},
+                opts=child,
+            ).metadata.name
         entrypoint = k8s.core.v1.ConfigMap(
             f"{name}-entrypoint",
             metadata={**meta, "name": ENTRYPOINT_CONFIGMAP},
@@ -62,4 +77,5 @@ class ServingNamespace(pulumi.ComponentResource):
         self.api_key_secret = secret.metadata.name
         self.entrypoint_configmap = entrypoint.metadata.name
         self.register_outputs({"namespace": self.namespace, "api_key_secret": self.api_key_secret,
-                               "entrypoint_configmap": self.entrypoint_configmap})
+                               "entrypoint_configmap": self.entrypoint_configmap,
+                               "storage_secret": self.storage_secret})

@@ -22,6 +22,10 @@ GATEWAY_NAMESPACE = "llmplane-gateway"
 MONITORING_NAMESPACE = "monitoring"
 ENTRYPOINT_DIR = "/opt/llmplane"
 API_KEY_DIR = "/var/run/secrets/llmplane"
+STORAGE_DIR = "/var/run/secrets/llmplane-storage"
+STORAGE_ENV = {"aws-credentials": "AWS_SHARED_CREDENTIALS_FILE",
+               "gcp-service-account.json": "GOOGLE_APPLICATION_CREDENTIALS"}
+"""The variable each client library reads to find its credential file."""
 SERVING_UID = 10001
 """The serving image's user: non-root and above the host's usual UID range."""
 PRE_STOP_SECONDS = 15
@@ -60,6 +64,10 @@ class VllmServiceArgs:
     """Name of the Kubernetes Secret holding the API key under `api-key`."""
     entrypoint_configmap: pulumi.Input[str]
     """Name of the ConfigMap with `entrypoint.py`, which fetches and verifies weights then execs vllm serve."""
+    storage_secret: pulumi.Input[str] | None = None
+    """Secret with object-storage credential files for the weights fetcher (on-prem); None: workload identity."""
+    storage_files: tuple[str, ...] = ()
+    """File names in that Secret: `aws-credentials` and/or `gcp-service-account.json`."""
     service_monitor: bool = True
     """Create a Prometheus Operator ServiceMonitor (needs its CRD in the cluster)."""
     generation_seconds: int = 300
@@ -264,6 +272,8 @@ class VllmService(pulumi.ComponentResource):
                         {"name": "HF_HUB_OFFLINE", "value": "1"},
                         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
                         {"name": "LLMPLANE_API_KEY_FILE", "value": f"{API_KEY_DIR}/api-key"},
+                        *({"name": STORAGE_ENV[file], "value": f"{STORAGE_DIR}/{file}"}
+                          for file in args.storage_files),
                     ],
                     "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
                     "resources": {"requests": resources, "limits": resources},
@@ -291,6 +301,8 @@ class VllmService(pulumi.ComponentResource):
                         {"name": "cache", "mountPath": "/var/cache/vllm"},
                         {"name": "entrypoint", "mountPath": ENTRYPOINT_DIR, "readOnly": True},
                         {"name": "api-key", "mountPath": API_KEY_DIR, "readOnly": True},
+                        *([{"name": "storage-credentials", "mountPath": STORAGE_DIR, "readOnly": True}]
+                          if args.storage_secret is not None else []),
                     ],
                 }
             ],
@@ -301,5 +313,7 @@ class VllmService(pulumi.ComponentResource):
                 {"name": "cache", "emptyDir": {"sizeLimit": "8Gi"}},
                 {"name": "entrypoint", "configMap": {"name": args.entrypoint_configmap, "defaultMode": 0o555}},
                 {"name": "api-key", "secret": {"secretName": args.api_key_secret, "defaultMode": 0o400}},
+                *([{"name": "storage-credentials", "secret": {"secretName": args.storage_secret, "defaultMode": 0o400}}]
+                  if args.storage_secret is not None else []),
             ],
         }
