@@ -15,6 +15,8 @@ UNTAGGABLE_AWS = {
     "aws:iam/rolePolicy:RolePolicy",
     "aws:route53/record:Record",
     "aws:ec2/route:Route",
+    "aws:sqs/queuePolicy:QueuePolicy",
+    "aws:cloudwatch/eventTarget:EventTarget",
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:s3/bucketVersioning:BucketVersioning",
@@ -155,3 +157,14 @@ def test_global_routing_health_checks_every_regional_gateway_and_fails_over():
 
 def test_environments_without_a_hosted_zone_have_no_global_routing():
     assert plan_of("dev").of_type("aws:route53/record:Record") == []
+
+
+def test_karpenter_drains_spot_gpu_nodes_on_interruption_warnings():
+    plan = plan_of("dev")
+    queue = plan.of_type("aws:sqs/queue:Queue")[0].inputs
+    assert queue["sqsManagedSseEnabled"] is True
+    rules = {r.name: r.inputs["eventPattern"] for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")}
+    assert any("EC2 Spot Instance Interruption Warning" in pattern for pattern in rules.values())
+    assert len(plan.of_type("aws:cloudwatch/eventTarget:EventTarget")) == len(rules)
+    karpenter = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"].endswith("karpenter")]
+    assert karpenter[0].inputs["values"]["settings"]["interruptionQueue"] == queue["name"]

@@ -18,6 +18,14 @@ from stacks.spec.models import GpuPool
 from .base import GPU_TAINT, ClusterArgs, exec_kubeconfig, stateful
 from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN, Chart
 
+INTERRUPTION_EVENTS = {
+    "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+    "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+}
+"""EventBridge events Karpenter handles (Karpenter docs, "Interruption"): it cordons and drains the node first."""
+
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 LOG_RETENTION_DAYS = 90
 
@@ -162,8 +170,9 @@ class AwsGpuCluster(pulumi.ComponentResource):
                             type="EC2_LINUX", tags=tags, opts=on_aws)
         karpenter_role = aws.iam.Role(f"{name}-karpenter", assume_role_policy=_assume("pods.eks.amazonaws.com"),
                                       tags=tags, opts=on_aws)
-        aws.iam.RolePolicy(f"{name}-karpenter", role=karpenter_role.id, policy=_karpenter_policy(node_role.arn),
-                           opts=on_aws)
+        interruptions = self._interruption_queue(name, spec.name, tags, on_aws)
+        aws.iam.RolePolicy(f"{name}-karpenter", role=karpenter_role.id,
+                           policy=_karpenter_policy(node_role.arn, interruptions.arn), opts=on_aws)
         aws.eks.PodIdentityAssociation(f"{name}-karpenter", cluster_name=cluster.name, namespace="kube-system",
                                        service_account="karpenter", role_arn=karpenter_role.arn, tags=tags,
                                        opts=on_aws)
@@ -189,7 +198,8 @@ class AwsGpuCluster(pulumi.ComponentResource):
         )
         on_k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
         karpenter = self._release(f"{name}-karpenter", KARPENTER, "kube-system", {
-            "settings": {"clusterName": cluster.name, "clusterEndpoint": cluster.endpoint},
+            "settings": {"clusterName": cluster.name, "clusterEndpoint": cluster.endpoint,
+                         "interruptionQueue": interruptions.name},
             "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
         }, on_k8s)
         self._release(f"{name}-nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, "kube-system", {
@@ -215,6 +225,23 @@ class AwsGpuCluster(pulumi.ComponentResource):
             "private_route_table_ids": self.private_route_table_ids, "registry_url": self.registry_url,
             "private_subnet_ids": self.private_subnet_ids,
         })
+
+    @staticmethod
+    def _interruption_queue(name: str, cluster: str, tags: dict[str, str],
+                            opts: pulumi.ResourceOptions) -> aws.sqs.Queue:
+        """The SQS queue Karpenter reads spot interruption warnings, rebalance recommendations, scheduled
+        maintenance and instance state changes from, so GPU replicas drain before a spot node is taken away."""
+        queue = aws.sqs.Queue(f"{name}-interruptions", name=f"{cluster}-karpenter", message_retention_seconds=300,
+                              sqs_managed_sse_enabled=True, tags=tags, opts=opts)
+        aws.sqs.QueuePolicy(f"{name}-interruptions", queue_url=queue.url, policy=queue.arn.apply(
+            lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                "Action": "sqs:SendMessage", "Resource": arn}]})), opts=opts)
+        for short, pattern in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(f"{name}-{short}", event_pattern=json.dumps(pattern), tags=tags,
+                                            opts=opts)
+            aws.cloudwatch.EventTarget(f"{name}-{short}", rule=rule.name, arn=queue.arn, opts=opts)
+        return queue
 
     def _release(self, name: str, chart: Chart, namespace: str, values: dict,
                  opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
@@ -291,17 +318,19 @@ class AwsGpuCluster(pulumi.ComponentResource):
                       {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"}, 100)
 
 
-def _karpenter_policy(node_role_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Least privilege Karpenter needs to launch and terminate nodes and pass the node role."""
-    return pulumi.Output.from_input(node_role_arn).apply(lambda arn: json.dumps({
+def _karpenter_policy(node_role_arn: pulumi.Input[str], queue_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Least privilege Karpenter needs to launch and terminate nodes, pass the node role and read interruptions."""
+    return pulumi.Output.all(node_role_arn, queue_arn).apply(lambda v: json.dumps({
         "Version": "2012-10-17",
         "Statement": [
+            {"Effect": "Allow", "Resource": v[1], "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl",
+                                                             "sqs:ReceiveMessage"]},
             {"Effect": "Allow", "Resource": "*", "Action": [
                 "ec2:CreateFleet", "ec2:CreateLaunchTemplate", "ec2:CreateTags", "ec2:DeleteLaunchTemplate",
                 "ec2:RunInstances", "ec2:TerminateInstances", "ec2:Describe*", "pricing:GetProducts",
                 "ssm:GetParameter", "eks:DescribeCluster", "iam:GetInstanceProfile", "iam:CreateInstanceProfile",
                 "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile",
                 "iam:DeleteInstanceProfile"]},
-            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": arn},
+            {"Effect": "Allow", "Action": "iam:PassRole", "Resource": v[0]},
         ],
     }))
