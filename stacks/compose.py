@@ -25,7 +25,14 @@ from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
 from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace
 from components.serving.vllm_image import VllmImage
 from components.serving.vllm_service import resource_name
-from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_object_arn
+from components.serving.weights_access import (
+    GcpWeightsAccess,
+    GcpWeightsAccessArgs,
+    WeightsAccess,
+    WeightsAccessArgs,
+    gs_bucket,
+    s3_object_arn,
+)
 from components.serving.vllm_service import VllmService, VllmServiceArgs
 
 from .environments import PROJECT_ROOT
@@ -91,16 +98,32 @@ def _observability(spec: PlatformSpec, cluster: Cluster, target: ClusterComponen
     ), opts=on_cluster)
 
 
-def _weights_access(spec: PlatformSpec, cluster: Cluster, target: AwsGpuCluster) -> WeightsAccess | None:
-    """Pod Identity for the cluster's vLLM service accounts to read their s3:// weights, nothing else."""
-    accounts, arns = [], set()
+def _served_archives(spec: PlatformSpec, cluster: Cluster) -> tuple[list[str], list[str]]:
+    """The cluster's vLLM service account names and the URIs of the archives they fetch there."""
+    accounts, uris = [], []
     for name, model in spec.models.items():
         if cluster in spec.clusters_of(model):
             for version in model.versions:
                 accounts.append(resource_name(name, version.version))
-                arn = s3_object_arn(model.catalog[version.version].uri)
-                if arn:
-                    arns.add(arn)
+                uris.append(model.catalog[version.version].uri_for(cluster.cloud))
+    return accounts, uris
+
+
+def _gcp_weights_access(spec: PlatformSpec, cluster: Cluster, project: str) -> GcpWeightsAccess | None:
+    """Workload Identity for the cluster's vLLM service accounts to read their gs:// weights buckets."""
+    accounts, uris = _served_archives(spec, cluster)
+    buckets = sorted({b for b in map(gs_bucket, uris) if b})
+    if not buckets:
+        return None
+    return GcpWeightsAccess(f"{cluster.name}-weights", GcpWeightsAccessArgs(
+        project=project, cluster=cluster.name, namespace=SERVING_NAMESPACE, service_accounts=accounts,
+        buckets=buckets))
+
+
+def _weights_access(spec: PlatformSpec, cluster: Cluster, target: AwsGpuCluster) -> WeightsAccess | None:
+    """Pod Identity for the cluster's vLLM service accounts to read their s3:// weights, nothing else."""
+    accounts, uris = _served_archives(spec, cluster)
+    arns = {a for a in map(s3_object_arn, uris) if a}
     if not arns:
         return None
     return WeightsAccess(f"{cluster.name}-weights", WeightsAccessArgs(
@@ -162,8 +185,12 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         )
         if spec.observability.enabled:
             _observability(spec, cluster, target, on_cluster)
+        annotations = None
         if isinstance(target, AwsGpuCluster):
             _weights_access(spec, cluster, target)
+        elif isinstance(target, GcpGpuCluster) and gcp_project:
+            reader = _gcp_weights_access(spec, cluster, gcp_project)
+            annotations = {"iam.gke.io/gcp-service-account": reader.email} if reader else None
         if spec.autoscaling.keda and not cluster.render_dir:
             KedaInstall(f"{cluster.name}-keda", opts=on_cluster)
         for model_name, model in spec.models.items():
@@ -185,6 +212,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                         entrypoint_configmap=serving.entrypoint_configmap,
                         storage_secret=serving.storage_secret,
                         storage_files=tuple(secrets.storage_credentials),
+                        cloud=cluster.cloud,
+                        service_account_annotations=annotations,
                         service_monitor=spec.observability.enabled,
                         autoscaled=True,
                     ),

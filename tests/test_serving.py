@@ -275,3 +275,21 @@ def test_eks_service_accounts_may_read_exactly_their_catalogs_weights():
         assert statement["Action"] == ["s3:GetObject"]
         assert all(arn.startswith("arn:aws:s3:::llmplane-models/") and arn.endswith("/weights.tar")
                    for arn in statement["Resource"])
+
+
+def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity():
+    plan = plan_of("prod")
+    uris = {}
+    for deployment in plan.of_type(DEPLOYMENT):
+        cluster = deployment.urn.split("::")[-1].split("-llama")[0]
+        env = {e["name"]: e.get("value") for e in _container(deployment)["env"]}
+        uris.setdefault(plan.spec.cluster(cluster).cloud, set()).add(env["LLMPLANE_MODEL_URI"].split("://")[0])
+    assert uris == {"aws": {"s3"}, "gcp": {"gs"}, "onprem": {"https"}}
+    gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount") if "gcp-usc1" in a.urn]
+    assert all(a.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for a in gke_accounts)
+    bindings = plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    assert {b.inputs["member"] for b in bindings} == {
+        f"serviceAccount:llmplane-prod.svc.id.goog[llmplane/{a.inputs['metadata']['name']}]" for a in gke_accounts}
+    readers = plan.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+    assert [(r.inputs["bucket"], r.inputs["role"]) for r in readers] == [("llmplane-models-gcp",
+                                                                         "roles/storage.objectViewer")]

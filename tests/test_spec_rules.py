@@ -217,6 +217,12 @@ class TestRegionsAndGpus(RuleCases):
 # --- placement ----------------------------------------------------------------------------------------------------
 
 
+def _mirror_70b_on_gcp(config: dict) -> None:
+    """Give llama-3-70b gs:// mirrors, so placing it on GKE breaks only the rule under test."""
+    for version, artifact in config["llmplane:models"]["llama-3-70b"]["catalog"].items():
+        artifact["mirrors"] = {"gcp": f"gs://llmplane-models-gcp/llama-3-70b/{version}/weights.tar"}
+
+
 class TestPlacement(RuleCases):
     rule = rules.placement
 
@@ -229,6 +235,7 @@ class TestPlacement(RuleCases):
 
     def test_model_pool_exists_in_each_of_its_clusters(self, env_config, load):
         config = env_config("prod")
+        _mirror_70b_on_gcp(config)
         config["llmplane:models"]["llama-3-70b"]["clusters"].append("gcp-usc1")
         problem = self.expect(load, config, "prod", "models.llama-3-70b.pool",
                               "cluster 'gcp-usc1' has no pool 'large'", "large")
@@ -236,6 +243,7 @@ class TestPlacement(RuleCases):
 
     def test_a_model_without_clusters_goes_everywhere_so_its_pool_must_too(self, env_config, load):
         config = env_config("prod")
+        _mirror_70b_on_gcp(config)
         del config["llmplane:models"]["llama-3-70b"]["clusters"]
         error = failure(load, config, "prod")
         assert [(p.path, p.message) for p in error.problems] == [
@@ -510,6 +518,18 @@ class TestSloMeasurable(RuleCases):
 
 
 # --- cluster_targets ----------------------------------------------------------------------------------------------
+
+
+class TestReachableWeights(RuleCases):
+    rule = rules.reachable_weights
+
+    def test_gke_cannot_read_s3_weights(self, env_config, load):
+        config = env_config("prod")
+        del config["llmplane:models"]["llama-3-8b"]["catalog"]["1.1.0"]["mirrors"]["gcp"]
+        uri = "s3://llmplane-models/llama-3-8b/1.1.0/weights.tar"
+        problem = self.expect(load, config, "prod", "models.llama-3-8b.catalog.1.1.0.mirrors",
+                              f"GCP cluster 'gcp-usc1' cannot read {uri} with its workload identity", repr(uri))
+        assert problem.fix == "add mirrors: {gcp: gs://...} with the same archive, or an https:// uri"
 
 
 class TestClusterTargets(RuleCases):

@@ -70,6 +70,10 @@ class VllmServiceArgs:
     """File names in that Secret: `aws-credentials` and/or `gcp-service-account.json`."""
     service_monitor: bool = True
     """Create a Prometheus Operator ServiceMonitor (needs its CRD in the cluster)."""
+    cloud: str = "onprem"
+    """The cluster's cloud: picks the catalog mirror the weights are fetched from."""
+    service_account_annotations: dict[str, pulumi.Input[str]] | None = None
+    """Annotations of the pod's service account (GKE Workload Identity binds a Google service account so)."""
     generation_seconds: int = 300
     """Longest generation to let finish when a pod stops."""
     autoscaled: bool = False
@@ -126,7 +130,9 @@ class VllmService(pulumi.ComponentResource):
         replicas = args.model.replicas_of(version)
 
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child
+            f"{name}-sa", metadata={**meta, **({"annotations": args.service_account_annotations}
+                                               if args.service_account_annotations else {})},
+            automount_service_account_token=False, opts=child
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
@@ -264,7 +270,7 @@ class VllmService(pulumi.ComponentResource):
                     "command": ["python3", f"{ENTRYPOINT_DIR}/entrypoint.py"],
                     "args": serve_args(args.model_name, version.version, model.engine),
                     "env": [
-                        {"name": "LLMPLANE_MODEL_URI", "value": args.artifact.uri},
+                        {"name": "LLMPLANE_MODEL_URI", "value": args.artifact.uri_for(args.cloud)},
                         {"name": "LLMPLANE_MODEL_SHA256", "value": args.artifact.sha256},
                         {"name": "LLMPLANE_MODEL_CACHE", "value": "/models"},
                         {"name": "HOME", "value": "/tmp/home"},

@@ -1,4 +1,5 @@
-"""WeightsAccess: on EKS, the vLLM service accounts may read their catalog's s3:// weights (Pod Identity)."""
+"""Weights access: the vLLM service accounts may read exactly their catalog's archives, with the cloud's workload
+identity (EKS Pod Identity for s3://, GKE Workload Identity for gs://) and no static credentials."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_gcp as gcp
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,48 @@ class WeightsAccess(pulumi.ComponentResource):
                                            tags=args.tags, opts=child)
         self.role_arn = role.arn
         self.register_outputs({"role_arn": self.role_arn})
+
+
+@dataclass(frozen=True)
+class GcpWeightsAccessArgs:
+    """The project, the service accounts that fetch weights, and the buckets holding their gs:// archives."""
+
+    project: str
+    """GCP project of the cluster (its Workload Identity pool is `<project>.svc.id.goog`)."""
+    cluster: str
+    """Cluster name (names the Google service account)."""
+    namespace: str
+    """Namespace of the vLLM service accounts."""
+    service_accounts: list[str]
+    """One per deployed model version."""
+    buckets: list[str]
+    """Buckets of the gs:// archives they may read."""
+
+
+def gs_bucket(uri: str) -> str | None:
+    """The bucket of a gs:// URI, or None for other schemes."""
+    return uri[len("gs://"):].split("/", 1)[0] if uri.startswith("gs://") else None
+
+
+class GcpWeightsAccess(pulumi.ComponentResource):
+    """A Google service account that may read the weights buckets, impersonated by the vLLM service accounts
+    through Workload Identity (they carry its email as `iam.gke.io/gcp-service-account`)."""
+
+    email: pulumi.Output[str]
+    """The Google service account's email, for the Kubernetes service accounts' annotation."""
+
+    def __init__(self, name: str, args: GcpWeightsAccessArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmplane:serving:GcpWeightsAccess", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account = gcp.serviceaccount.Account(f"{name}-gsa", account_id=f"{args.cluster}-vllm"[:30],
+                                             display_name=f"vLLM weights reader in {args.cluster}", opts=child)
+        member = pulumi.Output.concat("serviceAccount:", account.email)
+        for bucket in args.buckets:
+            gcp.storage.BucketIAMMember(f"{name}-{bucket}", bucket=bucket, role="roles/storage.objectViewer",
+                                        member=member, opts=child)
+        for ksa in args.service_accounts:
+            gcp.serviceaccount.IAMMember(
+                f"{name}-{ksa}", service_account_id=account.name, role="roles/iam.workloadIdentityUser",
+                member=f"serviceAccount:{args.project}.svc.id.goog[{args.namespace}/{ksa}]", opts=child)
+        self.email = account.email
+        self.register_outputs({"email": self.email})

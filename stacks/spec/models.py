@@ -119,6 +119,13 @@ class Artifact(Section):
 
     uri: str = Field(pattern=r"^(s3|gs|https)://\S+$", description="Immutable weights location: s3://, gs:// or https://.")
     sha256: Sha256 = Field(description="Digest of the weights archive, checked before serving.")
+    mirrors: dict[Cloud, Annotated[str, StringConstraints(pattern=r"^(s3|gs|https)://\S+$")]] = Field(
+        default_factory=dict, description="The same archive in another cloud's storage, read there instead."
+    )
+
+    def uri_for(self, cloud: str) -> str:
+        """Where a cluster in `cloud` fetches the archive: its mirror, else the primary URI."""
+        return self.mirrors.get(cloud, self.uri)
 
 
 class Engine(Section):

@@ -133,9 +133,25 @@ def catalog_registry(spec: PlatformSpec) -> Iterable[Problem]:
                               f"{name}", v.version, f"deploy a catalog version ({', '.join(listed)}) or publish "
                               f"{v.version} in models.{name}.catalog with its uri and sha256")
         for version, artifact in model.catalog.items():
-            if "latest" in artifact.uri.lower().split("/")[-2:]:
-                yield Problem(f"models.{name}.catalog.{version}.uri", "the URI names a moving 'latest' location",
-                              show(artifact.uri), "point at a versioned, immutable object")
+            for where, uri in (("uri", artifact.uri), *((f"mirrors.{c}", u) for c, u in artifact.mirrors.items())):
+                if "latest" in uri.lower().split("/")[-2:]:
+                    yield Problem(f"models.{name}.catalog.{version}.{where}",
+                                  "the URI names a moving 'latest' location", show(uri),
+                                  "point at a versioned, immutable object")
+
+
+def reachable_weights(spec: PlatformSpec) -> Iterable[Problem]:
+    """A GKE cluster reads weights with Workload Identity: from gs:// or https://, not from s3://."""
+    for name, model in spec.models.items():
+        for cluster in spec.clusters_of(model):
+            if cluster.cloud != "gcp":
+                continue
+            for v in model.versions:
+                uri = model.catalog[v.version].uri_for("gcp") if v.version in model.catalog else ""
+                if uri.startswith("s3://"):
+                    yield Problem(f"models.{name}.catalog.{v.version}.mirrors", f"GCP cluster '{cluster.name}' "
+                                  f"cannot read {uri} with its workload identity", show(uri),
+                                  "add mirrors: {gcp: gs://...} with the same archive, or an https:// uri")
 
 
 def fits_gpus(spec: PlatformSpec) -> Iterable[Problem]:
@@ -265,6 +281,7 @@ RULES: tuple[Rule, ...] = (
     placement,
     traffic_weights,
     catalog_registry,
+    reachable_weights,
     fits_gpus,
     pool_capacity,
     references,
