@@ -14,7 +14,8 @@ CHECKOV := .tools/checkov/bin/checkov
 ACTIONLINT_VERSION := v1.7.10
 ACTIONLINT := .tools/bin/actionlint
 
-export PATH := $(CURDIR)/.tools/bin:$(PATH)
+# Go's official tarball installs to /usr/local/go, which not every shell puts on PATH.
+export PATH := $(CURDIR)/.tools/bin:$(PATH)$(if $(wildcard /usr/local/go/bin/go),:/usr/local/go/bin)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.state
 # The local stack's secrets are encrypted with this well-known passphrase: it
 # protects nothing and is for the local stack only. Set your own for any other.
