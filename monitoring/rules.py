@@ -7,15 +7,22 @@ burns 14.4 times too fast over 1h (and still over 5m) or 6 times over 6h (and
 30m); open a ticket at 3 times over 1d (and 2h) or once over 3d (and 6h). The
 short window lets an alert stop soon after the burn stops.
 
-`monitoring/alerts.yaml` is `prometheus_rule()` with the default parameters
-(`python -m monitoring.rules --write`); components may build their own with
-an environment's SLOs. `rule_groups()` turns a PrometheusRule into the plain
-rule file that promtool and Prometheus read.
+Each model's burn-rate alerts compare against its own error budget
+(`AlertParams.slos`): models that share an objective share one set of
+branches, selected by the `model` label, and the recorded ratios stay shared,
+one rule per window. `monitoring/alerts.yaml` is `prometheus_rule()` with the
+default parameters, one SLO for every model (`python -m monitoring.rules
+--write`); components build their own with the SLOs of the models a cluster
+serves. `rule_groups()` turns a PrometheusRule into the plain rule file that
+promtool and Prometheus read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +65,8 @@ class Slo:
 
 @dataclass(frozen=True)
 class AlertParams:
-    slo: Slo = field(default_factory=Slo)
+    slo: Slo = field(default_factory=Slo)  # models not in `slos`; the canary alert's thresholds
+    slos: Mapping[str, Slo] = field(default_factory=dict)  # by `model` label: each model burns its own budget
     queue_backlog_requests: int = 20  # waiting requests per model version, sustained
     kv_cache_saturation: float = 0.9  # 5-minute average KV-cache usage
     preemptions_per_second: float = 0.05
@@ -89,6 +97,35 @@ def _le_matcher(bound: float) -> str:
     return f'le="{written}"' if written == normalised else f'le=~"{written}|{normalised}"'
 
 
+def _model_matcher(models: Sequence[str], negate: bool = False) -> str:
+    """Selects these models by their `model` label, or with `negate` every other model; '' selects all."""
+    if not models:
+        return ""
+    if len(models) == 1:
+        return f"model{'!=' if negate else '='}{json.dumps(models[0])}"
+    pattern = "|".join(re.sub(r"[\\.+*?()|\[\]{}^$]", r"\\\g<0>", m) for m in models)
+    return f"model{'!~' if negate else '=~'}{json.dumps(pattern)}"
+
+
+def _select(metric: str, *matchers: str) -> str:
+    """`metric{a, b}` with the non-empty matchers, or the bare metric."""
+    given = [m for m in matchers if m]
+    return f"{metric}{{{', '.join(given)}}}" if given else metric
+
+
+@dataclass(frozen=True)
+class _SloGroup:
+    """Models whose SLOs agree on what some rules depend on, with the SLO that stands for them."""
+
+    slo: Slo
+    models: tuple[str, ...]
+    everyone_else: bool  # the default's group: every model not in `models`, which other groups hold
+
+    @property
+    def matcher(self) -> str:
+        return _model_matcher(self.models, negate=self.everyone_else)
+
+
 class _Builder:
     """Writes the rules for one set of parameters."""
 
@@ -108,6 +145,33 @@ class _Builder:
         rule["annotations"] = {"summary": summary, "runbook_url": f"{self.p.runbook}#{name.lower()}"}
         return rule
 
+    def slo_groups(self, key: Callable[[Slo], Hashable]) -> list[_SloGroup]:
+        """`slos` grouped by `key`, the default's group first.
+
+        Models whose key equals the default's join the default's group, which
+        selects every model the other groups do not name, so a model that no
+        one listed is still guarded; with one group there is no matcher and the
+        rules read as with a single SLO.
+        """
+        named: dict[Hashable, list[str]] = {}
+        for model, slo in sorted(self.p.slos.items()):
+            if key(slo) != key(self.p.slo):
+                named.setdefault(key(slo), []).append(model)
+        others = tuple(m for models in named.values() for m in models)
+        return [_SloGroup(self.p.slo, others, everyone_else=True)] + [
+            _SloGroup(self.p.slos[models[0]], tuple(models), everyone_else=False) for models in named.values()]
+
+    @staticmethod
+    def per_model(groups: list[_SloGroup], text: Callable[[Slo], str]) -> str:
+        """`text` of the alerting model's SLO: an annotation template that picks it by the `model` label."""
+        default, *named = groups
+        if not named:
+            return text(default.slo)
+        choices = "".join(
+            f"{{{{ {'if' if i == 0 else 'else if'} eq $labels.model {' '.join(map(json.dumps, g.models))} }}}}"
+            f"{text(g.slo)}" for i, g in enumerate(named))
+        return f"{choices}{{{{ else }}}}{text(default.slo)}{{{{ end }}}}"
+
     def group(self, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
         group: dict[str, Any] = {"name": name}
         if self.p.evaluation_interval:
@@ -118,44 +182,61 @@ class _Builder:
     # -- SLOs -------------------------------------------------------------
 
     def slo_group(self) -> dict[str, Any]:
-        slo = self.p.slo
         windows = sorted({w for _, _, long, short in BURN_WINDOWS for w in (long, short)})
         ttft, errors = "llmplane:vllm_ttft_slow:ratio_rate", "llmplane:vllm_request_errors:ratio_rate"
-        le = _le_matcher(slo.ttft_seconds)
+        bucket, count = f"{vm.TIME_TO_FIRST_TOKEN.name}_bucket", f"{vm.TIME_TO_FIRST_TOKEN.name}_count"
+        # What counts as slow depends on the bound: one term per bound, each for its models.
+        bounds = self.slo_groups(lambda slo: slo.ttft_seconds)
         rules: list[dict[str, Any]] = []
         for seconds in windows:
             w = self.window(seconds)
-            rules.append({"record": ttft + duration(seconds), "expr": (
+            rules.append({"record": ttft + duration(seconds), "expr": "or\n".join(
                 f"1 - (\n"
-                f"  sum by ({BY}) (rate({vm.TIME_TO_FIRST_TOKEN.name}_bucket{{{le}}}[{w}]))\n"
+                f"  sum by ({BY}) (rate({_select(bucket, _le_matcher(g.slo.ttft_seconds), g.matcher)}[{w}]))\n"
                 f"  /\n"
-                f"  sum by ({BY}) (rate({vm.TIME_TO_FIRST_TOKEN.name}_count[{w}]))\n"
-                f")\n")})
+                f"  sum by ({BY}) (rate({_select(count, g.matcher)}[{w}]))\n"
+                f")\n" for g in bounds)})
         for seconds in windows + [CANARY_WINDOW]:
             rules.append({"record": errors + duration(seconds), "expr": self.error_ratio(seconds)})
-        ttft_budget = _number(1 - slo.ttft_objective)
-        error_budget = _number(1 - slo.availability_objective)
-        for slo_name, record, budget, what in (
-            ("ttft", ttft, ttft_budget,
-             f"of first tokens slower than {_number(slo.ttft_seconds)}s (objective {slo.ttft_objective:.4g})"),
-            ("availability", errors, error_budget,
-             f"of requests failing (objective {slo.availability_objective:.4g})"),
-        ):
-            title = "Ttft" if slo_name == "ttft" else "Error"
-            for severity, pace in (("page", "fast"), ("ticket", "slowly")):
-                branches = [
-                    f"(\n  {record}{duration(long)} > {_number(rate)} * {budget}\n"
-                    f"  and\n  {record}{duration(short)} > {_number(rate)} * {budget}\n)"
-                    for sev, rate, long, short in BURN_WINDOWS if sev == severity
-                ]
-                rules.append(self.alert(
-                    f"Vllm{title}BudgetBurn{'Fast' if severity == 'page' else 'Slow'}",
-                    "\nor\n".join(branches) + "\n",
-                    120 if severity == "page" else 900, severity,
-                    f"{{{{ $labels.model }}}} {{{{ $labels.version }}}} burns its {slo_name} error budget "
-                    f"{pace}: {{{{ $value | humanizePercentage }}}} {what}",
-                    slo=slo_name))
+        rules += self.burn_alerts(
+            "ttft", ttft, key=lambda slo: (slo.ttft_seconds, slo.ttft_objective),
+            budget=lambda slo: 1 - slo.ttft_objective,
+            what=lambda slo: f"of first tokens slower than {_number(slo.ttft_seconds)}s "
+                             f"(objective {slo.ttft_objective:.4g})")
+        rules += self.burn_alerts(
+            "availability", errors, key=lambda slo: slo.availability_objective,
+            budget=lambda slo: 1 - slo.availability_objective,
+            what=lambda slo: f"of requests failing (objective {slo.availability_objective:.4g})")
         return self.group("llmplane-vllm-slo", rules)
+
+    def burn_alerts(self, slo_name: str, record: str, key: Callable[[Slo], Hashable],
+                    budget: Callable[[Slo], float], what: Callable[[Slo], str]) -> list[dict[str, Any]]:
+        """The page and the ticket of one SLO: each group of models with the same `key` burns its own budget.
+
+        One rule per alert, its groups' branches joined by `or`, rather than one
+        rule per group: rules with the same name and labels are duplicates to
+        promtool's linter.
+        """
+        groups = self.slo_groups(key)
+        title = "Ttft" if slo_name == "ttft" else "Error"
+
+        def branch(group: _SloGroup, rate: float, long: int, short: int) -> str:
+            over = f"> {_number(rate)} * {_number(budget(group.slo))}"
+            return (f"(\n  {_select(record + duration(long), group.matcher)} {over}\n"
+                    f"  and\n  {_select(record + duration(short), group.matcher)} {over}\n)")
+
+        alerts: list[dict[str, Any]] = []
+        for severity, pace in (("page", "fast"), ("ticket", "slowly")):
+            branches = [branch(g, rate, long, short)
+                        for g in groups for sev, rate, long, short in BURN_WINDOWS if sev == severity]
+            alerts.append(self.alert(
+                f"Vllm{title}BudgetBurn{'Fast' if severity == 'page' else 'Slow'}",
+                "\nor\n".join(branches) + "\n",
+                120 if severity == "page" else 900, severity,
+                f"{{{{ $labels.model }}}} {{{{ $labels.version }}}} burns its {slo_name} error budget "
+                f"{pace}: {{{{ $value | humanizePercentage }}}} {self.per_model(groups, what)}",
+                slo=slo_name))
+        return alerts
 
     def error_ratio(self, seconds: int) -> str:
         w = self.window(seconds)

@@ -37,7 +37,7 @@ from components.serving.vllm_service import VllmService, VllmServiceArgs
 
 from .environments import PROJECT_ROOT
 from .spec.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
-from .spec.models import Cluster, PlatformSpec
+from .spec.models import Cluster, PlatformSpec, Slo as SpecSlo
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
 """Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""
@@ -81,15 +81,22 @@ def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project
     return kind(cluster.name, args)
 
 
+def _alert_slo(slo: SpecSlo) -> Slo:
+    """A model's SLO in the spec as the alerts' SLO (the spec's `availability` is their availability objective)."""
+    return Slo(ttft_seconds=slo.ttft_seconds, ttft_objective=slo.ttft_objective,
+               availability_objective=slo.availability)
+
+
 def _observability(spec: PlatformSpec, cluster: Cluster, target: ClusterComponent,
                    on_cluster: pulumi.ResourceOptions) -> ObservabilityStack:
-    """The cluster's monitoring stack; alerts guard the SLO of the first model the cluster serves."""
-    model = next((m for m in spec.models.values() if cluster in spec.clusters_of(m)), next(iter(spec.models.values())))
+    """The cluster's monitoring stack; alerts hold each model the cluster serves to its own SLO, and any other
+    model to the spec's default one."""
     is_aws = isinstance(target, AwsGpuCluster)
     return ObservabilityStack(f"{cluster.name}-observability", ObservabilityArgs(
         cluster=cluster,
         settings=spec.observability,
-        slo=Slo(model.slo.ttft_seconds, model.slo.ttft_objective, model.slo.availability),
+        slos={name: _alert_slo(model.slo) for name, model in spec.models.items() if cluster in spec.clusters_of(model)},
+        default_slo=_alert_slo(SpecSlo()),
         environment=spec.environment,
         tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
         aws_provider=target.aws_provider if is_aws else None,

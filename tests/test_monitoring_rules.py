@@ -15,6 +15,12 @@ from monitoring import rules
 MONITORING = Path(rules.__file__).parent
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: run .ci/services.sh install")
+BURN_ALERTS = {"VllmTtftBudgetBurnFast", "VllmTtftBudgetBurnSlow", "VllmErrorBudgetBurnFast", "VllmErrorBudgetBurnSlow"}
+# The SLOs of monitoring/tests/slo_per_model.yaml; llama-3-8b keeps the default.
+PER_MODEL_SLOS = rules.AlertParams(slos={
+    "llama-3-70b": rules.Slo(ttft_objective=0.95, availability_objective=0.99),
+    "mistral-7b": rules.Slo(ttft_seconds=1.0),
+})
 
 
 def _alerts(rule: dict) -> list[dict]:
@@ -73,6 +79,31 @@ def test_slo_numbers_are_parameters():
     assert "* 0.001" not in text
 
 
+def test_models_that_keep_the_default_slo_change_nothing():
+    same = rules.AlertParams(slos={"llama-3-8b": rules.Slo(), "llama-3-70b": rules.Slo()})
+    assert rules.prometheus_rule(same) == rules.prometheus_rule()
+
+
+def test_per_model_slos_change_only_the_slow_first_token_ratios_and_the_burn_rate_alerts():
+    default, per_model = rules.prometheus_rule(), rules.prometheus_rule(PER_MODEL_SLOS)
+    changed = [(a.get("record") or a["alert"]) for g, h in zip(default["spec"]["groups"], per_model["spec"]["groups"])
+               for a, b in zip(g["rules"], h["rules"], strict=True) if a != b]
+    assert set(changed) == BURN_ALERTS | {
+        f"llmplane:vllm_ttft_slow:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
+
+
+def test_each_model_is_held_to_its_own_budget_and_bound():
+    text = rules.dump(rules.prometheus_rule(PER_MODEL_SLOS))
+    assert '_bucket{le="2.5", model!="mistral-7b"}[1h]' in text
+    assert '_bucket{le=~"1.0|1", model="mistral-7b"}[1h]' in text
+    assert 'ratio_rate1h{model!~"llama-3-70b|mistral-7b"} > 14.4 * 0.01\n' in text
+    assert 'ratio_rate1h{model="llama-3-70b"} > 14.4 * 0.05\n' in text
+    assert 'ratio_rate1h{model="mistral-7b"} > 14.4 * 0.01\n' in text
+    # mistral-7b keeps the default availability, so it shares the default's branches.
+    assert 'errors:ratio_rate1h{model!="llama-3-70b"} > 14.4 * 0.001\n' in text
+    assert 'errors:ratio_rate1h{model="llama-3-70b"} > 14.4 * 0.01\n' in text
+
+
 def test_a_ttft_threshold_between_histogram_buckets_is_refused():
     with pytest.raises(ValueError, match=r"ttft_seconds=2.0 is not a bucket bound of vllm:time_to_first_token"):
         rules.Slo(ttft_seconds=2.0)
@@ -107,8 +138,9 @@ def test_every_alert_has_a_firing_and_a_quiet_promtool_case():
 
 @pytest.fixture
 def promtool_dir(tmp_path: Path) -> Path:
-    """monitoring/tests/*.yaml beside the plain rules extracted from alerts.yaml."""
+    """monitoring/tests/*.yaml beside the plain rules extracted from alerts.yaml and built with PER_MODEL_SLOS."""
     (tmp_path / "rules.yaml").write_text(rules.dump(rules.rule_groups(rules.load())))
+    (tmp_path / "per_model_rules.yaml").write_text(rules.dump(rules.rule_groups(rules.prometheus_rule(PER_MODEL_SLOS))))
     for path in (MONITORING / "tests").glob("*.yaml"):
         shutil.copy(path, tmp_path / path.name)
     return tmp_path
@@ -119,10 +151,11 @@ def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @needs_promtool
-def test_promtool_check_rules(promtool_dir: Path):
-    result = _promtool("check", "rules", "rules.yaml", cwd=promtool_dir)
+@pytest.mark.parametrize("rule_file", ["rules.yaml", "per_model_rules.yaml"])
+def test_promtool_check_rules(promtool_dir: Path, rule_file: str):
+    result = _promtool("check", "rules", rule_file, cwd=promtool_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert "SUCCESS" in result.stdout and "FAILED" not in result.stdout, result.stdout
 
 
 @needs_promtool
@@ -135,8 +168,8 @@ def test_promtool_check_rules_with_test_time_scale(tmp_path: Path):
 
 @needs_promtool
 def test_promtool_unit_tests_pass(promtool_dir: Path):
-    files = sorted(p.name for p in promtool_dir.glob("*.yaml") if p.name != "rules.yaml")
-    assert len(files) >= 5
+    files = sorted(p.name for p in (MONITORING / "tests").glob("*.yaml"))
+    assert len(files) >= 6
     result = _promtool("test", "rules", *files, cwd=promtool_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAILED" not in result.stdout

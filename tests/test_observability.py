@@ -74,3 +74,26 @@ def test_gcp_log_bucket_enforces_private_access_and_retention():
 def test_dcgm_exporter_tolerates_gpu_nodes():
     release = [r for r in plan_of("prod").of_type(RELEASE) if r.inputs["chart"] == "dcgm-exporter"][0]
     assert release.inputs["values"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_alerts_hold_each_model_the_cluster_serves_to_its_own_slo():
+    def stricter_70b(values):
+        values["llmplane:models"]["llama-3-70b"]["slo"] = {"ttftObjective": 0.95, "availability": 0.999}
+
+    plan = plan_with("prod", stricter_70b)
+    both = [c.name for c in plan.spec.clusters if all(c in plan.spec.clusters_of(m) for m in plan.spec.models.values())]
+    assert both == ["aws-use1", "aws-usw2"]
+    alerts = {r.name.removesuffix("-observability-alerts"): {
+        a["alert"]: a for g in r.inputs["spec"]["groups"] for a in g["rules"] if "alert" in a}
+        for r in plan.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")}
+    for cluster in both:
+        ttft, errors = alerts[cluster]["VllmTtftBudgetBurnFast"], alerts[cluster]["VllmErrorBudgetBurnFast"]
+        # llama-3-70b: 95% fast first tokens, 99.9% available; llama-3-8b: the spec's defaults, 99% and 99.5%.
+        assert 'ratio_rate1h{model="llama-3-70b"} > 14.4 * 0.05\n' in ttft["expr"]
+        assert 'ratio_rate1h{model!="llama-3-70b"} > 14.4 * 0.01\n' in ttft["expr"]
+        assert 'ratio_rate1h{model="llama-3-70b"} > 14.4 * 0.001\n' in errors["expr"]
+        assert 'ratio_rate1h{model!="llama-3-70b"} > 14.4 * 0.005\n' in errors["expr"]
+        assert "(objective 0.95)" in ttft["annotations"]["summary"]
+    # A cluster that serves llama-3-8b alone holds it to its SLO, with no other model's branches.
+    alone = alerts["gcp-usc1"]["VllmTtftBudgetBurnFast"]["expr"]
+    assert "llama-3-70b" not in alone and "ratio_rate1h > 14.4 * 0.01\n" in alone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -24,14 +25,16 @@ LOKI_SERVICE_ACCOUNT = "loki"
 
 @dataclass(frozen=True)
 class ObservabilityArgs:
-    """The cluster, the environment's observability section and the SLO the alerts guard."""
+    """The cluster, the environment's observability section and the SLOs the alerts guard."""
 
     cluster: Cluster
     """Where the stack runs (its cloud picks Loki's object storage)."""
     settings: Observability
     """Retention and remote write."""
-    slo: Slo
-    """SLO of the alerts' burn rates."""
+    slos: Mapping[str, Slo]
+    """SLO of each model the cluster serves, by name: each model's burn-rate alerts spend its own budget."""
+    default_slo: Slo
+    """SLO of models not in `slos` and the canary alert's thresholds."""
     environment: str
     """Environment name (bucket names, labels)."""
     tags: dict[str, str]
@@ -91,7 +94,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             data={"llmplane-vllm.json": json.dumps(dashboards.build(), sort_keys=True)},
             opts=child,
         )
-        rule = prometheus_rule(AlertParams(slo=args.slo))
+        rule = prometheus_rule(AlertParams(slo=args.default_slo, slos=args.slos))
         k8s.apiextensions.CustomResource(
             f"{name}-alerts",
             api_version=rule["apiVersion"],
