@@ -66,13 +66,17 @@ class Secrets:
 ClusterComponent = AwsGpuCluster | GcpGpuCluster | OnPremCluster
 
 
+def ownership(spec: PlatformSpec) -> Ownership:
+    """Who owns and pays for the environment: the tags and labels every cloud resource carries."""
+    return Ownership(spec.environment, spec.owner, spec.cost_center)
+
+
 def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> ClusterComponent:
-    prod_like = spec.protect
     args = ClusterArgs(
         cluster=cluster,
-        ownership=Ownership(spec.environment, spec.owner, spec.cost_center),
+        ownership=ownership(spec),
         protect=spec.protect,
-        private_endpoint=prod_like,
+        private_endpoint=spec.protect,  # a protected (production) environment keeps its API off the internet
         kubeconfig=secrets.kubeconfigs.get(cluster.kubeconfig_secret) if cluster.kubeconfig_secret else None,
         gcp_project=gcp_project,
         render_dir=plugin_relative(cluster.render_dir) if cluster.render_dir else None,
@@ -98,7 +102,7 @@ def _observability(spec: PlatformSpec, cluster: Cluster, target: ClusterComponen
         slos={name: _alert_slo(model.slo) for name, model in spec.models.items() if cluster in spec.clusters_of(model)},
         default_slo=_alert_slo(SpecSlo()),
         environment=spec.environment,
-        tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
+        tags=ownership(spec).tags(),
         aws_provider=target.aws_provider if is_aws else None,
         eks_cluster_name=target.cluster_name if is_aws else None,
         protect=spec.protect,
@@ -135,7 +139,7 @@ def _weights_access(spec: PlatformSpec, cluster: Cluster, target: AwsGpuCluster)
         return None
     return WeightsAccess(f"{cluster.name}-weights", WeightsAccessArgs(
         cluster_name=target.cluster_name, namespace=SERVING_NAMESPACE, service_accounts=accounts,
-        object_arns=sorted(arns), tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
+        object_arns=sorted(arns), tags=ownership(spec).tags(),
     ), opts=pulumi.ResourceOptions(provider=target.aws_provider))
 
 
@@ -149,7 +153,7 @@ def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
     """One HybridLink per spec link; its on-prem side configuration is a secret stack output."""
     outputs: dict[str, pulumi.Output] = {}
     assigned = assign_tunnels(spec.hybrid)
-    ownership = Ownership(spec.environment, spec.owner, spec.cost_center)
+    owners = ownership(spec)
     for link in spec.hybrid:
         aws_sides, gcp_sides, keys = [], [], {}
         for name in link.cloud_clusters:
@@ -165,7 +169,7 @@ def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
         component = HybridLink(f"hybrid-{link.name}", HybridLinkArgs(
             link=link, aws=aws_sides, gcp=gcp_sides,
             inside_cidrs={name: assigned[(link.name, name)] for name in link.cloud_clusters},
-            preshared_keys=keys, tags=ownership.tags(), labels=ownership.gcp_labels()))
+            preshared_keys=keys, tags=owners.tags(), labels=owners.gcp_labels()))
         outputs[f"hybrid:{link.name}:onprem-config"] = component.onprem_config
     return outputs
 
@@ -253,7 +257,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             hosted_zone=spec.routing.hosted_zone,
             clusters=[spec.cluster(name) for name in order],
             health_model=next(iter(spec.models)),
-            tags=Ownership(spec.environment, spec.owner, spec.cost_center).tags(),
+            tags=ownership(spec).tags(),
         ))
         outputs["hostname"] = routing.hostname
     return outputs
