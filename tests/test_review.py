@@ -22,7 +22,7 @@ def clone(tmp_path_factory) -> Path:
 
 
 def test_a_clean_tree_has_no_changes(clone):
-    result = review("dev", "HEAD", head_root=clone)
+    result = review("prod", "HEAD", head_root=clone)
     assert result.changes == [] and result.new_violations == []
     assert markdown(result).endswith("No changes.")
 
