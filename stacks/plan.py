@@ -173,9 +173,10 @@ def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> 
     spec = load_spec(config.values, config.environment)
     plan = Plan(config.environment, spec)
     values, secret_keys = _with_secret_placeholders(config, spec, plan.notes)
-    monitor = _RecordingMonitor(_Outputs(), plan.resources, config.environment)
+    outputs = _Outputs()
+    monitor = _RecordingMonitor(outputs, plan.resources, config.environment)
     set_root_resource(None)
-    pulumi_mocks.set_mocks(_Outputs(), project=PROJECT, stack=config.environment, preview=True, monitor=monitor)
+    pulumi_mocks.set_mocks(outputs, project=PROJECT, stack=config.environment, preview=True, monitor=monitor)
     set_all_config(values, secret_keys)
     if program is None:
         program = main
