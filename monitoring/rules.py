@@ -10,11 +10,12 @@ short window lets an alert stop soon after the burn stops.
 Each model's burn-rate alerts compare against its own error budget
 (`AlertParams.slos`): models that share an objective share one set of
 branches, selected by the `model` label, and the recorded ratios stay shared,
-one rule per window. `monitoring/alerts.yaml` is `prometheus_rule()` with the
-default parameters, one SLO for every model (`python -m monitoring.rules
---write`); components build their own with the SLOs of the models a cluster
-serves. `rule_groups()` turns a PrometheusRule into the plain rule file that
-promtool and Prometheus read.
+one rule per window. A model's canary is likewise judged against its own TTFT
+bound and availability objective. `monitoring/alerts.yaml` is
+`prometheus_rule()` with the default parameters, one SLO for every model
+(`python -m monitoring.rules --write`); components build their own with the
+SLOs of the models a cluster serves. `rule_groups()` turns a PrometheusRule
+into the plain rule file that promtool and Prometheus read.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class Slo:
 
 @dataclass(frozen=True)
 class AlertParams:
-    slo: Slo = field(default_factory=Slo)  # models not in `slos`; the canary alert's thresholds
-    slos: Mapping[str, Slo] = field(default_factory=dict)  # by `model` label: each model burns its own budget
+    slo: Slo = field(default_factory=Slo)  # models not in `slos`
+    slos: Mapping[str, Slo] = field(default_factory=dict)  # by `model` label: each model's own budget and bounds
     queue_backlog_requests: int = 20  # waiting requests per model version, sustained
     kv_cache_saturation: float = 0.9  # 5-minute average KV-cache usage
     preemptions_per_second: float = 0.05
@@ -277,6 +278,10 @@ class _Builder:
         base_p99 = f"llmplane:vllm_baseline_ttft_p99:rate{suffix}"
         base_errors = f"llmplane:vllm_baseline_errors:ratio_rate{suffix}"
         canaries = f"unless on ({BY}) {baseline}"
+        # Each model's canary is judged against its own SLO: one branch per
+        # bound (or availability objective), each for its models.
+        bounds = self.slo_groups(lambda slo: slo.ttft_seconds)
+        floors = self.slo_groups(lambda slo: slo.availability_objective)
         return self.group("llmplane-vllm-rollout", [
             {"record": requests, "expr": f"sum by ({BY}) (rate({vm.REQUEST_SUCCESS.name}[{w}]))\n"},
             {"record": baseline, "expr": f"topk by (model) (1, {requests})\n"},
@@ -289,16 +294,21 @@ class _Builder:
             # are overloaded the capacity alerts speak, not this one.
             self.alert(
                 "VllmCanaryWorseThanBaseline",
-                f"({p99} {canaries})\n> on (model) group_left ()\n"
-                f"{_number(p.canary_ttft_ratio)} * ({base_p99} < {_number(p.slo.ttft_seconds)})\n",
+                "or\n".join(
+                    f"({_select(p99, g.matcher)} {canaries})\n> on (model) group_left ()\n"
+                    f"{_number(p.canary_ttft_ratio)} * "
+                    f"({_select(base_p99, g.matcher)} < {_number(g.slo.ttft_seconds)})\n"
+                    for g in bounds),
                 300, "page",
                 "Canary {{ $labels.model }} {{ $labels.version }} has a p99 TTFT of {{ printf \"%.2f\" $value }}s, "
                 f"over {_number(p.canary_ttft_ratio)} times its baseline's", signal="ttft_p99"),
             self.alert(
                 "VllmCanaryWorseThanBaseline",
-                f"({errors} {canaries})\n> on (model) group_left ()\n"
-                f"clamp_min({_number(p.canary_error_ratio)} * {base_errors}, "
-                f"{_number(1 - p.slo.availability_objective)})\n",
+                "or\n".join(
+                    f"({_select(errors, g.matcher)} {canaries})\n> on (model) group_left ()\n"
+                    f"clamp_min({_number(p.canary_error_ratio)} * {_select(base_errors, g.matcher)}, "
+                    f"{_number(1 - g.slo.availability_objective)})\n"
+                    for g in floors),
                 300, "page",
                 "Canary {{ $labels.model }} {{ $labels.version }} fails {{ $value | humanizePercentage }} "
                 f"of requests, over {_number(p.canary_error_ratio)} times its baseline's", signal="error_ratio"),

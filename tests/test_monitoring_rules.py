@@ -84,11 +84,11 @@ def test_models_that_keep_the_default_slo_change_nothing():
     assert rules.prometheus_rule(same) == rules.prometheus_rule()
 
 
-def test_per_model_slos_change_only_the_slow_first_token_ratios_and_the_burn_rate_alerts():
+def test_per_model_slos_change_only_the_slow_first_token_ratios_and_the_alerts_that_use_an_slo():
     default, per_model = rules.prometheus_rule(), rules.prometheus_rule(PER_MODEL_SLOS)
     changed = [(a.get("record") or a["alert"]) for g, h in zip(default["spec"]["groups"], per_model["spec"]["groups"])
                for a, b in zip(g["rules"], h["rules"], strict=True) if a != b]
-    assert set(changed) == BURN_ALERTS | {
+    assert set(changed) == BURN_ALERTS | {"VllmCanaryWorseThanBaseline"} | {
         f"llmplane:vllm_ttft_slow:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")}
 
 
@@ -102,6 +102,15 @@ def test_each_model_is_held_to_its_own_budget_and_bound():
     # mistral-7b keeps the default availability, so it shares the default's branches.
     assert 'errors:ratio_rate1h{model!="llama-3-70b"} > 14.4 * 0.001\n' in text
     assert 'errors:ratio_rate1h{model="llama-3-70b"} > 14.4 * 0.01\n' in text
+
+
+def test_each_model_s_canary_is_judged_against_its_own_bound_and_objective():
+    canary = {a["labels"]["signal"]: a["expr"] for a in _alerts(rules.prometheus_rule(PER_MODEL_SLOS))
+              if a["alert"] == "VllmCanaryWorseThanBaseline"}
+    assert 'baseline_ttft_p99:rate10m{model!="mistral-7b"} < 2.5)\n' in canary["ttft_p99"]
+    assert 'baseline_ttft_p99:rate10m{model="mistral-7b"} < 1)\n' in canary["ttft_p99"]
+    assert 'baseline_errors:ratio_rate10m{model!="llama-3-70b"}, 0.001)\n' in canary["error_ratio"]
+    assert 'baseline_errors:ratio_rate10m{model="llama-3-70b"}, 0.01)\n' in canary["error_ratio"]
 
 
 def test_a_ttft_threshold_between_histogram_buckets_is_refused():

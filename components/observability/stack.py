@@ -32,9 +32,9 @@ class ObservabilityArgs:
     settings: Observability
     """Retention and remote write."""
     slos: Mapping[str, Slo]
-    """SLO of each model the cluster serves, by name: each model's burn-rate alerts spend its own budget."""
+    """SLO of each model the cluster serves, by name: its burn-rate and canary alerts use its own."""
     default_slo: Slo
-    """SLO of models not in `slos` and the canary alert's thresholds."""
+    """SLO of models not in `slos`."""
     environment: str
     """Environment name (bucket names, labels)."""
     tags: dict[str, str]
