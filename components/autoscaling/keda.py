@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.clusters.charts import KEDA
 
@@ -18,10 +17,9 @@ class KedaInstall(pulumi.ComponentResource):
 
     def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:autoscaling:KedaInstall", name, None, opts)
-        release = k8s.helm.v3.Release(
-            f"{name}-keda", chart=KEDA.chart, version=KEDA.version, repository_opts={"repo": KEDA.repo},
-            namespace=KEDA_NAMESPACE, create_namespace=True, atomic=True,
-            values={"resources": {"operator": {"requests": {"cpu": "100m", "memory": "128Mi"}}}},
-            opts=pulumi.ResourceOptions(parent=self))
+        release = KEDA.release(
+            f"{name}-keda", KEDA_NAMESPACE,
+            {"resources": {"operator": {"requests": {"cpu": "100m", "memory": "128Mi"}}}},
+            pulumi.ResourceOptions(parent=self), create_namespace=True)
         self.namespace = release.namespace
         self.register_outputs({"namespace": self.namespace})

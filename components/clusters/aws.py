@@ -16,7 +16,7 @@ from stacks.spec.facts import machine_shape
 from stacks.spec.models import GpuPool
 
 from .base import GPU_TAINT, ClusterArgs, exec_kubeconfig, stateful
-from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN, Chart
+from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN
 
 INTERRUPTION_EVENTS = {
     "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
@@ -197,16 +197,16 @@ class AwsGpuCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
         )
         on_k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        karpenter = self._release(f"{name}-karpenter", KARPENTER, "kube-system", {
+        karpenter = KARPENTER.release(f"{name}-karpenter", "kube-system", {
             "settings": {"clusterName": cluster.name, "clusterEndpoint": cluster.endpoint,
                          "interruptionQueue": interruptions.name},
             "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
         }, on_k8s)
-        self._release(f"{name}-nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, "kube-system", {
+        NVIDIA_DEVICE_PLUGIN.release(f"{name}-nvidia-device-plugin", "kube-system", {
             "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
             "nodeSelector": {"karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia"},
         }, on_k8s)
-        self._release(f"{name}-aws-lb-controller", AWS_LOAD_BALANCER_CONTROLLER, "kube-system", {
+        AWS_LOAD_BALANCER_CONTROLLER.release(f"{name}-aws-lb-controller", "kube-system", {
             "clusterName": cluster.name, "region": spec.region, "vpcId": vpc.id,
         }, on_k8s)
         after_karpenter = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[karpenter])
@@ -242,19 +242,6 @@ class AwsGpuCluster(pulumi.ComponentResource):
                                             opts=opts)
             aws.cloudwatch.EventTarget(f"{name}-{short}", rule=rule.name, arn=queue.arn, opts=opts)
         return queue
-
-    def _release(self, name: str, chart: Chart, namespace: str, values: dict,
-                 opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
-        return k8s.helm.v3.Release(
-            name,
-            chart=chart.chart if not chart.repo.startswith("oci://") else f"{chart.repo}/{chart.chart}",
-            version=chart.version,
-            repository_opts=None if chart.repo.startswith("oci://") else {"repo": chart.repo},
-            namespace=namespace,
-            values=values,
-            atomic=True,
-            opts=opts,
-        )
 
     @staticmethod
     def _gpu_pool(name: str, cluster: str, pool: GpuPool, node_role: pulumi.Input[str], tags: dict[str, str],

@@ -11,7 +11,6 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.clusters.charts import Chart
 from components.labels import k8s_labels
 from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
 from monitoring import dashboards
@@ -79,14 +78,14 @@ class ObservabilityStack(pulumi.ComponentResource):
                                            "url": f"http://loki-gateway.{MONITORING_NAMESPACE}.svc"}],
             },
         }
-        self._release(f"{name}-kube-prometheus-stack", KUBE_PROMETHEUS_STACK, prometheus_values, ns, child)
-        self._release(f"{name}-loki", LOKI, loki_storage, ns, child)
-        self._release(f"{name}-alloy", ALLOY, {"alloy": {"configMap": {"content": _alloy_config()}}}, ns, child)
-        self._release(f"{name}-dcgm-exporter", DCGM_EXPORTER, {
+        KUBE_PROMETHEUS_STACK.release(f"{name}-kube-prometheus-stack", ns.metadata.name, prometheus_values, child)
+        LOKI.release(f"{name}-loki", ns.metadata.name, loki_storage, child)
+        ALLOY.release(f"{name}-alloy", ns.metadata.name, {"alloy": {"configMap": {"content": _alloy_config()}}}, child)
+        DCGM_EXPORTER.release(f"{name}-dcgm-exporter", ns.metadata.name, {
             "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
             "nodeSelector": {"nvidia.com/gpu.present": "true"},
             "serviceMonitor": {"enabled": True},
-        }, ns, child)
+        }, child)
         k8s.core.v1.ConfigMap(
             f"{name}-dashboards",
             metadata={"name": "llmplane-dashboards", "namespace": ns.metadata.name,
@@ -107,12 +106,6 @@ class ObservabilityStack(pulumi.ComponentResource):
         self.namespace = ns.metadata.name
         self.log_bucket = pulumi.Output.from_input(bucket)
         self.register_outputs({"namespace": self.namespace, "log_bucket": self.log_bucket})
-
-    def _release(self, name: str, chart: Chart, values: dict, ns: k8s.core.v1.Namespace,
-                 opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
-        return k8s.helm.v3.Release(name, chart=chart.chart, version=chart.version,
-                                   repository_opts={"repo": chart.repo}, namespace=ns.metadata.name, values=values,
-                                   atomic=True, opts=opts)
 
     def _log_storage(self, name: str, args: ObservabilityArgs) -> tuple[pulumi.Input[str], dict]:
         """A private, encrypted, versioned bucket with the spec's retention (cloud), or local disks (on-prem)."""
