@@ -128,7 +128,7 @@ def _shifted(trace: Trace, start: float, end: float) -> tuple[Trace, int]:
     return sub, ids[0]
 
 
-class _Windows:
+class Windows:
     """Each window's misses as a function of a fixed fleet size, sized on its own from a fleet that served the
     window before it as warm-up (cached: the oracle asks for many)."""
 
@@ -145,9 +145,15 @@ class _Windows:
             targets = [i for i, t in enumerate(sub.arrivals) if t >= offset]
             self.subs.append((sub, targets, offset))
         self.cache: dict[tuple[int, int], int] = {}
+        self.ceiling = SEARCH_CEILING
 
     def requests(self, w: int) -> int:
         return len(self.subs[w][1])
+
+    def unavoidable(self, w: int) -> int:
+        """Requests of window w that no replica could serve in time even alone."""
+        sub, targets, _ = self.subs[w]
+        return sum(1 for i in targets if not feasible(sub, self.profile, i))
 
     def misses(self, w: int, n: int) -> int:
         """Requests of window w whose first token misses the SLO with n replicas."""
@@ -166,18 +172,17 @@ class _Windows:
 
     def need(self, w: int, guess: int) -> int:
         """The fewest replicas under which window w alone meets the objective."""
-        sub, targets, _ = self.subs[w]
+        targets = self.subs[w][1]
         if not targets:
             return 0
-        allowed = len(targets) - required(self.profile, len(targets), sum(feasible(sub, self.profile, i)
-                                                                          for i in targets))
+        allowed = len(targets) - required(self.profile, len(targets), len(targets) - self.unavoidable(w))
         return _search(lambda n: self.misses(w, n) <= allowed, 1, guess)
 
 
 def window_need(trace: Trace, profile: Profile, start: float, window: float = WINDOW_SECONDS,
                 guess: int = 1) -> int:
     """The fewest replicas under which the window starting at `start` meets the objective on its own."""
-    windows = _Windows(_shifted(trace, max(0.0, start - window), start + window)[0], profile, window)
+    windows = Windows(_shifted(trace, max(0.0, start - window), start + window)[0], profile, window)
     return windows.need(windows.count - 1 if start >= window else 0, guess)
 
 
@@ -210,7 +215,7 @@ def _replay(trace: Trace, profile: Profile, counts: list[int], window: float, sa
     return sim.run("oracle")
 
 
-def _greedy(windows: _Windows, top: list[int], budget: int) -> list[int]:
+def _greedy(windows: Windows, top: list[int], budget: int) -> list[int]:
     """From `top`, take replicas away where it costs the fewest missed requests, while the misses stay within
     `budget` (a marginal-cost descent on the per-window miss curves)."""
     counts = list(top)
@@ -235,15 +240,15 @@ def _greedy(windows: _Windows, top: list[int], budget: int) -> list[int]:
 
 
 def oracle(trace: Trace, profile: Profile, window: float = WINDOW_SECONDS, sample_every: float | None = 15.0,
-           static: int | None = None) -> tuple[list[int], Result]:
+           static: int | None = None, windows: Windows | None = None) -> tuple[list[int], Result]:
     """The clairvoyant fleet: per-window replica counts and their replay.
 
     It starts from each window's own need (every window meets the objective alone), then takes replicas away
     where that costs the fewest late requests, as long as the whole trace still meets the objective; the
     replay checks the schedule (the budget tightens and the descent reruns when it does not). With `static`, a
-    constant fleet of that size is one of its options too.
+    constant fleet of that size is one of its options too. `windows` may be shared with the start-up bound.
     """
-    windows = _Windows(trace, profile, window)
+    windows = windows or Windows(trace, profile, window)
     allowed = math.floor((1 - profile.ttft_objective) * len(trace) + EPS)
     top: list[int] = []
     previous = 1
@@ -272,5 +277,5 @@ def oracle(trace: Trace, profile: Profile, window: float = WINDOW_SECONDS, sampl
     return min(options, key=lambda option: option[1].gpu_hours)
 
 
-__all__ = ["INF", "WINDOW_SECONDS", "ScheduleController", "fluid_replicas", "oracle", "serves_every_window",
+__all__ = ["INF", "WINDOW_SECONDS", "ScheduleController", "Windows", "fluid_replicas", "oracle", "serves_every_window",
            "static_peak", "window_attainment", "window_need"]

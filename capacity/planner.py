@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stacks.spec.facts import GPU_HOUR_USD
-from stacks.spec.models import GpuPool, PlatformSpec
+from stacks.spec.facts import GPU_HOUR_USD, GPU_MEMORY_GB
+from stacks.spec.models import Engine, GpuPool, PlatformSpec
 
-from .baselines import WINDOW_SECONDS, fluid_replicas, oracle, static_peak, window_attainment, window_need
+from .baselines import WINDOW_SECONDS, Windows, fluid_replicas, oracle, static_peak, window_attainment, window_need
+from .bound import Bound, startup_bound
 from .policy import AutoscalingPolicy
 from .simulator import PolicyController, Profile, Result, Simulator
 from .trace import ATTRIBUTION, Trace
@@ -36,6 +37,20 @@ class Target:
     pool: GpuPool
     policy: AutoscalingPolicy
     profile: Profile
+
+
+VLLM_LARGE_GPU_GB = 70 * 2**30 / 1e9
+"""vLLM gives GPUs of at least 70 GiB (other than the A100) a larger default step budget."""
+
+
+def step_token_budget(engine: Engine, gpu_type: str) -> int:
+    """Tokens one vLLM step carries (`--max-num-batched-tokens`): the spec's, or the OpenAI server's default for
+    the GPU, 8192 on GPUs of 70 GiB or more other than the A100 and 2048 below (vLLM
+    `EngineArgs.get_batch_defaults`)."""
+    if engine.max_num_batched_tokens is not None:
+        return engine.max_num_batched_tokens
+    large = GPU_MEMORY_GB[gpu_type] >= VLLM_LARGE_GPU_GB and "a100" not in gpu_type
+    return 8192 if large else 2048
 
 
 def target(spec: PlatformSpec, model: str | None = None, version: str | None = None,
@@ -79,6 +94,7 @@ def target(spec: PlatformSpec, model: str | None = None, version: str | None = N
         gpu_hour_usd=pool.gpu_hour_usd or GPU_HOUR_USD[pool.gpu_type],
         ttft_seconds=m.slo.ttft_seconds,
         ttft_objective=m.slo.ttft_objective,
+        prefill_chunk_tokens=step_token_budget(m.engine, pool.gpu_type),
     )
     return Target(spec.environment, model, chosen.version, where.name, pool, policy, profile)
 
@@ -121,6 +137,7 @@ class Plan:
     rows: list[Row]
     oracle_counts: list[int]
     static_replicas: int
+    bound: Bound
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -133,18 +150,19 @@ class Plan:
 
 def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: str | None = None,
          cluster: str | None = None) -> Plan:
-    """Replay the policy and both baselines."""
+    """Replay the policy and both baselines, and bound what any autoscaler could reach."""
     t = target(spec, model, version, cluster)
     policy = replay_policy(trace, t.profile, t.policy)
     n, static = static_peak(trace, t.profile)
-    counts, best = oracle(trace, t.profile, static=n)
+    windows = Windows(trace, t.profile, WINDOW_SECONDS)
+    counts, best = oracle(trace, t.profile, static=n, windows=windows)
     lo, hi = policy.replica_range
     rows = [
         Row("policy", f"{lo}-{hi}", policy),
         Row("static", str(n), static),
         Row("oracle", f"{min(counts, default=0)}-{max(counts, default=0)}", best),
     ]
-    return Plan(t, trace, rows, counts, n)
+    return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows))
 
 
 def _seconds(value: float) -> str:
@@ -159,7 +177,8 @@ def format_table(p: Plan) -> str:
         f"capacity plan: {t.environment} · {t.model}:{t.version} · trace {p.trace.name} "
         f"({len(p.trace):,} requests over {p.trace.duration / 60:.1f} min, taken as the version's whole stream)",
         f"replica: {prof.prefill_tokens_per_second:g} prefill tok/s, {prof.decode_tokens_per_second:g} decode tok/s "
-        f"at {prof.max_concurrent_sequences} sequences, tp={prof.tensor_parallel_size}; cold start "
+        f"at {prof.max_concurrent_sequences} sequences, {prof.prefill_chunk_tokens} tokens per step, "
+        f"tp={prof.tensor_parallel_size}; cold start "
         f"{prof.cold_start_seconds:g} s (node {prof.node_seconds:g} + image {prof.image_pull_seconds:g} + load "
         f"{prof.load_seconds:g}); {t.pool.gpu_type} at ${prof.gpu_hour_usd:.2f}/GPU-hour ({t.cluster}/{t.pool.name})",
         f"policy: replicas {pol.hpa_min_replicas}-{pol.max_replicas}, queue {pol.queue_per_replica:g}/replica, "
@@ -184,5 +203,8 @@ def format_table(p: Plan) -> str:
 
     lines.append(fmt(header))
     lines.extend(fmt(b) for b in body)
-    lines += ["", ATTRIBUTION]
+    ratio = p.bound.gpu_hours / oracle_hours if oracle_hours > 0 else math.inf
+    lines += ["", f"bound: no autoscaler that pays the {p.bound.startup_seconds:g} s weight load of each replica it "
+              f"adds, even one that knows the future, meets the TTFT objective on this trace with fewer than "
+              f"{p.bound.gpu_hours:.2f} GPU-hours ({ratio:.2f}x oracle)", "", ATTRIBUTION]
     return "\n".join(lines)

@@ -48,8 +48,9 @@ INF = math.inf
 EPS = 1e-9
 
 PREFILL_CHUNK_TOKENS = 2048
-"""Prompt tokens a mixed step carries: vLLM V1's default `max_num_batched_tokens` for the OpenAI server on GPUs
-of less than 70 GiB (8192 above), the L4 and A10G class."""
+"""Prompt tokens a mixed step carries unless the profile says otherwise: vLLM V1's default
+`max_num_batched_tokens` for the OpenAI server on GPUs of less than 70 GiB (the planner takes the spec's
+`engine.maxNumBatchedTokens`, or this default for the pool's GPU)."""
 
 NODE_CONSOLIDATION_SECONDS = 600
 """How long an empty GPU node stays before the cluster removes it: cluster-autoscaler's

@@ -110,6 +110,17 @@ def test_engine_arguments_come_from_the_spec():
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
     assert args[args.index("--max-model-len") + 1] == "16384"
     assert "--enable-prefix-caching" in args
+    assert "--max-num-batched-tokens" not in args  # unset: vLLM's default for the GPU
+
+
+def test_a_step_token_budget_reaches_vllm_when_the_spec_sets_one():
+    def budget(values):
+        values["llmplane:models"]["llama-3-8b"]["engine"]["maxNumBatchedTokens"] = 8192
+
+    plan = plan_with("dev", budget)
+    for deployment in named(plan, DEPLOYMENT, "llama-3-8b-v1-1-0"):
+        args = _container(deployment)["args"]
+        assert args[args.index("--max-num-batched-tokens") + 1] == "8192"
 
 
 def test_api_key_reaches_vllm_only_through_a_secret():

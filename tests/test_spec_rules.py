@@ -365,6 +365,25 @@ class TestFitsGpus(RuleCases):
         ]
 
 
+# --- engine_batch -------------------------------------------------------------------------------------------------
+
+
+class TestEngineBatch(RuleCases):
+    rule = rules.engine_batch
+
+    def test_a_step_carries_a_token_of_every_batched_sequence(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:models"]["llama-3-8b"]["engine"].update({"maxNumSeqs": 64, "maxNumBatchedTokens": 32})
+        problem = self.expect(load, config, "dev", "models.llama-3-8b.engine.maxNumBatchedTokens",
+                              "32 tokens per step cannot carry the 64 sequences of maxNumSeqs", "32")
+        assert problem.fix == "raise it to at least 64, or lower maxNumSeqs"
+
+    def test_a_budget_of_exactly_max_num_seqs_is_enough(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:models"]["llama-3-8b"]["engine"].update({"maxNumSeqs": 64, "maxNumBatchedTokens": 64})
+        assert load(config, "dev").models["llama-3-8b"].engine.max_num_batched_tokens == 64
+
+
 # --- pool_capacity ------------------------------------------------------------------------------------------------
 
 

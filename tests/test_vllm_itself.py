@@ -37,11 +37,12 @@ def _parser():
 
 def test_vllms_own_parser_accepts_our_serve_arguments():
     engine = Engine(tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=4096, max_num_seqs=32,
-                    quantization="fp8", enable_prefix_caching=True)
+                    max_num_batched_tokens=8192, quantization="fp8", enable_prefix_caching=True)
     model_dir, *flags = serve_args("llama-3-8b", "1.1.0", engine)
     parsed = _parser().parse_args(["--model", model_dir, *flags])
     assert parsed.served_model_name == ["llama-3-8b:1.1.0", "llama-3-8b"]
     assert (parsed.tensor_parallel_size, parsed.max_model_len, parsed.max_num_seqs) == (2, 4096, 32)
+    assert parsed.max_num_batched_tokens == 8192
     assert parsed.gpu_memory_utilization == 0.85 and parsed.quantization == "fp8"
     assert parsed.enable_prefix_caching is True
 

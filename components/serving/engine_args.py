@@ -32,6 +32,8 @@ def serve_args(model: str, version: str, engine: Engine) -> list[str]:
         "--max-num-seqs", str(engine.max_num_seqs),
         "--enable-prefix-caching" if engine.enable_prefix_caching else "--no-enable-prefix-caching",
     ]
+    if engine.max_num_batched_tokens is not None:
+        args += ["--max-num-batched-tokens", str(engine.max_num_batched_tokens)]
     if engine.quantization:
         args += ["--quantization", engine.quantization]
     return args

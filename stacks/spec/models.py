@@ -135,6 +135,11 @@ class Engine(Section):
     gpu_memory_utilization: float = Field(default=0.9, gt=0.3, le=0.98, description="Share of GPU memory vLLM may use.")
     max_model_len: int = Field(default=8192, ge=256, description="Longest prompt plus output, in tokens.")
     max_num_seqs: int = Field(default=128, ge=1, le=4096, description="Sequences batched at once per replica.")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=16, le=1 << 20,
+        description="Tokens one engine step carries, prompt chunks and decodes together: larger favours time to "
+        "first token, smaller the gap between output tokens; unset, vLLM's default for the GPU.",
+    )
     quantization: Literal["awq", "gptq", "fp8", "bitsandbytes"] | None = Field(
         default=None, description="Quantization method, or none."
     )

@@ -176,6 +176,18 @@ def fits_gpus(spec: PlatformSpec) -> Iterable[Problem]:
                               "raise tensorParallelSize, quantize to a smaller dtype, or use a larger GPU")
 
 
+def engine_batch(spec: PlatformSpec) -> Iterable[Problem]:
+    """An engine step's token budget holds one decode token of every batched sequence (vLLM refuses to start
+    otherwise)."""
+    for name, model in spec.models.items():
+        engine = model.engine
+        budget = engine.max_num_batched_tokens
+        if budget is not None and budget < engine.max_num_seqs:
+            yield Problem(f"models.{name}.engine.maxNumBatchedTokens", f"{budget} tokens per step cannot carry "
+                          f"the {engine.max_num_seqs} sequences of maxNumSeqs", str(budget),
+                          f"raise it to at least {engine.max_num_seqs}, or lower maxNumSeqs")
+
+
 def pool_capacity(spec: PlatformSpec) -> Iterable[Problem]:
     """A pool's max GPUs cover the max replicas x GPUs per replica of everything scheduled on it."""
     for cluster in spec.clusters:
@@ -283,6 +295,7 @@ RULES: tuple[Rule, ...] = (
     catalog_registry,
     reachable_weights,
     fits_gpus,
+    engine_batch,
     pool_capacity,
     references,
     tunnel_addresses,
