@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/capacity_replay.py [--environment prod] [--model llama-3-8b]
 
 For each trace it times the policy replay (target: under 10 s for the hour) and the whole plan (policy, static
-peak search, oracle search), then prints GPU-hours relative to the oracle and SLO attainment for the three rows.
+peak search, oracle search, start-up bound), then prints GPU-hours relative to the oracle and SLO attainment for
+the three rows, the start-up bound (no autoscaler that pays its replicas' weight load can spend less), and the
+policy against issue 5's targets: the objective met, at most 1.3x the oracle, fewer GPU-hours than static.
 The traces are read from ../shared/traces (or $LLMPLANE_TRACES) at run time.
 """
 
@@ -22,6 +24,7 @@ from stacks.environments import read_stack_config  # noqa: E402
 from stacks.spec import load_spec  # noqa: E402
 
 REPLAY_BUDGET_SECONDS = 10.0
+ORACLE_RATIO_TARGET = 1.3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
                     else " " * 33)
             print(f"{lead}  {row.name:<7} {r.gpu_hours:>7.2f} {r.gpu_hours / oracle_hours:>8.2f}x "
                   f"{r.within_slo:>10.2%} {r.percentile(99):>8.2f}")
+        bound = p.bound.gpu_hours
+        print(f"{'':33}  {'bound':<7} {bound:>7.2f} {bound / oracle_hours:>8.2f}x")
+        policy, static = p.row("policy").result, p.row("static").result
+        checks = [(f"within SLO {policy.within_slo:.2%} >= {p.target.profile.ttft_objective:.0%}",
+                   policy.within_slo >= p.target.profile.ttft_objective),
+                  (f"{policy.gpu_hours / oracle_hours:.2f}x oracle <= {ORACLE_RATIO_TARGET:g}x",
+                   policy.gpu_hours <= ORACLE_RATIO_TARGET * oracle_hours),
+                  (f"{policy.gpu_hours:.2f} < static {static.gpu_hours:.2f} GPU-h", policy.gpu_hours < static.gpu_hours)]
+        print(f"{'':33}  targets: " + "; ".join(f"{text} {'met' if ok else 'MISSED'}" for text, ok in checks))
+        if bound > ORACLE_RATIO_TARGET * oracle_hours:
+            print(f"{'':33}  the bound is above {ORACLE_RATIO_TARGET:g}x oracle: no autoscaler meets the objective "
+                  f"on this trace within {ORACLE_RATIO_TARGET:g}x oracle")
         if replay_seconds > REPLAY_BUDGET_SECONDS:
             failures.append(f"{kind}: replay took {replay_seconds:.1f} s (budget {REPLAY_BUDGET_SECONDS:g} s)")
     print()

@@ -116,7 +116,8 @@ def relaxed_seconds(curves: list[list[float]], allowed: int, window: float, star
     return total
 
 
-def lower_bound_seconds(curves: list[list[float]], allowed: int, window: float, startup: float) -> tuple[float, float]:
+def lower_bound_seconds(curves: list[list[float]], allowed: int, window: float,
+                        startup: float) -> tuple[float, float]:
     """The best bound over prices (replica-seconds) and its price, for convex miss curves. Past a price of window + startup every level
     already serves wherever it saves a request, so the maximum lies below it."""
     lo, hi = 0.0, window + startup

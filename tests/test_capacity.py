@@ -9,12 +9,13 @@ import math
 import pytest
 
 from capacity.baselines import fluid_replicas, oracle, static_peak, window_attainment
-from capacity.planner import start_replicas, target
+from capacity.planner import start_replicas, step_token_budget, target
 from capacity.policy import AutoscalingPolicy
 from capacity.simulator import FixedController, PolicyController, Profile, Simulator
 from capacity.trace import ATTRIBUTION, TraceError, Trace, azure_trace_path, read_trace, synthetic_trace
 from stacks.environments import known_environments, read_stack_config
 from stacks.spec import load_spec
+from stacks.spec.models import Engine
 
 # A small replica: 1,000 prompt tokens take 0.25 s alone; 8 sequences decode 10 tokens/s each.
 PROFILE = Profile(prefill_tokens_per_second=4000, decode_tokens_per_second=80, max_concurrent_sequences=8,
@@ -246,6 +247,20 @@ def test_replayed_thresholds_equal_the_spec(environment):
             assert t.profile.ttft_seconds == model.slo.ttft_seconds
             # The controller replays exactly that policy object.
             assert PolicyController(policy).policy is policy
+
+
+@pytest.mark.parametrize(("gpu", "budget"), [("nvidia-l4", 2048), ("nvidia-a100-80gb", 2048),
+                                             ("nvidia-h100-80gb", 8192), ("nvidia-h200-141gb", 8192)])
+def test_a_step_carries_vllms_default_token_budget_for_the_gpu_unless_the_spec_sets_one(gpu, budget):
+    assert step_token_budget(Engine(), gpu) == budget
+    assert step_token_budget(Engine(max_num_batched_tokens=4096), gpu) == 4096
+
+
+def test_a_larger_step_budget_amortises_decode_steps_over_more_prompt_tokens():
+    trace = synthetic_trace([(120, 4.0)], prompt=1500, output=40, name="steady")
+    small, large = (replay(trace, 2, dataclasses.replace(PROFILE, prefill_chunk_tokens=budget))
+                    for budget in (512, 4096))
+    assert large.percentile(99) < small.percentile(99)
 
 
 def test_behaviour_carries_the_windows_and_rate_limits():

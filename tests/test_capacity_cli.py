@@ -50,6 +50,8 @@ def test_prints_policy_static_and_oracle_with_the_attribution(capsys, tmp_path):
     assert rows_of(out) == ["policy", "static", "oracle"]
     assert ATTRIBUTION in out
     assert "llama-3-8b:1.0.0" in out and "GPU-hours" in out and "TTFT p99" in out
+    bound = next(line for line in out.splitlines() if line.startswith("bound: "))
+    assert "pays the 300 s weight load" in bound and "x oracle)" in bound
 
 
 def test_synthetic_trace_and_a_named_version(capsys, tmp_path):
