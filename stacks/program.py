@@ -59,6 +59,30 @@ def _require(secrets: dict, key: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+STORAGE_SCHEMES = {"s3://": "aws", "gs://": "gcp"}
+"""Weights URIs that need cloud credentials when the cluster has no workload identity."""
+
+
+def uncredentialed_fetches(spec: PlatformSpec, storage_clouds: set[str]) -> list[str]:
+    """Warnings for on-prem clusters that fetch weights from a cloud bucket without
+    `llmplane:secrets.storageCredentials.<cloud>`: the fetcher then relies on whatever credentials the node has."""
+    warnings = []
+    for name, model in spec.models.items():
+        for cluster in spec.clusters_of(model):
+            if cluster.cloud != "onprem":
+                continue
+            for version in model.versions:
+                uri = model.catalog[version.version].uri_for("onprem")
+                cloud = next((c for scheme, c in STORAGE_SCHEMES.items() if uri.startswith(scheme)), None)
+                if cloud and cloud not in storage_clouds:
+                    warnings.append(
+                        f"on-prem cluster '{cluster.name}' fetches {uri} ({name}:{version.version}) without "
+                        f"llmplane:secrets.storageCredentials.{cloud}, so only the node's own credentials can read "
+                        f"it; set them with: pulumi config set --secret --path "
+                        f"'llmplane:secrets.storageCredentials.{cloud}' <file contents>, or add an https:// mirror")
+    return warnings
+
+
 def kubeconfig_keys(spec: PlatformSpec) -> list[str]:
     """Secret keys of the kubeconfigs the spec's clusters name."""
     return [c.kubeconfig_secret for c in spec.clusters if c.kubeconfig_secret]
@@ -77,6 +101,8 @@ def main() -> None:
         spec = load_spec(CONFIG.get(), environment)
     except SpecError as error:
         raise pulumi.RunError(error.render()) from None
+    for warning in uncredentialed_fetches(spec, set(_secret_names().get("storageCredentials") or {})):
+        pulumi.log.warn(warning)
     outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec)),
                       gcp_project=pulumi.Config("gcp").get("project"))
     for key, value in outputs.items():

@@ -11,6 +11,7 @@ from components.serving.engine_args import serve_args
 from components.serving.vllm_image import content_tag
 from components.serving.vllm_service import resource_name
 from stacks.diff import diff_plans
+from stacks.program import uncredentialed_fetches
 from tests.planning import (
     DEPLOYMENT,
     HTTP_ROUTE,
@@ -266,6 +267,17 @@ def test_storage_credentials_reach_the_fetcher_as_secret_files_only():
     volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
     assert volumes["storage-credentials"]["secret"]["secretName"] == "model-storage-credentials"
     assert "example-secret-value" not in str([r.as_json() for r in plan.resources])
+
+
+def test_an_onprem_cluster_reading_a_cloud_bucket_without_credentials_is_warned_about():
+    spec = plan_of("local").spec
+    warnings = uncredentialed_fetches(spec, set())
+    assert len(warnings) == len(spec.models["llama-3-8b"].versions)
+    assert warnings[0].startswith("on-prem cluster 'local' fetches s3://llmplane-models/llama-3-8b/")
+    assert "llmplane:secrets.storageCredentials.aws" in warnings[0] and "https:// mirror" in warnings[0]
+    assert uncredentialed_fetches(spec, {"aws"}) == []
+    # prod's on-prem cluster reads the https mirror; its cloud clusters use workload identity.
+    assert uncredentialed_fetches(plan_of("prod").spec, set()) == []
 
 
 def test_without_storage_credentials_workload_identity_is_assumed():
