@@ -35,7 +35,7 @@ from .trace import Trace
 
 GOLDEN = (math.sqrt(5) - 1) / 2
 SEARCH_STEPS = 60
-"""Golden-section steps over lambda: the bracket shrinks to 0.618^60 of its width, far below a second."""
+"""Golden-section steps over lambda: the bracket shrinks to 0.618^60 of its width, far below a replica-second."""
 
 
 @dataclass(frozen=True)
