@@ -52,6 +52,11 @@ def required(profile: Profile, count: int, feasible_count: int) -> int:
     return min(math.ceil(profile.ttft_objective * count - EPS), feasible_count)
 
 
+def late_allowance(trace: Trace, profile: Profile) -> int:
+    """Late first tokens the TTFT objective allows over the whole trace."""
+    return math.floor((1 - profile.ttft_objective) * len(trace) + EPS)
+
+
 def window_attainment(trace: Trace, ttft: list[float], profile: Profile,
                       window: float = WINDOW_SECONDS) -> list[tuple[int, int, int]]:
     """Per window: (requests, within the SLO, required)."""
@@ -100,7 +105,7 @@ def _search(ok, lo: int, guess: int, ceiling: int = SEARCH_CEILING) -> int:
 def static_peak(trace: Trace, profile: Profile, sample_every: float | None = 15.0) -> tuple[int, Result]:
     """The fewest fixed replicas whose replay meets the TTFT objective over the whole trace (its peak minutes are
     where a smaller fleet fails), and that replay."""
-    allowed = math.floor((1 - profile.ttft_objective) * len(trace) + EPS)
+    allowed = late_allowance(trace, profile)
 
     def ok(n: int) -> bool:
         if n == 0:
@@ -145,7 +150,6 @@ class Windows:
             targets = [i for i, t in enumerate(sub.arrivals) if t >= offset]
             self.subs.append((sub, targets, offset))
         self.cache: dict[tuple[int, int], int] = {}
-        self.ceiling = SEARCH_CEILING
 
     def requests(self, w: int) -> int:
         return len(self.subs[w][1])
@@ -249,7 +253,7 @@ def oracle(trace: Trace, profile: Profile, window: float = WINDOW_SECONDS, sampl
     constant fleet of that size is one of its options too. `windows` may be shared with the start-up bound.
     """
     windows = windows or Windows(trace, profile, window)
-    allowed = math.floor((1 - profile.ttft_objective) * len(trace) + EPS)
+    allowed = late_allowance(trace, profile)
     top: list[int] = []
     previous = 1
     for w in range(windows.count):
@@ -277,5 +281,5 @@ def oracle(trace: Trace, profile: Profile, window: float = WINDOW_SECONDS, sampl
     return min(options, key=lambda option: option[1].gpu_hours)
 
 
-__all__ = ["INF", "WINDOW_SECONDS", "ScheduleController", "Windows", "fluid_replicas", "oracle", "serves_every_window",
-           "static_peak", "window_attainment", "window_need"]
+__all__ = ["INF", "SEARCH_CEILING", "WINDOW_SECONDS", "ScheduleController", "Windows", "fluid_replicas",
+           "late_allowance", "oracle", "serves_every_window", "static_peak", "window_attainment", "window_need"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .baselines import WINDOW_SECONDS, Windows
+from .baselines import SEARCH_CEILING, WINDOW_SECONDS, Windows, late_allowance
 from .simulator import EPS, Profile
 from .trace import Trace
 
@@ -56,7 +56,7 @@ def miss_curves(windows: Windows) -> list[list[int]]:
     for w in range(windows.count):
         floor = windows.unavoidable(w)
         curve = [windows.misses(w, 0)]
-        while curve[-1] > floor and len(curve) <= windows.ceiling:
+        while curve[-1] > floor and len(curve) <= SEARCH_CEILING:
             curve.append(windows.misses(w, len(curve)))
         curves.append(curve)
     return curves
@@ -118,8 +118,8 @@ def relaxed_seconds(curves: list[list[float]], allowed: int, window: float, star
 
 def lower_bound_seconds(curves: list[list[float]], allowed: int, window: float,
                         startup: float) -> tuple[float, float]:
-    """The best bound over prices (replica-seconds) and its price, for convex miss curves. Past a price of window + startup every level
-    already serves wherever it saves a request, so the maximum lies below it."""
+    """The best bound over prices (replica-seconds) and its price, for convex miss curves. Past a price of
+    window + startup every level already serves wherever it saves a request, so the maximum lies below it."""
     lo, hi = 0.0, window + startup
 
     def value(price: float) -> float:
@@ -146,7 +146,6 @@ def startup_bound(trace: Trace, profile: Profile, windows: Windows | None = None
     """The fewest GPU-hours any autoscaler that pays the weight load of each replica it adds can meet the TTFT
     objective with on this trace (`windows`: the oracle's, to share its replays)."""
     windows = windows or Windows(trace, profile, window)
-    allowed = math.floor((1 - profile.ttft_objective) * len(trace) + EPS)
     curves = [convex_envelope(curve) for curve in miss_curves(windows)]
-    seconds, price = lower_bound_seconds(curves, allowed, windows.window, profile.load_seconds)
+    seconds, price = lower_bound_seconds(curves, late_allowance(trace, profile), windows.window, profile.load_seconds)
     return Bound(seconds * profile.tensor_parallel_size / 3600.0, profile.load_seconds, price)

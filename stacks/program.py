@@ -29,7 +29,7 @@ def _secret_names() -> dict:
     return {key: ({k: "" for k in value} if isinstance(value, dict) else "") for key, value in document.items()}
 
 
-def _secrets(spec_secret_keys: list[str], psk_keys: list[str]) -> Secrets:
+def _secrets(spec_secret_keys: list[str], psk_keys: list[str], storage_clouds: set[str]) -> Secrets:
     """Read `llmplane:secrets` as a Pulumi secret object; only the keys the spec references are required."""
     config = pulumi.Config("llmplane")
     raw = config.get_secret_object(SECRETS_KEY)
@@ -39,14 +39,13 @@ def _secrets(spec_secret_keys: list[str], psk_keys: list[str]) -> Secrets:
             "  pulumi config set --secret --path 'llmplane:secrets.vllmApiKey' <key>"
         )
     secrets = pulumi.Output.secret(raw)
-    storage = _secret_names().get("storageCredentials")
     return Secrets(
         api_key=secrets.apply(lambda s: _require(s, "vllmApiKey")),
         kubeconfigs={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in spec_secret_keys},
         preshared_keys={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in psk_keys},
         storage_credentials={
             STORAGE_FILES[cloud]: secrets.apply(lambda s, c=cloud: s["storageCredentials"][c])
-            for cloud in (storage or {}) if cloud in STORAGE_FILES
+            for cloud in storage_clouds if cloud in STORAGE_FILES
         },
     )
 
@@ -101,9 +100,10 @@ def main() -> None:
         spec = load_spec(CONFIG.get(), environment)
     except SpecError as error:
         raise pulumi.RunError(error.render()) from None
-    for warning in uncredentialed_fetches(spec, set(_secret_names().get("storageCredentials") or {})):
+    storage_clouds = set(_secret_names().get("storageCredentials") or {})
+    for warning in uncredentialed_fetches(spec, storage_clouds):
         pulumi.log.warn(warning)
-    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec)),
+    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec), storage_clouds),
                       gcp_project=pulumi.Config("gcp").get("project"))
     for key, value in outputs.items():
         pulumi.export(key, value)
