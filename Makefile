@@ -1,18 +1,33 @@
 # llmplane — everyday commands (GNU make).
-#   make up              deploy the local stack: manifests rendered to build/local/
-#   make test            the test suite (PYTEST_ARGS="-k engine" to pick tests)
+#   make up              deploy the local stack to the embedded cluster (started when not running)
+#   make down            stop the embedded cluster (its data stays in .state/cluster)
+#   make cluster-status  what runs, and where the kubeconfig is
+#   make render          the local stack's manifests in build/local/, for GitOps (own state in .state/render)
+#   make test            the whole test suite, with its own set-up (PYTEST_ARGS="-k engine" to pick tests)
 #   make plan ENV=prod   offline plan of a cloud environment (no credentials needed)
-# The first run creates .venv and builds the Pulumi CLI into .tools/bin (minutes).
+# The first run creates .venv and builds the Go tools into ~/.cache/llmplane (minutes; reused by every clone).
 
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+LLMPLANE := $(VENV)/bin/llmplane
 STACK := local
 RENDER_DIR := build/local
+CLUSTER_DIR := .state/cluster
+RENDER_STATE := .state/render
 ENV ?= prod
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
-ACTIONLINT_VERSION := v1.7.10
-ACTIONLINT := .tools/bin/actionlint
+
+# Names reach the shell: accept only an environment that has a file, as one word.
+ifneq ($(words $(STACK)) $(words $(ENV)),1 1)
+$(error STACK and ENV are one environment name each, e.g. STACK=local ENV=prod)
+endif
+ifeq ($(wildcard environments/Pulumi.$(STACK).yaml),)
+$(error STACK=$(STACK): there is no environments/Pulumi.$(STACK).yaml; use one of local, dev, staging, prod)
+endif
+ifeq ($(wildcard environments/Pulumi.$(ENV).yaml),)
+$(error ENV=$(ENV): there is no environments/Pulumi.$(ENV).yaml; use one of local, dev, staging, prod)
+endif
 
 # Go's official tarball installs to /usr/local/go, which not every shell puts on PATH.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)$(if $(wildcard /usr/local/go/bin/go),:/usr/local/go/bin)
@@ -25,34 +40,53 @@ export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 
 POLICY_CONFIG := .state/policy-config.$(STACK).json
-POLICY_PACK := --policy-pack policies --policy-pack-config $(POLICY_CONFIG)
+POLICY_PACK := --policy-pack policies --policy-pack-config '$(POLICY_CONFIG)'
 
-.PHONY: up test plan toolchain
+.PHONY: up down cluster-status render test test-setup plan toolchain
 
+# `pulumi up` previews first, with the policy pack: a mandatory violation stops it before anything is written.
 up: toolchain
-	@$(VENV)/bin/llmplane validate $(STACK)
-	@mkdir -p .state
-	@$(VENV)/bin/llmplane policy-config $(STACK) --out $(POLICY_CONFIG)
-	@pulumi stack select --create $(STACK) >/dev/null
-	@pulumi up --stack $(STACK) --yes --skip-preview $(POLICY_PACK)
-	@$(PYTHON) -m toolchain.summary --stack $(STACK) --render-dir $(RENDER_DIR)
+	@$(LLMPLANE) validate '$(STACK)'
+	@$(LLMPLANE) cluster up --environment '$(STACK)' --state-dir '$(CLUSTER_DIR)'
+	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
+	@pulumi stack select --create '$(STACK)' >/dev/null
+	@$(PYTHON) -m toolchain.safe_up --stack '$(STACK)' -- $(POLICY_PACK)
+	@$(LLMPLANE) cluster up --environment '$(STACK)' --state-dir '$(CLUSTER_DIR)' >/dev/null  # KEDA, now that its CRDs exist
+	@$(PYTHON) -m toolchain.summary --stack '$(STACK)' --kubeconfig '$(CLUSTER_DIR)/kubeconfig'
 
-test: toolchain $(CHECKOV) $(ACTIONLINT)
+down: $(VENV)/.installed
+	@$(LLMPLANE) cluster down --state-dir '$(CLUSTER_DIR)'
+
+cluster-status: $(VENV)/.installed
+	@$(LLMPLANE) cluster status --state-dir '$(CLUSTER_DIR)'
+
+render: toolchain
+	@$(LLMPLANE) validate '$(STACK)'
+	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
+	@$(PYTHON) -m toolchain.render_config --stack '$(STACK)' --render-dir '$(RENDER_DIR)' \
+		--out '$(RENDER_STATE)/Pulumi.$(STACK).yaml'
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' pulumi stack select --create '$(STACK)' >/dev/null
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m toolchain.safe_up --stack '$(STACK)' -- \
+		--config-file '$(RENDER_STATE)/Pulumi.$(STACK).yaml' $(POLICY_PACK)
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m toolchain.summary --stack '$(STACK)' \
+		--render-dir '$(RENDER_DIR)'
+
+test: toolchain test-setup $(CHECKOV)
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# What the tests run against: Debian's Prometheus, VictoriaLogs, the embedded cluster's binaries, KEDA,
+# actionlint, and the LogQL grammar from npm; each is installed or built once and cached.
+test-setup: $(VENV)/.installed
+	@bash .ci/services.sh install
+
 plan: $(VENV)/.installed
-	@$(VENV)/bin/llmplane plan $(ENV)
+	@$(LLMPLANE) plan '$(ENV)'
 
 # checkov pins libraries the Pulumi SDKs cannot share, so it gets a virtualenv of its own.
 $(CHECKOV):
 	@echo "checkov: installing checkov==$(CHECKOV_VERSION) into .tools/checkov"
 	@python3 -m venv .tools/checkov
 	@.tools/checkov/bin/pip install --disable-pip-version-check -q checkov==$(CHECKOV_VERSION)
-
-# actionlint validates .github/workflows; built from the Go module proxy like the Pulumi CLI.
-$(ACTIONLINT):
-	@echo "actionlint: building $(ACTIONLINT_VERSION) from the Go module proxy into .tools/bin"
-	@GOBIN=$(CURDIR)/.tools/bin go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 toolchain: $(VENV)/.installed
 	@$(PYTHON) -m toolchain.bootstrap

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Real servers the monitoring tests run against, nothing listening beyond 127.0.0.1.
+# What the tests run against, nothing listening beyond 127.0.0.1. `make test` runs `install` first.
 #
 #   install  Debian's prometheus (with promtool) and prometheus-alertmanager;
-#            Grafana Loki built from its Go module into .tools/loki/ (cached).
-#            Debian's package named `loki` is an unrelated genetics tool.
+#            Go tools built once from the Go module proxy into ~/.cache/llmplane
+#            (toolchain/gotools.py): the embedded cluster's etcd, kube-apiserver,
+#            kube-controller-manager, kube-scheduler, kubectl and KWOK, KEDA's
+#            operator and metrics server, VictoriaLogs (the log store the tests
+#            push Loki-format logs to; Loki itself is AGPL and never built or run
+#            here), actionlint; Grafana's LogQL grammar from npm; vLLM's
+#            release wheel, whose sources the tests read.
 #   start    for a person looking around: python -m monitoring.localstack in
 #            the background: the simulator on :8000, Prometheus on :9090 with
-#            our rules, Loki on :3100, data in .tools/run/.
+#            our rules, VictoriaLogs on :9428, data in .tools/run/.
 #   stop     stops what `start` started.
 #
 # Every subcommand is idempotent. The tests start their own short-lived
@@ -14,15 +19,11 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LOKI_MODULE=github.com/grafana/loki/v3
-LOKI_VERSION=${LOKI_VERSION:-v3.7.8}
-LOKI_DIR=$ROOT/.tools/loki
-LOKI_BIN=$LOKI_DIR/loki-$LOKI_VERSION
-# Written instead of the binary when the proxy refuses the module: the e2e
-# test skips its Loki half with this text as the reason.
-LOKI_UNAVAILABLE=$LOKI_DIR/UNAVAILABLE
 RUN_DIR=$ROOT/.tools/run
 PY=${PYTHON:-$ROOT/.venv/bin/python}
+CACHE=${LLMPLANE_CACHE:-$HOME/.cache/llmplane}
+LEZER_LOGQL_VERSION=$(sed -n 's/^LEZER_LOGQL_VERSION = "\(.*\)"$/\1/p' "$ROOT/monitoring/logql/__init__.py")
+GO_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok keda keda-adapter victoria-logs actionlint"
 # Where the Go toolchain's tarball installs, in case PATH lacks it.
 [ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 
@@ -35,7 +36,9 @@ install_debian() {
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
-  [ ${#missing[@]} = 0 ] && { log "prometheus, promtool, alertmanager present"; return; }
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  [ ${#missing[@]} = 0 ] && { log "prometheus, promtool, alertmanager, node present"; return; }
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # The packages' postinst would start system services; policy-rc.d 101 stops that.
@@ -51,58 +54,27 @@ install_debian() {
   return 0
 }
 
-install_loki() {
-  if [ -x "$LOKI_BIN" ]; then log "loki $LOKI_VERSION cached at $LOKI_BIN"; return; fi
-  mkdir -p "$LOKI_DIR"
-  rm -f "$LOKI_UNAVAILABLE"
-  if ! command -v go >/dev/null; then
-    echo "no Go toolchain on PATH to build Loki with" >"$LOKI_UNAVAILABLE"
-    log "$(cat "$LOKI_UNAVAILABLE")"
-    return 0
-  fi
-  local src=$LOKI_DIR/src-$LOKI_VERSION
-  [ -f "$src/go.mod" ] || fetch_loki_source "$src" || return 0
-  log "building loki $LOKI_VERSION in $src (5 to 10 minutes on 2 cores; the binary is cached)"
-  local vprefix=$LOKI_MODULE/pkg/util/build
-  if ! (cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -tags netgo \
-    -ldflags "-s -w -X $vprefix.Version=${LOKI_VERSION#v} -X $vprefix.Branch=module-proxy" \
-    -o "$LOKI_BIN.tmp" ./cmd/loki); then
-    echo "go build of $LOKI_MODULE@$LOKI_VERSION failed: see the output of .ci/services.sh install" \
-      >"$LOKI_UNAVAILABLE"
-    return 1
-  fi
-  mv "$LOKI_BIN.tmp" "$LOKI_BIN"
-  rm -rf "$src"
-  log "$("$LOKI_BIN" -version 2>&1 | head -1)"
+install_lezer_logql() {
+  local dir=$CACHE/npm/lezer-logql-$LEZER_LOGQL_VERSION
+  if [ -d "$dir/node_modules/@grafana/lezer-logql" ]; then log "@grafana/lezer-logql $LEZER_LOGQL_VERSION cached"; return; fi
+  log "npm install @grafana/lezer-logql@$LEZER_LOGQL_VERSION into $dir"
+  mkdir -p "$dir"
+  (cd "$dir" && npm install --no-audit --no-fund --silent "@grafana/lezer-logql@$LEZER_LOGQL_VERSION")
 }
 
-# Loki's go.mod replaces github.com/grafana/loki/pkg/push with ./pkg/push, a
-# nested module that the module zip leaves out, and `go install module@version`
-# refuses replace directives: so copy the module to a writable folder and put
-# the push module, at the version go.mod requires, where the replace expects it.
-fetch_loki_source() {
-  local src=$1 dir push_version push_dir
-  dir=$(module_dir "$LOKI_MODULE@$LOKI_VERSION") || return 1
-  push_version=$(awk '$1 == "github.com/grafana/loki/pkg/push" && $2 ~ /^v/ {print $2; exit}' "$dir/go.mod")
-  push_dir=$(module_dir "github.com/grafana/loki/pkg/push@$push_version") || return 1
-  rm -rf "$src.tmp"
-  cp -r "$dir" "$src.tmp"
-  cp -r "$push_dir" "$src.tmp/pkg/push"
-  chmod -R u+w "$src.tmp"
-  mv "$src.tmp" "$src"
+# vLLM's release wheel, read as source by the tests (its flags, finish reasons, metric names); not installed.
+install_vllm_wheel() {
+  local version dir
+  version=$(sed -n 's/^VLLM_VERSION = "\(.*\)"$/\1/p' "$ROOT/tests/vllm_wheel.py")
+  dir=$CACHE/vllm/$version
+  if compgen -G "$dir/vllm-$version-*.whl" >/dev/null; then log "vllm $version wheel cached"; return; fi
+  log "pip download vllm==$version (the wheel only, ~500 MB, read as source by the tests) into $dir"
+  "$PY" -m pip download --disable-pip-version-check --no-deps -q -d "$dir" "vllm==$version"
 }
 
-# Prints the module's folder in the module cache, or records why the proxy
-# refused it in $LOKI_UNAVAILABLE.
-module_dir() {
-  local info
-  if ! info=$(go mod download -json "$1" 2>&1); then
-    printf 'Go module proxy refused %s: %s\n' "$1" "$(printf '%s' "$info" | tr '\n' ' ')" \
-      >"$LOKI_UNAVAILABLE"
-    log "$(cat "$LOKI_UNAVAILABLE")"
-    return 1
-  fi
-  printf '%s' "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+install_go_tools() {
+  # shellcheck disable=SC2086  # one word per tool
+  "$PY" -m toolchain.gotools build $GO_TOOLS
 }
 
 running() { [ -f "$RUN_DIR/localstack.pid" ] && kill -0 "$(cat "$RUN_DIR/localstack.pid")" 2>/dev/null; }
@@ -128,7 +100,7 @@ stop() {
 }
 
 case "${1:-}" in
-  install) install_debian; install_loki ;;
+  install) install_debian; install_lezer_logql; install_vllm_wheel; install_go_tools ;;
   start) start ;;
   stop) stop ;;
   *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;

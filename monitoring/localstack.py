@@ -3,8 +3,10 @@
 Starts real servers, each on a loopback port with its data in a given
 folder: Debian's Prometheus (our rules, scrape and evaluation every second or
 as asked) discovering the simulators over HTTP service discovery and
-relabeling pod labels into `model` and `version` as in a cluster; Grafana
-Loki built by `.ci/services.sh install`; and a log shipper thread.
+relabeling pod labels into `model` and `version` as in a cluster;
+VictoriaLogs (Apache-2.0), which takes Loki's push API, as the log store
+(Loki itself is AGPL and never built or run here); and a log shipper thread
+that pushes in Loki's format with the labels our Alloy configuration sets.
 `python -m monitoring.localstack --dir DIR` runs it until interrupted.
 """
 
@@ -31,7 +33,8 @@ from monitoring import rules, vllm_metrics as vm
 from monitoring.logship import Shipper
 
 ROOT = Path(__file__).resolve().parents[1]
-LOKI_DIR = ROOT / ".tools" / "loki"
+LOKI_PUSH_PATH = "/insert/loki/api/v1/push"
+"""Where VictoriaLogs accepts Loki's push API (the same JSON body Alloy sends to Loki)."""
 LOOPBACK = "127.0.0.1"
 
 
@@ -63,17 +66,16 @@ def get_json(url: str, **params: str) -> Any:
         return json.load(response)
 
 
-def loki_binary() -> Path | None:
-    """The Loki that `.ci/services.sh install` built, newest version first."""
-    built = sorted(LOKI_DIR.glob("loki-v*"), reverse=True)
-    return built[0] if built else None
+def victoria_logs_binary() -> Path:
+    """VictoriaLogs (Apache-2.0), built once from its Go module by `make test`'s set-up (toolchain/gotools.py)."""
+    from toolchain import gotools
 
-
-def loki_missing_reason() -> str:
-    unavailable = LOKI_DIR / "UNAVAILABLE"
-    if unavailable.exists():
-        return unavailable.read_text(encoding="utf-8").strip()
-    return f"no Loki in {LOKI_DIR}: run .ci/services.sh install"
+    tool = gotools.TOOLS["victoria-logs"]
+    binary = tool.path()
+    if binary is None:
+        raise FileNotFoundError(f"VictoriaLogs v{tool.version} is not built: run `make test-setup` "
+                                "(or `python -m toolchain.gotools build victoria-logs`)")
+    return binary
 
 
 class Server:
@@ -106,10 +108,18 @@ class Server:
                 self.process.wait()
 
 
+def simulator_argv(port: int, mode: str, model: str, log: Path, versions: tuple[str, str] | None = None) -> list[str]:
+    """The command line of a simulator of `model` (baseline and canary `versions`), run from the project root."""
+    argv = [sys.executable, "-m", "monitoring.simulator", "--host", LOOPBACK, "--port", str(port),
+            "--mode", mode, "--model", model, "--log", str(log)]
+    if versions:
+        argv += ["--baseline", versions[0], "--canary", versions[1]]
+    return argv
+
+
 def start_simulator(workdir: Path, mode: str, model: str, port: int | None = None) -> Server:
     port = port or free_port()
-    argv = [sys.executable, "-m", "monitoring.simulator", "--host", LOOPBACK, "--port", str(port),
-            "--mode", mode, "--model", model, "--log", str(workdir / f"{model}.log")]
+    argv = simulator_argv(port, mode, model, workdir / f"{model}.log")
     return Server(f"simulator-{model}", argv, workdir, f"http://{LOOPBACK}:{port}", "/health", cwd=ROOT)
 
 
@@ -125,48 +135,33 @@ def prometheus_config(sd_urls: list[str], rule_file: Path, interval: str) -> dic
     }
 
 
-def start_prometheus(workdir: Path, sd_urls: list[str], params: rules.AlertParams,
-                     interval: str = "1s", port: int | None = None) -> Server:
-    port = port or free_port()
+def prometheus_argv(workdir: Path, sd_urls: list[str], params: rules.AlertParams, interval: str,
+                    port: int) -> list[str]:
+    """Write Prometheus's config and our rules into workdir; return its command line (loopback only)."""
     rule_file = workdir / "rules.yaml"
     rule_file.write_text(rules.dump(rules.rule_groups(rules.prometheus_rule(params))), encoding="utf-8")
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config(sd_urls, rule_file, interval)), encoding="utf-8")
     binary = shutil.which("prometheus")
     if binary is None:
-        raise FileNotFoundError("prometheus is not installed: run .ci/services.sh install")
-    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+        raise FileNotFoundError("prometheus is not installed: run `make test-setup` (apt-get install prometheus)")
+    return [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
             f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn"]
+
+
+def start_prometheus(workdir: Path, sd_urls: list[str], params: rules.AlertParams,
+                     interval: str = "1s", port: int | None = None) -> Server:
+    port = port or free_port()
+    argv = prometheus_argv(workdir, sd_urls, params, interval, port)
     return Server("prometheus", argv, workdir, f"http://{LOOPBACK}:{port}", "/-/ready")
 
 
-def loki_config(workdir: Path, port: int, grpc_port: int) -> dict[str, Any]:
-    """Single-binary Loki on the filesystem, in-memory ring, nothing beyond loopback."""
-    data = workdir / "loki-data"
-    return {
-        "auth_enabled": False,
-        "server": {"http_listen_address": LOOPBACK, "http_listen_port": port,
-                   "grpc_listen_address": LOOPBACK, "grpc_listen_port": grpc_port, "log_level": "warn"},
-        "common": {
-            "instance_addr": LOOPBACK, "path_prefix": str(data), "replication_factor": 1,
-            "storage": {"filesystem": {"chunks_directory": str(data / "chunks"),
-                                       "rules_directory": str(data / "rules")}},
-            "ring": {"kvstore": {"store": "inmemory"}},
-        },
-        "schema_config": {"configs": [{"from": "2024-01-01", "store": "tsdb", "object_store": "filesystem",
-                                       "schema": "v13", "index": {"prefix": "index_", "period": "24h"}}]},
-        # Ready at once rather than after the production default of 15s.
-        "ingester": {"lifecycler": {"min_ready_duration": "0s", "final_sleep": "0s"}},
-        "analytics": {"reporting_enabled": False},
-    }
-
-
-def start_loki(workdir: Path, binary: Path, port: int | None = None) -> Server:
+def start_victoria_logs(workdir: Path, binary: Path, port: int | None = None) -> Server:
+    """A log store that implements Loki's push API under a permissive licence; data in workdir, loopback only."""
     port = port or free_port()
-    config = workdir / "loki.yaml"
-    config.write_text(yaml.safe_dump(loki_config(workdir, port, free_port())), encoding="utf-8")
-    return Server("loki", [str(binary), f"-config.file={config}"], workdir,
-                  f"http://{LOOPBACK}:{port}", "/ready")
+    argv = [str(binary), f"-httpListenAddr={LOOPBACK}:{port}", f"-storageDataPath={workdir / 'victoria-logs-data'}",
+            "-retentionPeriod=1d", "-loggerLevel=WARN"]
+    return Server("victoria-logs", argv, workdir, f"http://{LOOPBACK}:{port}", "/health")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="normal", help="simulator mode")
     parser.add_argument("--simulator-port", type=int, default=8000)
     parser.add_argument("--prometheus-port", type=int, default=9090)
-    parser.add_argument("--loki-port", type=int, default=3100)
+    parser.add_argument("--logs-port", type=int, default=9428)
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -184,14 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         servers.append(start_prometheus(args.dir, [servers[0].url + "/targets"],
                                         rules.AlertParams(), interval="5s", port=args.prometheus_port))
-        binary = loki_binary()
-        if binary:
-            servers.append(start_loki(args.dir, binary, args.loki_port))
-            servers[-1].wait_ready(60)
-            shipper = Shipper(servers[-1].url, [args.dir / "llama-3-8b.log"])
-            threading.Thread(target=shipper.run, args=(stop,), daemon=True).start()
-        else:
-            print(f"Loki skipped: {loki_missing_reason()}", file=sys.stderr)
+        servers.append(start_victoria_logs(args.dir, victoria_logs_binary(), args.logs_port))
+        servers[-1].wait_ready(60)
+        shipper = Shipper(servers[-1].url + LOKI_PUSH_PATH, [args.dir / "llama-3-8b.log"])
+        threading.Thread(target=shipper.run, args=(stop,), daemon=True).start()
         for server in servers:
             server.wait_ready(60)
             print(f"{server.name}: {server.url}", flush=True)

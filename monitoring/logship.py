@@ -1,4 +1,4 @@
-"""Ships JSON request logs to Loki's push API, as a cluster's log agent would.
+"""Ships JSON request logs to a Loki push API, as a cluster's log agent (Alloy) would.
 
 In a cluster the agent labels each stream with the pod's `llmplane.dev/model`
 and `llmplane.dev/model-version` as `model` and `version`; here the served
@@ -14,7 +14,8 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-NAMESPACE = "llm"
+NAMESPACE = "llmplane"
+"""The serving namespace model pods run in (components.serving.namespace.SERVING_NAMESPACE)."""
 
 
 def stream_labels(record: dict[str, object]) -> dict[str, str]:
@@ -37,8 +38,9 @@ def push_body(lines: list[str]) -> dict[str, object]:
 class Shipper:
     """Tails log files and pushes complete new lines to Loki."""
 
-    def __init__(self, loki_url: str, paths: list[Path]) -> None:
-        self.push_url = loki_url.rstrip("/") + "/loki/api/v1/push"
+    def __init__(self, push_url: str, paths: list[Path]) -> None:
+        """`push_url`: the full push endpoint, e.g. Loki's `/loki/api/v1/push`."""
+        self.push_url = push_url
         self.offsets = {path: 0 for path in paths}
 
     def ship_once(self) -> int:

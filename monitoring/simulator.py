@@ -39,6 +39,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from monitoring import vllm_metrics as vm
 
 MODES = ("normal", "overload", "error_burst", "slow_canary", "gpu_fault")
+IDLE = "idle"
+"""No traffic at all: what an autoscaler sees once load stops (not a fault mode)."""
 NAMESPACE = "llm"
 TICK_SECONDS = 0.1
 GPU_MEMORY_MIB = 81_559
@@ -69,6 +71,7 @@ def behaviours(mode: str) -> dict[str, Behaviour]:
                         "canary": Behaviour(utilisation=0.25, prefill_slowdown=6.0, decode_slowdown=1.25)},
         # The router sends nothing to a pod that is not ready.
         "gpu_fault": {"baseline": baseline, "canary": Behaviour(utilisation=0.0, xid=79, ready=False)},
+        IDLE: {"baseline": Behaviour(utilisation=0.0), "canary": Behaviour(utilisation=0.0)},
     }[mode]
 
 
@@ -336,6 +339,13 @@ class Simulator:
         self.lock = threading.Lock()
         self._stop = threading.Event()
 
+    def set_mode(self, mode: str) -> None:
+        """Change the traffic and faults from now on (load on, load off), keeping what is queued and running."""
+        modes = behaviours(mode)
+        with self.lock:
+            for replica in self.replicas:
+                replica.behaviour = modes[replica.role]
+
     def step(self, now: float, dt: float) -> None:
         with self.lock:
             for replica in self.replicas:
@@ -388,6 +398,15 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
             else:
                 self._reply(404, "text/plain", b"not found\n")
 
+        def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+            """`PUT /mode` with a mode name as the body switches the traffic (e.g. overload, then idle)."""
+            mode = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode().strip()
+            if self.path != "/mode" or mode not in (*MODES, IDLE):
+                self._reply(400, "text/plain", f"PUT /mode with one of {', '.join((*MODES, IDLE))}\n".encode())
+                return
+            simulator.set_mode(mode)
+            self._reply(200, "text/plain", f"{mode}\n".encode())
+
         def _reply(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -407,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m monitoring.simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=MODES, default="normal")
+    parser.add_argument("--mode", choices=(*MODES, IDLE), default="normal")
     parser.add_argument("--log", required=True, help="file that receives one JSON line per request")
     parser.add_argument("--model", default="llama-3-8b")
     parser.add_argument("--baseline", default="1.0.0", help="the version most traffic goes to")

@@ -56,9 +56,10 @@ POD_RELABEL_CONFIGS: tuple[dict[str, object], ...] = (
 )
 
 VLLM_LABELS = ("model_name", "engine")
-# vLLM's FinishReason strings; "error" is the platform's failure signal,
+# vLLM v0.14.0's FinishReason strings (vllm/v1/engine/__init__.py FINISH_REASON_STRINGS);
+# "error" is the platform's failure signal,
 # "abort" is mostly clients going away.
-FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
+FINISHED_REASONS = ("stop", "length", "abort", "error")
 
 _TTFT_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,

@@ -105,6 +105,31 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster(args: argparse.Namespace) -> int:
+    from toolchain import cluster_addons
+    from toolchain.embedded_cluster import ClusterError, EmbeddedCluster
+
+    from .local_cluster import addons, fake_nodes
+
+    cluster = EmbeddedCluster(args.state_dir)
+    try:
+        if args.action == "up":
+            config = _stack_config(args)
+            spec = load_spec(config.values, config.environment)
+            cluster.up(fake_nodes(spec))
+            wanted = addons(spec)
+            if wanted:
+                cluster_addons.start(cluster, wanted)
+        elif args.action == "down":
+            cluster.down()
+        else:
+            print(cluster.status())
+    except ClusterError as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _environments_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--environments", metavar="DIR", type=Path, default=ENVIRONMENTS,
                          help="folder holding the Pulumi.<env>.yaml files (default: the project's environments/)")
@@ -154,6 +179,17 @@ def parser() -> argparse.ArgumentParser:
     capacity.add_argument("--plot", metavar="PNG", type=Path, help="also write demand, replicas and TTFT over time")
     _environments_option(capacity)
     capacity.set_defaults(run=_capacity)
+    cluster = commands.add_parser(
+        "cluster",
+        help="the embedded Kubernetes cluster the local environment deploys to: up (start it, fake GPU nodes from "
+             "the environment's pools), down (stop every process it started), status",
+    )
+    cluster.add_argument("action", choices=("up", "down", "status"))
+    cluster.add_argument("--environment", default="local", help="environment whose GPU pools become fake nodes")
+    cluster.add_argument("--state-dir", metavar="DIR", type=Path, default=Path(".state/cluster"),
+                         help="where the cluster keeps its data, certificates, logs and kubeconfig")
+    _environments_option(cluster)
+    cluster.set_defaults(run=_cluster)
     return root
 
 

@@ -10,9 +10,10 @@ import pulumi
 
 from capacity.policy import AutoscalingPolicy
 from components.autoscaling.keda import KedaInstall
-from components.autoscaling.model_autoscaler import ModelAutoscaler, ModelAutoscalerArgs
+from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
 from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import ClusterArgs
+from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
 from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
 from components.hybrid.link import AwsSide, GcpSide, HybridLink, HybridLinkArgs
@@ -35,6 +36,8 @@ from components.serving.weights_access import (
 )
 from components.serving.vllm_service import VllmService, VllmServiceArgs
 
+from .crd_sources import GATEWAY_API, PROMETHEUS_OPERATOR, crd_documents
+from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
 from .spec.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
 from .spec.models import Cluster, PlatformSpec, Slo as SpecSlo
@@ -77,12 +80,42 @@ def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project
         ownership=ownership(spec),
         protect=spec.protect,
         private_endpoint=spec.protect,  # a protected (production) environment keeps its API off the internet
-        kubeconfig=secrets.kubeconfigs.get(cluster.kubeconfig_secret) if cluster.kubeconfig_secret else None,
+        kubeconfig=_kubeconfig(cluster, secrets),
         gcp_project=gcp_project,
         render_dir=plugin_relative(cluster.render_dir) if cluster.render_dir else None,
     )
     kind = {"aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremCluster}[cluster.cloud]
     return kind(cluster.name, args)
+
+
+def kubeconfig_file_key(path: str) -> str:
+    """Where a `kubeconfigFile` cluster's kubeconfig sits in `Secrets.kubeconfigs`."""
+    return f"file:{path}"
+
+
+def _kubeconfig(cluster: Cluster, secrets: Secrets) -> pulumi.Input[str] | None:
+    """An on-prem cluster's kubeconfig, from `llmplane:secrets` or from a file on this machine."""
+    if cluster.kubeconfig_secret:
+        return secrets.kubeconfigs.get(cluster.kubeconfig_secret)
+    if cluster.kubeconfig_file:
+        return secrets.kubeconfigs.get(kubeconfig_file_key(cluster.kubeconfig_file))
+    return None
+
+
+def _custom_resource_definitions(spec: PlatformSpec, cluster: Cluster,
+                                 on_cluster: pulumi.ResourceOptions) -> CustomResourceDefinitions | None:
+    """The CRDs the stack installs in a cluster from the projects' pinned modules: the Gateway API wherever the
+    cloud does not serve it (all but GKE); KEDA's and the Prometheus Operator's where no chart brings them
+    (`addons: external`, e.g. the embedded cluster, which runs KEDA beside its control plane)."""
+    sources = [GATEWAY_API] if cluster.cloud != "gcp" else []
+    if cluster.addons == "external":
+        sources += [KEDA_CRDS] if spec.autoscaling.keda else []
+        sources += [PROMETHEUS_OPERATOR]
+    if not sources:
+        return None
+    documents = [document for source in sources for document in crd_documents(source)]
+    return CustomResourceDefinitions(f"{cluster.name}-crds", CustomResourceDefinitionsArgs(documents=documents),
+                                     opts=on_cluster)
 
 
 def _alert_slo(slo: SpecSlo) -> Slo:
@@ -186,24 +219,33 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login,
                               context=plugin_relative("images/vllm")).ref
         serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key,
-                                   storage_credentials=dict(secrets.storage_credentials), opts=on_cluster)
+                                   storage_credentials=dict(secrets.storage_credentials),
+                                   secret_data_out_of_band=bool(cluster.render_dir), opts=on_cluster)
+        crds = _custom_resource_definitions(spec, cluster, on_cluster)
+        # GKE serves the Gateway API itself (the cluster enables it); elsewhere the stack installs its CRDs.
+        after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[crds] if crds else []))
         gateway = RegionalGateway(
             f"{cluster.name}-gateway",
             RegionalGatewayArgs(cloud=cluster.cloud, hostname=spec.routing.hostname,
                                 regional_hostname=regional_hostname(cluster.name, spec.routing.hostname),
                                 serving_namespace=serving.namespace),
-            opts=on_cluster,
+            opts=after_gateway_api,
         )
-        if spec.observability.enabled:
-            _observability(spec, cluster, target, on_cluster)
+        observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
         annotations = None
         if isinstance(target, AwsGpuCluster):
             _weights_access(spec, cluster, target)
         elif isinstance(target, GcpGpuCluster) and gcp_project:
             reader = _gcp_weights_access(spec, cluster, gcp_project)
             annotations = {"iam.gke.io/gcp-service-account": reader.email} if reader else None
-        if spec.autoscaling.keda and not cluster.render_dir:
-            KedaInstall(f"{cluster.name}-keda", opts=on_cluster)
+        keda = None
+        if spec.autoscaling.keda:
+            keda = KedaInstall(f"{cluster.name}-keda", opts=on_cluster) if cluster.addons == "helm" else crds
+        # Custom resources wait for their definitions: from the stack's CRDs, the KEDA chart or the monitoring
+        # stack's kube-prometheus-stack chart.
+        after_keda = on_cluster.merge(pulumi.ResourceOptions(depends_on=[keda] if keda else []))
+        after_monitoring = on_cluster.merge(pulumi.ResourceOptions(depends_on=[
+            d for d in (observability, crds if cluster.addons == "external" else None) if d]))
         for model_name, model in spec.models.items():
             if cluster not in spec.clusters_of(model):
                 continue
@@ -228,13 +270,14 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                         service_monitor=spec.observability.enabled,
                         autoscaled=True,
                     ),
-                    opts=on_cluster,
+                    opts=after_monitoring,
                 )
                 ModelAutoscaler(
                     f"{cluster.name}-{model_name}-{version.version}",
                     ModelAutoscalerArgs(policy=policy, deployment_name=service.deployment_name,
-                                        namespace=serving.namespace, model=model_name, version=version.version),
-                    opts=on_cluster,
+                                        namespace=serving.namespace, model=model_name, version=version.version,
+                                        prometheus_url=(spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/")),
+                    opts=after_keda,
                 )
             ModelRollout(
                 f"{cluster.name}-{model_name}",
@@ -246,7 +289,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     gateway_name=gateway.gateway_name,
                     gateway_namespace=gateway.gateway_namespace,
                 ),
-                opts=on_cluster,
+                opts=after_gateway_api,
             )
         outputs[f"{cluster.name}:cluster"] = target.cluster_name
     outputs.update(_hybrid_links(spec, targets, secrets))

@@ -7,7 +7,8 @@ import json
 import pulumi
 from pulumi.runtime.config import CONFIG
 
-from .compose import Secrets, compose, psk_secret_key
+from .environments import PROJECT_ROOT
+from .compose import Secrets, compose, kubeconfig_file_key, psk_secret_key
 from .spec import PlatformSpec, SpecError, load_spec
 from .spec.addressing import TUNNELS_PER_CONNECTION
 from .spec.load import SECRETS_KEY
@@ -29,7 +30,8 @@ def _secret_names() -> dict:
     return {key: ({k: "" for k in value} if isinstance(value, dict) else "") for key, value in document.items()}
 
 
-def _secrets(spec_secret_keys: list[str], psk_keys: list[str], storage_clouds: set[str]) -> Secrets:
+def _secrets(spec_secret_keys: list[str], psk_keys: list[str], storage_clouds: set[str],
+             kubeconfig_files: list[str]) -> Secrets:
     """Read `llmplane:secrets` as a Pulumi secret object; only the keys the spec references are required."""
     config = pulumi.Config("llmplane")
     raw = config.get_secret_object(SECRETS_KEY)
@@ -41,13 +43,27 @@ def _secrets(spec_secret_keys: list[str], psk_keys: list[str], storage_clouds: s
     secrets = pulumi.Output.secret(raw)
     return Secrets(
         api_key=secrets.apply(lambda s: _require(s, "vllmApiKey")),
-        kubeconfigs={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in spec_secret_keys},
+        kubeconfigs={**{key: secrets.apply(lambda s, k=key: _require(s, k)) for key in spec_secret_keys},
+                     **{kubeconfig_file_key(path): _kubeconfig_file(path) for path in kubeconfig_files}},
         preshared_keys={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in psk_keys},
         storage_credentials={
             STORAGE_FILES[cloud]: secrets.apply(lambda s, c=cloud: s["storageCredentials"][c])
             for cloud in storage_clouds if cloud in STORAGE_FILES
         },
     )
+
+
+def _kubeconfig_file(path: str) -> pulumi.Output[str]:
+    """A kubeconfig file's contents as a secret. Missing in a preview (the offline plan, a preview before the
+    cluster exists) it is a placeholder with a warning; missing in an update it stops the run."""
+    file = PROJECT_ROOT / path
+    if file.is_file():
+        return pulumi.Output.secret(file.read_text())
+    fix = f"start the cluster with `llmplane cluster up` (`make up` does it), which writes {path}"
+    if pulumi.runtime.is_dry_run():
+        pulumi.log.warn(f"kubeconfig file {path} does not exist yet; {fix}")
+        return pulumi.Output.secret(f"# {path} does not exist yet\n")
+    raise pulumi.RunError(f"kubeconfig file {path} does not exist; {fix}")
 
 
 def _require(secrets: dict, key: str) -> str:
@@ -103,7 +119,8 @@ def main() -> None:
     storage_clouds = set(_secret_names().get("storageCredentials") or {})
     for warning in uncredentialed_fetches(spec, storage_clouds):
         pulumi.log.warn(warning)
-    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec), storage_clouds),
+    files = [c.kubeconfig_file for c in spec.clusters if c.kubeconfig_file]
+    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec), storage_clouds, files),
                       gcp_project=pulumi.Config("gcp").get("project"))
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -34,3 +34,17 @@ def env_config() -> Callable[[str], dict[str, Any]]:
 def load() -> Callable[[dict[str, Any], str], PlatformSpec]:
     """`load(config, "prod")`: load_spec on a config mapping, encoded as the engine would pass it."""
     return lambda config, environment: load_spec(engine_values(config), environment)
+
+
+@pytest.fixture(scope="session")
+def embedded_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real control plane with the local environment's fake GPU nodes, for the whole session; stopped at the
+    end. Its binaries come from `make test`'s set-up (built once into ~/.cache/llmplane)."""
+    from stacks.local_cluster import fake_nodes
+    from toolchain.embedded_cluster import EmbeddedCluster
+
+    cluster = EmbeddedCluster(tmp_path_factory.mktemp("cluster"))
+    spec = load_spec(engine_values(_shipped_config("local")), "local")
+    cluster.up(fake_nodes(spec), say=lambda _message: None)
+    yield cluster
+    cluster.down(say=lambda _message: None)

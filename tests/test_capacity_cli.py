@@ -14,8 +14,7 @@ from stacks.cli import main
 def write_excerpt(folder: Path, kind: str, rows: int) -> Path:
     """The first `rows` requests of an Azure trace, cut at run time (never stored in the repository)."""
     source = azure_trace_path(kind)
-    if not source.is_file():
-        pytest.skip(f"the Azure traces are not in {source.parent} (set LLMPLANE_TRACES to their folder)")
+    assert source.is_file(), f"the Azure traces are not in {source.parent} (set LLMPLANE_TRACES to their folder)"
     out = folder / f"{kind}-excerpt.csv"
     with source.open(newline="") as src, out.open("w", newline="") as dst:
         reader, writer = csv.reader(src), csv.writer(dst)
@@ -64,7 +63,7 @@ def test_synthetic_trace_and_a_named_version(capsys, tmp_path):
 
 
 def test_plot_writes_a_png(capsys, tmp_path):
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401  (a test dependency: pyproject's [test] extra)
     trace = write_synthetic(tmp_path)
     png = tmp_path / "plots" / "capacity.png"
     code = main(["capacity", "dev", "--trace", str(trace), "--plot", str(png)])

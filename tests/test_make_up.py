@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def project_copy(tmp_path: Path) -> Path:
     """The tracked project files (mtimes kept, so make sees the virtualenv as current), sharing .venv and the built
     CLI; the copy's bootstrap writes its launchers into its own .tools/bin, never into the project's."""
-    if not (ROOT / ".tools" / "bin" / "pulumi").exists() or shutil.which("make") is None:
-        pytest.skip("needs make and the toolchain `make test` bootstraps")
+    assert shutil.which("make"), "GNU make is missing: apt-get install make"
+    assert (ROOT / ".tools" / "bin" / "pulumi").exists(), "the toolchain is missing: run `make test`"
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     copy = tmp_path / "llmplane"
     for name in files:
@@ -26,7 +26,7 @@ def project_copy(tmp_path: Path) -> Path:
         shutil.copy2(ROOT / name, target)
     (copy / ".venv").symlink_to(ROOT / ".venv")
     (copy / ".tools" / "bin").mkdir(parents=True)
-    (copy / ".tools" / "bin" / "pulumi").symlink_to(ROOT / ".tools" / "bin" / "pulumi")
+    (copy / ".tools" / "bin" / "pulumi").symlink_to((ROOT / ".tools" / "bin" / "pulumi").resolve())
     return copy
 
 

@@ -134,3 +134,14 @@ def test_the_command_line_serves_metrics_and_service_discovery(tmp_path):
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_load_can_be_switched_on_and_off_and_the_queue_follows():
+    """The autoscaling loop drives the simulator so: overload builds a queue, idle drains it."""
+    simulator, _ = run("overload", seconds=60)
+    waiting = value(simulator, "baseline", "vllm:num_requests_waiting", **served(simulator, "baseline"))
+    assert waiting > 10
+    simulator.set_mode("idle")
+    for step in range(601, 601 + 3000):
+        simulator.step(step * 0.1, 0.1)
+    assert value(simulator, "baseline", "vllm:num_requests_waiting", **served(simulator, "baseline")) == 0

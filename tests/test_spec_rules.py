@@ -563,10 +563,27 @@ class TestClusterTargets(RuleCases):
 
     def test_onprem_cluster_needs_a_kubeconfig_or_a_render_folder(self, env_config, load):
         config = env_config("local")
-        del config["llmplane:clusters"][0]["renderDir"]
+        del config["llmplane:clusters"][0]["kubeconfigFile"]
         problem = self.expect(load, config, "local", "clusters.local",
                               "an on-prem cluster needs a kubeconfig or a render folder", "(neither)")
-        assert problem.fix == "add kubeconfigSecret (a secret config key) or renderDir"
+        assert problem.fix == "add kubeconfigSecret (a secret config key), kubeconfigFile or renderDir"
+
+    def test_a_cluster_has_one_target(self, env_config, load):
+        config = env_config("local")
+        config["llmplane:clusters"][0]["renderDir"] = "build/local"
+        problem = self.expect(load, config, "local", "clusters.local", "a cluster has one target",
+                              "kubeconfigFile, renderDir")
+        assert problem.fix == "keep one of kubeconfigSecret, kubeconfigFile and renderDir"
+
+    def test_only_onprem_clusters_take_a_kubeconfig_or_external_addons(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["kubeconfigFile"] = ".state/cluster/kubeconfig"
+        config["llmplane:clusters"][0]["addons"] = "external"
+        self.expect(load, config, "dev", "clusters.aws-use1.kubeconfigFile",
+                    "only an on-prem cluster takes a kubeconfig or a render folder; llmplane creates cloud clusters "
+                    "and reaches them itself", "aws", alone=False)
+        self.expect(load, config, "dev", "clusters.aws-use1.addons",
+                    "only an on-prem cluster can run its add-ons outside the stack", "external", alone=False)
 
     def test_cloud_network_is_big_enough_for_a_subnet_pair_per_zone(self, env_config, load):
         config = env_config("dev")

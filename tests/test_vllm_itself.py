@@ -1,8 +1,7 @@
-"""vLLM itself: its own argument parser accepts our `vllm serve` command line, and on a GPU a tiny model serves
-/health, /v1/completions and every metric our dashboards, alerts and autoscalers read.
-
-Both need the `vllm` package (CUDA wheels, gigabytes), which llmplane does not install: they skip with the reason
-elsewhere. Run them where vLLM is installed: `pytest tests/test_vllm_itself.py -rs`.
+"""vLLM running: on a GPU machine (where the `vllm` package with its CUDA wheels is installed), its own argument
+parser accepts our `vllm serve` command line and a tiny model serves /health, /v1/completions and every metric
+our dashboards, alerts and autoscalers read. Without a GPU both skip with the reason; the same facts are checked
+everywhere against vLLM's source in tests/test_vllm_source.py.
 """
 
 from __future__ import annotations
@@ -22,7 +21,15 @@ from components.serving.engine_args import serve_args
 from monitoring import vllm_metrics
 from stacks.spec.models import Engine
 
-vllm = pytest.importorskip("vllm", reason="vLLM is not installed here (CUDA wheels); the argument check needs it")
+def _gpu_reason() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return "no NVIDIA GPU on this machine (nvidia-smi not found)"
+    if subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode != 0:
+        return "nvidia-smi found no usable GPU"
+    return None
+
+
+needs_gpu = pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() or "")
 
 
 def _parser():
@@ -35,6 +42,7 @@ def _parser():
     return make_arg_parser(FlexibleArgumentParser())
 
 
+@needs_gpu
 def test_vllms_own_parser_accepts_our_serve_arguments():
     engine = Engine(tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=4096, max_num_seqs=32,
                     max_num_batched_tokens=8192, quantization="fp8", enable_prefix_caching=True)
@@ -45,14 +53,6 @@ def test_vllms_own_parser_accepts_our_serve_arguments():
     assert parsed.max_num_batched_tokens == 8192
     assert parsed.gpu_memory_utilization == 0.85 and parsed.quantization == "fp8"
     assert parsed.enable_prefix_caching is True
-
-
-def _gpu_reason() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return "no NVIDIA GPU on this machine (nvidia-smi not found)"
-    if subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=False).returncode != 0:
-        return "nvidia-smi found no usable GPU"
-    return None
 
 
 def _tiny_model(path: Path) -> None:
@@ -76,7 +76,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(_gpu_reason() is not None, reason=_gpu_reason() or "")
+@needs_gpu
 def test_a_tiny_model_serves_health_completions_and_our_metrics(tmp_path):
     _tiny_model(tmp_path / "model")
     port = _free_port()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from toolchain import gotools
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
-ACTIONLINT = ROOT / ".tools" / "bin" / "actionlint"
 
 
 def _load(name: str) -> dict:
@@ -19,9 +19,7 @@ def _load(name: str) -> dict:
 
 
 def test_actionlint_passes():
-    binary = str(ACTIONLINT) if ACTIONLINT.exists() else shutil.which("actionlint")
-    if binary is None:
-        pytest.skip("actionlint is missing: run `make test`, which builds it into .tools/bin")
+    binary = str(gotools.build(gotools.TOOLS["actionlint"]))
     done = subprocess.run([binary, "-color=false", *sorted(map(str, WORKFLOWS.glob("*.yml")))], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

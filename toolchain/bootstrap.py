@@ -1,11 +1,13 @@
-"""Assemble the Pulumi toolchain in `.tools/bin`, offline and idempotently.
+"""Assemble the Pulumi toolchain, offline and idempotently.
 
-- `pulumi`: the one on PATH if there is one, else built once from the
-  wrapper module in toolchain/pulumi-cli (rebuilt when its pin changes).
-- `pulumi-language-python`, `pulumi-resource-kubernetes`: the real plugins
-  when installed, else launchers for our Python stand-ins. A launcher left
-  from an earlier run is removed once a real plugin appears, because PATH
-  plugins win over installed ones in the engine's lookup.
+- `pulumi`: the one on PATH if there is one, else built once from the wrapper
+  module in toolchain/go/pulumi-cli (toolchain/gotools.py caches it by version
+  outside the clone) and linked into `.tools/bin`.
+- `pulumi-language-python`: a real one when installed (next to the CLI or on
+  PATH), else a launcher for our Python language host: the Go module proxy
+  refuses every version of Pulumi's own.
+- the official Kubernetes provider, v4.25.0: installed as a plugin from the
+  cached build unless that version is installed already.
 
 Run as `python -m toolchain.bootstrap` with the project's virtualenv.
 """
@@ -14,35 +16,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
+from toolchain import gotools
+
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ROOT / ".tools"
-TOOLS_BIN = TOOLS / "bin"
-CLI_MODULE = ROOT / "toolchain" / "pulumi-cli"
-CLI_STAMP = TOOLS / "pulumi-cli.stamp"
-BUILD_LOG = TOOLS / "build-pulumi-cli.log"
+TOOLS_BIN = ROOT / ".tools" / "bin"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 LAUNCHER_MARK = "# llmplane offline toolchain launcher"
-PROGRESS_EVERY_S = 30
 
 
 def say(message: str) -> None:
     print(f"bootstrap: {message}", flush=True)
-
-
-def pinned_cli_version() -> str:
-    """The pulumi/pkg version the wrapper module requires, e.g. '3.259.0'."""
-    match = re.search(r"github\.com/pulumi/pulumi/pkg/v3 v(\S+)", (CLI_MODULE / "go.mod").read_text())
-    if not match:
-        sys.exit(f"bootstrap: no github.com/pulumi/pulumi/pkg/v3 requirement in {CLI_MODULE}/go.mod")
-    return match.group(1)
 
 
 def on_path(name: str) -> Path | None:
@@ -55,119 +43,77 @@ def on_path(name: str) -> Path | None:
 def is_launcher(path: Path) -> bool:
     try:
         return LAUNCHER_MARK in path.read_text(errors="ignore")[:200]
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return False
 
 
-def build_cli(version: str, target: Path) -> None:
-    """`go build` the CLI, printing a line every PROGRESS_EVERY_S seconds."""
-    if not shutil.which("go"):
-        sys.exit("bootstrap: `pulumi` is not on PATH and Go is not installed to build it; "
-                 "install Go (see toolchain/pulumi-cli/go.mod for the version) or Pulumi itself")
-    say(f"building the Pulumi CLI v{version} from the Go module proxy (first time only, several minutes)")
-    say(f"full log: {BUILD_LOG.relative_to(ROOT)}")
-    partial = target.with_suffix(".partial")
-    ldflags = f"-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v{version}"
-    cmd = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(partial),
-           "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi"]
-    started = time.monotonic()
-    compiled = 0
-    with BUILD_LOG.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=CLI_MODULE, stdout=log, stderr=subprocess.PIPE, text=True)
-
-        def count_packages() -> None:
-            nonlocal compiled
-            for line in proc.stderr:  # `go build -v` names each package it compiles
-                log.write(line)
-                compiled += 1
-
-        reader = threading.Thread(target=count_packages, daemon=True)
-        reader.start()
-        while True:
-            try:
-                proc.wait(timeout=PROGRESS_EVERY_S)
-                break
-            except subprocess.TimeoutExpired:
-                say(f"  still building ({time.monotonic() - started:.0f} s, {compiled} packages compiled)")
-        reader.join()
-    if proc.returncode != 0:
-        tail = BUILD_LOG.read_text().splitlines()[-30:]
-        sys.exit("bootstrap: building the Pulumi CLI failed:\n" + "\n".join(tail))
-    partial.replace(target)
-    CLI_STAMP.write_text(version + "\n")
-    say(f"built {target.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
+def link(target: Path, name: str) -> Path:
+    """.tools/bin/<name> pointing at target (the Makefile puts .tools/bin first on PATH)."""
+    path = TOOLS_BIN / name
+    if path.is_symlink() or path.exists():
+        if path.is_symlink() and path.resolve() == target.resolve():
+            return path
+        path.unlink()
+    path.symlink_to(target)
+    return path
 
 
 def ensure_cli() -> tuple[Path, str]:
-    version = pinned_cli_version()
     external = on_path("pulumi")
-    target = TOOLS_BIN / "pulumi"
+    managed = TOOLS_BIN / "pulumi"
     if external:
-        # .tools/bin comes first on PATH in the Makefile: an old build would shadow it.
-        if target.exists():
-            say(f"removing {target.relative_to(ROOT)}: using {external} instead")
-            target.unlink()
-            CLI_STAMP.unlink(missing_ok=True)
+        if managed.is_symlink() or managed.exists():  # it would shadow the one on PATH
+            managed.unlink()
         return external, "found on PATH"
-    if not built_at(target, version):
-        build_cli(version, target)
-    return target, f"built from toolchain/pulumi-cli, v{version}"
-
-
-def built_at(target: Path, version: str) -> bool:
-    """Whether target is our build of `version`: per the stamp, or (a build
-    made without the stamp) per the binary itself."""
-    if not target.exists():
-        return False
-    if CLI_STAMP.exists() and CLI_STAMP.read_text().strip() == version:
-        return True
-    reported = subprocess.run([str(target), "version"], capture_output=True, text=True, check=False)
-    if reported.stdout.strip() != f"v{version}":
-        return False
-    CLI_STAMP.write_text(version + "\n")
-    return True
+    tool = gotools.TOOLS["pulumi"]
+    return link(gotools.build(tool), "pulumi"), f"built from toolchain/go/pulumi-cli, v{tool.version} ({tool.cached})"
 
 
 def write_launcher(path: Path, module: str) -> None:
     if not VENV_PYTHON.exists():
         sys.exit(f"bootstrap: {VENV_PYTHON} is missing; run `make up` (it creates the virtualenv)")
     text = f'#!/bin/sh\n{LAUNCHER_MARK} (toolchain/bootstrap.py)\nexec "{VENV_PYTHON}" -m {module} "$@"\n'
+    if path.is_symlink():
+        path.unlink()
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     path.chmod(0o755)
 
 
-def remove_launcher(path: Path) -> None:
-    if path.exists() and is_launcher(path):
-        path.unlink()
-
-
-def real_language_host(cli: Path) -> Path | None:
+def ensure_language_host(cli: Path) -> str:
     name = "pulumi-language-python"
+    launcher = TOOLS_BIN / name
     for candidate in (cli.resolve().parent / name, on_path(name)):
         if candidate and candidate.exists() and not is_launcher(candidate):
-            return candidate
-    return None
+            if launcher.exists() and is_launcher(launcher):
+                launcher.unlink()
+            return f"{candidate} (real plugin)"
+    write_launcher(launcher, "toolchain.language_host")
+    return f"{launcher.relative_to(ROOT)} -> toolchain/language_host.py"
 
 
-def real_kubernetes_plugin(cli: Path) -> str | None:
-    """Where a real kubernetes provider is: installed (`pulumi plugin ls`) or on PATH."""
+def installed_plugin_versions(cli: Path, name: str) -> list[str]:
     listed = subprocess.run([str(cli), "plugin", "ls", "--json"], capture_output=True, text=True, check=False)
-    if listed.returncode == 0 and listed.stdout.strip():
-        for plugin in json.loads(listed.stdout):
-            if plugin.get("name") == "kubernetes" and plugin.get("kind") == "resource":
-                return f"installed plugin v{plugin.get('version')}"
-    found = on_path("pulumi-resource-kubernetes")
-    return str(found) if found and not is_launcher(found) else None
+    if listed.returncode != 0 or not listed.stdout.strip():
+        return []
+    return [str(p.get("version", "")).lstrip("v") for p in json.loads(listed.stdout)
+            if p.get("name") == name and p.get("kind") == "resource"]
 
 
-def ensure_plugin(name: str, module: str, real: str | Path | None, what: str) -> str:
-    launcher = TOOLS_BIN / name
-    if real:
-        remove_launcher(launcher)
-        return f"{real} (real plugin)"
-    write_launcher(launcher, module)
-    return f"{launcher.relative_to(ROOT)} -> {what}"
+def ensure_kubernetes_provider(cli: Path) -> str:
+    tool = gotools.TOOLS["pulumi-resource-kubernetes"]
+    stale = TOOLS_BIN / tool.name
+    if stale.exists() and is_launcher(stale):  # the render-only stand-in of earlier versions
+        stale.unlink()
+    if tool.version in installed_plugin_versions(cli, "kubernetes"):
+        return f"installed plugin v{tool.version}"
+    binary = gotools.build(tool)
+    say(f"installing the Kubernetes provider v{tool.version} as a Pulumi plugin from {binary}")
+    done = subprocess.run([str(cli), "plugin", "install", "resource", "kubernetes", f"v{tool.version}",
+                           "--file", str(binary)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bootstrap: `pulumi plugin install` of the Kubernetes provider failed:\n{done.stderr.strip()}")
+    return f"installed plugin v{tool.version} (built from the Go module proxy)"
 
 
 def main() -> None:
@@ -175,12 +121,8 @@ def main() -> None:
     cli, cli_origin = ensure_cli()
     used = {
         "pulumi": f"{cli} ({cli_origin})",
-        "pulumi-language-python": ensure_plugin(
-            "pulumi-language-python", "toolchain.language_host", real_language_host(cli),
-            "toolchain/language_host.py"),
-        "pulumi-resource-kubernetes": ensure_plugin(
-            "pulumi-resource-kubernetes", "toolchain.k8s_render_provider", real_kubernetes_plugin(cli),
-            "toolchain/k8s_render_provider.py (render to YAML only)"),
+        "pulumi-language-python": ensure_language_host(cli),
+        "pulumi-resource-kubernetes": ensure_kubernetes_provider(cli),
     }
     say("toolchain ready:")
     for name, where in used.items():

@@ -1,8 +1,9 @@
-"""The last lines of `make up`: what the update changed, where the manifests are.
+"""The last lines of `make up` and `make render`: what the update changed, and where it really went.
 
-`pulumi up` prints every resource; after a long run the two facts a user
-wants are buried. Changes come from the newest `pulumi stack history`
-entry, manifests from counting the render directory.
+`pulumi up` prints every resource; after a long run the facts a user wants
+are buried. Changes come from the newest `pulumi stack history` entry; where
+they went comes from the target itself: the cluster's API server (objects and
+pods in the serving namespace, asked through kubectl) or the render folder.
 """
 
 from __future__ import annotations
@@ -55,14 +56,57 @@ def describe_manifests(render_dir: Path) -> str:
     return f"{len(files)} {noun} in {render_dir}/ ({per_folder})"
 
 
+def describe_pods(pods: list[dict]) -> str:
+    """'2 pods: 1 Running, 1 Pending (Insufficient nvidia.com/gpu)'."""
+    if not pods:
+        return "no pods"
+    phases: dict[str, int] = {}
+    reasons: set[str] = set()
+    for pod in pods:
+        phase = pod.get("status", {}).get("phase", "Unknown")
+        phases[phase] = phases.get(phase, 0) + 1
+        for condition in pod.get("status", {}).get("conditions", []):
+            if condition.get("reason") == "Unschedulable" and condition.get("message"):
+                reasons.add(condition["message"].split(". ")[0].split(": ")[-1])
+    text = ", ".join(f"{count} {phase}" for phase, count in sorted(phases.items()))
+    noun = "pod" if len(pods) == 1 else "pods"
+    return f"{len(pods)} {noun}: {text}" + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
+
+
+def describe_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str:
+    def get(*args: str) -> dict:
+        done = subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "get", *args, "-o", "json"],
+                              capture_output=True, text=True, check=False, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip())
+        return json.loads(done.stdout)
+
+    try:
+        server = json.loads(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+        pods = get("pods", "-n", namespace)["items"]
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        return f"the cluster of {kubeconfig} could not be asked: {error}"
+    return f"{server} (kubeconfig {kubeconfig}), namespace {namespace}: {describe_pods(pods)}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.summary", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m toolchain.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
-    parser.add_argument("--render-dir", type=Path, required=True)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--render-dir", type=Path)
+    target.add_argument("--kubeconfig", type=Path)
+    parser.add_argument("--namespace", default="llmplane")
     args = parser.parse_args(argv)
     result, changes = latest_changes(args.stack)
     print(f"\nstack {args.stack}: last update {result}: {describe_changes(changes)}")
-    print(f"manifests: {describe_manifests(args.render_dir)}")
+    if args.render_dir is not None:
+        print(f"manifests: {describe_manifests(args.render_dir)}")
+    else:
+        from toolchain import gotools
+
+        kubectl = str(gotools.build(gotools.TOOLS["kubectl"]))
+        print(f"deployed to: {describe_cluster(kubectl, args.kubeconfig, args.namespace)}")
+        print(f"look around: {kubectl} --kubeconfig {args.kubeconfig} get pods -n {args.namespace}")
     return 0
 
 

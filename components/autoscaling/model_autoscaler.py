@@ -13,6 +13,7 @@ import pulumi_kubernetes as k8s
 from capacity.policy import AutoscalingPolicy
 from components.labels import k8s_labels
 from components.serving.vllm_service import MONITORING_NAMESPACE
+from components.options import children_of
 
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
 """Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""
@@ -31,9 +32,12 @@ class ModelAutoscalerArgs:
     """Model name (labels)."""
     version: str
     """Version (labels)."""
+    prometheus_url: str = PROMETHEUS_URL
+    """Prometheus the triggers query."""
 
 
-def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str]) -> dict:
+def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str],
+                       prometheus_url: str = PROMETHEUS_URL) -> dict:
     """KEDA ScaledObject spec: queue depth per replica (AverageValue) and KV-cache usage (Value)."""
     spec = {
         "scaleTargetRef": {"name": deployment},
@@ -44,11 +48,11 @@ def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str])
         "advanced": {"horizontalPodAutoscalerConfig": {"behavior": policy.behavior()}},
         "triggers": [
             {"type": "prometheus", "name": "queue-depth", "metricType": "AverageValue", "metadata": {
-                "serverAddress": PROMETHEUS_URL, "query": policy.queue_query,
+                "serverAddress": prometheus_url, "query": policy.queue_query,
                 "threshold": str(policy.queue_per_replica),
                 "activationThreshold": str(policy.activation_queue)}},
             {"type": "prometheus", "name": "kv-cache", "metricType": "Value", "metadata": {
-                "serverAddress": PROMETHEUS_URL, "query": policy.kv_cache_query,
+                "serverAddress": prometheus_url, "query": policy.kv_cache_query,
                 "threshold": str(policy.kv_cache_target)}},
         ],
     }
@@ -81,14 +85,15 @@ class ModelAutoscaler(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:autoscaling:ModelAutoscaler", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         metadata = {"name": args.deployment_name, "namespace": args.namespace,
                     "labels": k8s_labels(name="vllm", instance=f"{args.model}-{args.version}", component="autoscaler",
                                          version=args.version, model=args.model, model_version=args.version)}
         if args.policy.keda:
             k8s.apiextensions.CustomResource(f"{name}-scaledobject", api_version="keda.sh/v1alpha1",
                                              kind="ScaledObject", metadata=metadata,
-                                             spec=scaled_object_spec(args.policy, args.deployment_name), opts=child)
+                                             spec=scaled_object_spec(args.policy, args.deployment_name,
+                                                                       args.prometheus_url), opts=child)
             kind = "ScaledObject"
         else:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=metadata,

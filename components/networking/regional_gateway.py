@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 from components.serving.vllm_service import GATEWAY_NAMESPACE
+from components.options import children_of
 
 GATEWAY_NAME = "llmplane"
 TLS_SECRET = "llmplane-tls"
@@ -46,7 +47,7 @@ class RegionalGateway(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RegionalGatewayArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:networking:RegionalGateway", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         labels = k8s_labels(name="gateway", instance=GATEWAY_NAME, component="gateway")
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",

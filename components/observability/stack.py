@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -78,7 +79,8 @@ class ObservabilityStack(pulumi.ComponentResource):
                                            "url": f"http://loki-gateway.{MONITORING_NAMESPACE}.svc"}],
             },
         }
-        KUBE_PROMETHEUS_STACK.release(f"{name}-kube-prometheus-stack", ns.metadata.name, prometheus_values, child)
+        operator = KUBE_PROMETHEUS_STACK.release(f"{name}-kube-prometheus-stack", ns.metadata.name,
+                                                 prometheus_values, child)
         LOKI.release(f"{name}-loki", ns.metadata.name, loki_storage, child)
         ALLOY.release(f"{name}-alloy", ns.metadata.name, {"alloy": {"configMap": {"content": _alloy_config()}}}, child)
         DCGM_EXPORTER.release(f"{name}-dcgm-exporter", ns.metadata.name, {
@@ -101,7 +103,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             metadata={**rule["metadata"], "namespace": ns.metadata.name, "labels": {**labels,
                                                                                     **rule["metadata"]["labels"]}},
             spec=rule["spec"],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[operator]),  # the chart brings the CRD
         )
         self.namespace = ns.metadata.name
         self.log_bucket = pulumi.Output.from_input(bucket)
@@ -155,6 +157,11 @@ class ObservabilityStack(pulumi.ComponentResource):
             storage = {"type": "gcs", "bucketNames": {"chunks": bucket_name, "ruler": bucket_name}}
             return bucket.name, {**single, "loki": {**single["loki"], "storage": storage}}
         return "", {**single, "loki": {**single["loki"], "storage": {"type": "filesystem"}}}
+
+
+def alloy_stream_labels() -> set[str]:
+    """The labels our Alloy configuration gives every log stream (what LogQL queries can select on)."""
+    return set(re.findall(r'target_label = "([a-z_]+)"', _alloy_config()))
 
 
 def _alloy_config() -> str:

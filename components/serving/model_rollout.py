@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
+from components.options import children_of
 from stacks.spec.models import Model
 
 from .engine_args import VLLM_PORT
@@ -101,7 +102,7 @@ class ModelRollout(pulumi.ComponentResource):
                 "hostnames": args.hostnames,
                 "rules": route_rules(args.model_name, args.model),
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=children_of(self, opts),
         )
         self.route_name = route.metadata.apply(lambda m: m["name"])
         self.register_outputs({"route_name": self.route_name})

@@ -13,6 +13,8 @@ SERVING_NAMESPACE = "llmplane"
 API_KEY_SECRET = "vllm-api-key"
 ENTRYPOINT_CONFIGMAP = "llmplane-entrypoint"
 STORAGE_SECRET = "model-storage-credentials"
+OUT_OF_BAND_ANNOTATION = "llmplane.dev/provide-data-with"
+"""On a Secret rendered without its data: the command that creates it in the cluster."""
 ENTRYPOINT_SOURCE = Path(__file__).resolve().parents[2] / "images" / "vllm" / "entrypoint.py"
 """The serving image's entrypoint, also shipped as a ConfigMap so the pinned upstream image can run it."""
 
@@ -32,7 +34,10 @@ class ServingNamespace(pulumi.ComponentResource):
 
     def __init__(self, name: str, api_key: pulumi.Input[str],
                  storage_credentials: dict[str, pulumi.Input[str]] | None = None,
+                 secret_data_out_of_band: bool = False,
                  opts: pulumi.ResourceOptions | None = None):
+        """`secret_data_out_of_band`: create the Secrets without their data (rendering to files, where the
+        Kubernetes provider would write data in clear); each says in an annotation how to provide it."""
         super().__init__("llmplane:serving:ServingNamespace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = k8s_labels(name="llmplane", instance=SERVING_NAMESPACE, component="serving")
@@ -45,22 +50,24 @@ class ServingNamespace(pulumi.ComponentResource):
             opts=child,
         )
         meta = {"namespace": ns.metadata.name, "labels": labels}
-        secret = k8s.core.v1.Secret(
-            f"{name}-api-key",
-            metadata={**meta, "name": API_KEY_SECRET},
-            type="Opaque",
-            string_data={"api-key": pulumi.Output.secret(api_key)},
-            opts=child,
-        )
+
+        def secret(resource: str, secret_name: str, data: dict[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
+            if not secret_data_out_of_band:
+                return k8s.core.v1.Secret(resource, metadata={**meta, "name": secret_name}, type="Opaque",
+                                          string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
+                                          opts=child)
+            files = " ".join(f"--from-file={key}=<file>" for key in data)
+            how = f"kubectl -n {SERVING_NAMESPACE} create secret generic {secret_name} {files}"
+            pulumi.log.warn(f"Secret {SERVING_NAMESPACE}/{secret_name} is rendered without its data; provide it "
+                            f"in the cluster with: {how}", resource=self)
+            return k8s.core.v1.Secret(resource, type="Opaque", opts=child, metadata={
+                **meta, "name": secret_name, "annotations": {OUT_OF_BAND_ANNOTATION: how}})
+
+        api_key_secret = secret(f"{name}-api-key", API_KEY_SECRET, {"api-key": api_key})
         self.storage_secret = None
         if storage_credentials:
-            self.storage_secret = k8s.core.v1.Secret(
-                f"{name}-storage-credentials",
-                metadata={**meta, "name": STORAGE_SECRET},
-                type="Opaque",
-                string_data={file: pulumi.Output.secret(value) for file, value in storage_credentials.items()},
-                opts=child,
-            ).metadata.name
+            self.storage_secret = secret(f"{name}-storage-credentials", STORAGE_SECRET,
+                                         dict(storage_credentials)).metadata.name
         entrypoint = k8s.core.v1.ConfigMap(
             f"{name}-entrypoint",
             metadata={**meta, "name": ENTRYPOINT_CONFIGMAP},
@@ -74,7 +81,7 @@ class ServingNamespace(pulumi.ComponentResource):
             opts=child,
         )
         self.namespace = ns.metadata.name
-        self.api_key_secret = secret.metadata.name
+        self.api_key_secret = api_key_secret.metadata.name
         self.entrypoint_configmap = entrypoint.metadata.name
         self.register_outputs({"namespace": self.namespace, "api_key_secret": self.api_key_secret,
                                "entrypoint_configmap": self.entrypoint_configmap,

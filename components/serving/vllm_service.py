@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
+from components.options import children_of
 from stacks.spec.models import Artifact, DeployedVersion, GpuPool, Model
 
 from .engine_args import VLLM_PORT, serve_args, served_name
@@ -112,7 +113,7 @@ class VllmService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:VllmService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         model, version = args.model, args.version
         kname = resource_name(args.model_name, version.version)
         labels = k8s_labels(

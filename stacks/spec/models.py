@@ -109,8 +109,19 @@ class Cluster(Section):
     kubeconfig_secret: str | None = Field(
         default=None, description="Key in `llmplane:secrets` holding this cluster's kubeconfig (on-prem)."
     )
+    kubeconfig_file: str | None = Field(
+        default=None, min_length=1,
+        description="A kubeconfig file on the machine running Pulumi, relative to the project (the local stack's "
+                    "embedded cluster: .state/cluster/kubeconfig, made by `llmplane cluster up`).",
+    )
     render_dir: str | None = Field(
-        default=None, description="Render manifests to this folder instead of deploying (local stack)."
+        default=None, description="Render manifests to this folder instead of deploying (GitOps: `make render`)."
+    )
+    addons: Literal["helm", "external"] = Field(
+        default="helm",
+        description="helm: the stack installs KEDA and the monitoring operator by their pinned charts (which bring "
+                    "their CRDs); external: they run outside the stack (the embedded cluster runs KEDA beside its "
+                    "control plane) and the stack installs only their CRDs, from the projects' pinned modules.",
     )
 
 
@@ -228,6 +239,11 @@ class Observability(Section):
     metrics_retention_days: int = Field(default=15, ge=1, le=400, description="Prometheus retention.")
     log_retention_days: int = Field(default=30, ge=1, le=3650, description="Loki retention.")
     remote_write_url: str | None = Field(default=None, description="Global metrics store to remote-write to.")
+    prometheus_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Prometheus the autoscalers query; default: the cluster's own kube-prometheus-stack. The local "
+                    "environment names the one `llmplane cluster up` runs beside the embedded cluster.",
+    )
 
 
 class Routing(Section):

@@ -281,9 +281,22 @@ def cluster_targets(spec: PlatformSpec) -> Iterable[Problem]:
         elif cluster.cloud != "onprem" and not 16 <= ipaddress.ip_network(cluster.network_cidr).prefixlen <= 24:
             yield Problem(f"{path}.networkCidr", "a cloud network must be between /16 and /24 to hold a private and "
                           "a public subnet per zone", str(cluster.network_cidr), "use a /16 to /24, e.g. 10.10.0.0/16")
-        if cluster.cloud == "onprem" and not (cluster.kubeconfig_secret or cluster.render_dir):
+        targets = [name for name, value in (("kubeconfigSecret", cluster.kubeconfig_secret),
+                                            ("kubeconfigFile", cluster.kubeconfig_file),
+                                            ("renderDir", cluster.render_dir)) if value]
+        if cluster.cloud == "onprem" and not targets:
             yield Problem(path, "an on-prem cluster needs a kubeconfig or a render folder", "(neither)",
-                          "add kubeconfigSecret (a secret config key) or renderDir")
+                          "add kubeconfigSecret (a secret config key), kubeconfigFile or renderDir")
+        elif len(targets) > 1:
+            yield Problem(path, "a cluster has one target", ", ".join(targets),
+                          "keep one of kubeconfigSecret, kubeconfigFile and renderDir")
+        if cluster.cloud != "onprem" and cluster.addons == "external":
+            yield Problem(f"{path}.addons", "only an on-prem cluster can run its add-ons outside the stack",
+                          "external", "remove addons (a cloud cluster gets KEDA and monitoring by their charts)")
+        if cluster.cloud != "onprem" and targets:
+            yield Problem(f"{path}.{targets[0]}", "only an on-prem cluster takes a kubeconfig or a render folder; "
+                          "llmplane creates cloud clusters and reaches them itself", cluster.cloud,
+                          f"remove {targets[0]}, or make the cluster cloud: onprem")
 
 
 RULES: tuple[Rule, ...] = (

@@ -1,0 +1,91 @@
+"""Custom resource definitions at pinned versions, read from the projects' own Go modules.
+
+Every CustomResource the stack creates (Gateway API Gateways and HTTPRoutes,
+KEDA ScaledObjects, Prometheus Operator ServiceMonitors and PrometheusRules)
+needs its CRD in the cluster first. Where no Helm chart installs them (an
+on-prem or embedded cluster; the Gateway API on EKS) the stack installs them
+itself, from the same release the projects publish: their Go module, fetched
+through the Go module proxy into the module cache on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+class CrdSourceError(RuntimeError):
+    """A CRD module could not be fetched; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class CrdSource:
+    """Files of one project's CRDs inside its Go module at a pinned version."""
+
+    project: str
+    module: str
+    version: str
+    files: tuple[str, ...]
+    go_toolchain: str | None = None
+    """A newer Go the module's go.mod demands; the go command fetches it from the module proxy."""
+
+
+GATEWAY_API = CrdSource(
+    "gateway-api", "sigs.k8s.io/gateway-api", "v1.7.0",
+    tuple(f"config/crd/standard/gateway.networking.k8s.io_{kind}.yaml"
+          for kind in ("gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants",
+                       "backendtlspolicies", "listenersets", "tlsroutes")),
+    go_toolchain="go1.27.3",
+)
+KEDA = CrdSource(
+    "keda", "github.com/kedacore/keda/v2", "v2.21.0",
+    (*(f"config/crd/bases/keda.sh_{kind}.yaml"
+       for kind in ("scaledobjects", "scaledjobs", "triggerauthentications", "clustertriggerauthentications")),
+     # The operator watches these too and retries every few seconds without them.
+     *(f"config/crd/bases/eventing.keda.sh_{kind}.yaml" for kind in ("cloudeventsources", "clustercloudeventsources"))),
+)
+PROMETHEUS_OPERATOR = CrdSource(
+    "prometheus-operator", "github.com/prometheus-operator/prometheus-operator", "v0.85.0",
+    tuple(f"example/prometheus-operator-crd/monitoring.coreos.com_{kind}.yaml"
+          for kind in ("servicemonitors", "podmonitors", "prometheusrules")),
+)
+SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR)
+
+
+def _module_dir(source: CrdSource) -> Path:
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        raise CrdSourceError(f"the {source.project} CRDs come from the Go module {source.module}@{source.version}, "
+                             "and Go is not installed; install Go >= 1.26 and run again")
+    env = dict(os.environ)
+    if source.go_toolchain:
+        env["GOTOOLCHAIN"] = source.go_toolchain
+    done = subprocess.run([go, "mod", "download", "-json", f"{source.module}@{source.version}"],
+                          capture_output=True, text=True, env=env, check=False, timeout=600)
+    try:
+        info = json.loads(done.stdout)
+    except ValueError:
+        info = {}
+    if done.returncode != 0 or "Dir" not in info:
+        reason = info.get("Error") or done.stderr.strip() or f"exit {done.returncode}"
+        raise CrdSourceError(f"could not fetch {source.module}@{source.version} for its CRDs: {reason}")
+    return Path(info["Dir"])
+
+
+@functools.cache
+def crd_documents(source: CrdSource) -> tuple[dict, ...]:
+    """The CustomResourceDefinition objects of one source, parsed."""
+    folder = _module_dir(source)
+    documents = []
+    for name in source.files:
+        for document in yaml.safe_load_all((folder / name).read_text()):
+            if document and document.get("kind") == "CustomResourceDefinition":
+                documents.append(document)
+    return tuple(documents)
