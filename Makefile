@@ -15,8 +15,6 @@ RENDER_DIR := build/local
 CLUSTER_DIR := .state/cluster
 RENDER_STATE := .state/render
 ENV ?= prod
-CHECKOV_VERSION := 3.3.30
-CHECKOV := .tools/checkov/bin/checkov
 
 # Names reach the shell: accept only an environment that has a file, as one word.
 ifneq ($(words $(STACK)) $(words $(ENV)),1 1)
@@ -71,22 +69,18 @@ render: toolchain
 	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m toolchain.summary --stack '$(STACK)' \
 		--render-dir '$(RENDER_DIR)'
 
-test: toolchain test-setup $(CHECKOV)
+test: toolchain test-setup
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # What the tests run against: Debian's Prometheus, VictoriaLogs, the embedded cluster's binaries, KEDA,
-# actionlint, and the LogQL grammar from npm; each is installed or built once and cached.
+# actionlint, the LogQL grammar from npm, vLLM's wheel (read as source) and checkov; each installed or built
+# once and cached in ~/.cache/llmplane.
 test-setup: $(VENV)/.installed
 	@bash .ci/services.sh install
+	@$(PYTHON) -m toolchain.checkov >/dev/null
 
 plan: $(VENV)/.installed
 	@$(LLMPLANE) plan '$(ENV)'
-
-# checkov pins libraries the Pulumi SDKs cannot share, so it gets a virtualenv of its own.
-$(CHECKOV):
-	@echo "checkov: installing checkov==$(CHECKOV_VERSION) into .tools/checkov"
-	@python3 -m venv .tools/checkov
-	@.tools/checkov/bin/pip install --disable-pip-version-check -q checkov==$(CHECKOV_VERSION)
 
 toolchain: $(VENV)/.installed
 	@$(PYTHON) -m toolchain.bootstrap

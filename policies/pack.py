@@ -100,7 +100,7 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
             return
         view = resource_view(args)
         for message in rule.check(view, context(args.get_config(), [args.urn])):
-            report_violation(message, None)
+            report_violation(with_fix(message, rule), None)
 
     return ResourceValidationPolicy(
         name=rule.name,
@@ -111,11 +111,16 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
     )
 
 
+def with_fix(message: str, rule: Rule) -> str:
+    """A violation as the engine prints it: what is wrong, then how to fix it (the CLI shows no remediation)."""
+    return f"{message}\nFix: {rule.remediation}"
+
+
 def _stack_policy(rule: Rule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         views = stack_views(args)
         for finding in rule.check(views, context(args.get_config(), [v.urn for v in views])):
-            report_violation(finding.message, finding.urn or None)
+            report_violation(with_fix(finding.message, rule), finding.urn or None)
 
     return StackValidationPolicy(
         name=rule.name,

@@ -84,7 +84,7 @@ class Engine:
     def kubernetes_resources(self) -> list[dict[str, Any]]:
         """Every Kubernetes object in the stack's state (not providers, not components)."""
         exported = json.loads(self.run("stack", "export", "--stack", STACK).stdout)
-        return [r for r in exported["deployment"]["resources"]
+        return [r for r in exported["deployment"].get("resources", [])
                 if r["type"].startswith("kubernetes:") and not r["type"].startswith("pulumi:providers")]
 
     def secret_config_values(self) -> list[str]:

@@ -17,9 +17,9 @@ import yaml
 
 from components.serving.namespace import OUT_OF_BAND_ANNOTATION
 from tests.engine import Engine
+from toolchain import checkov as toolchain_checkov
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKOV = ROOT / ".tools" / "checkov" / "bin" / "checkov"
 CUSTOM_KINDS = {"Gateway", "HTTPRoute", "ScaledObject", "ServiceMonitor", "PrometheusRule",
                 "CustomResourceDefinition"}
 """Kinds outside the core Kubernetes schema (CRDs, and the CRD objects themselves are large upstream files)."""
@@ -79,11 +79,12 @@ def test_rendered_manifests_validate_against_the_kubernetes_schema(rendered: Ren
 
 
 def test_checkov_finds_nothing_unexplained(rendered: Rendered) -> None:
-    assert CHECKOV.exists(), "checkov is missing: run `make test`, which installs it into .tools/checkov"
+    checkov = toolchain_checkov.path()
+    assert checkov.exists(), "checkov is missing: run `make test-setup` (python -m toolchain.checkov)"
     exemptions = yaml.safe_load((ROOT / "policies" / "checkov_exemptions.yaml").read_text()) or {}
     assert all(reason for reason in exemptions.values()), "every exemption states its reason"
     skip = ["--skip-check", ",".join(exemptions)] if exemptions else []
-    done = subprocess.run([str(CHECKOV), "-d", str(rendered.folder), "--framework", "kubernetes",
+    done = subprocess.run([str(checkov), "-d", str(rendered.folder), "--framework", "kubernetes",
                            "--skip-download", "--quiet", "--compact", "-o", "json", *skip],
                           capture_output=True, text=True, timeout=600, check=False)
     report = json.loads(done.stdout)

@@ -8,7 +8,8 @@
   are stopped, and pending operations are cleared by a refresh that asks the
   target what really exists; both are said.
 - The update refreshes first, so what was changed or removed out of band
-  (a `kubectl edit`, a deleted object) is put back, and previews with the
+  (a `kubectl edit`, a deleted object) is put back (server-side apply with
+  force: the stack owns the fields it declares), and previews with the
   policy pack before it writes: a mandatory violation stops it with nothing
   written.
 """
@@ -121,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     pending = pending_operations(args.stack)
     if pending:
         clear_pending(args.stack, pending, _config_args(extra))
+    # The stack owns what it declares: a field someone changed with kubectl is taken back, not a conflict.
+    env = {"PULUMI_K8S_ENABLE_PATCH_FORCE": "true", **os.environ}
     proc = subprocess.Popen(["pulumi", "up", "--stack", args.stack, "--yes", "--refresh", *extra],
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     record.write_text(str(proc.pid))
 
     def forward(signum: int, _frame) -> None:
