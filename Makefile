@@ -46,6 +46,7 @@ POLICY_PACK := --policy-pack policies --policy-pack-config '$(POLICY_CONFIG)'
 up: toolchain
 	@$(LLMPLANE) validate '$(STACK)'
 	@$(LLMPLANE) cluster up --environment '$(STACK)' --state-dir '$(CLUSTER_DIR)'
+	@mkdir -p .state
 	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
 	@pulumi stack select --create '$(STACK)' >/dev/null
 	@$(PYTHON) -m toolchain.safe_up --stack '$(STACK)' -- $(POLICY_PACK)
@@ -60,6 +61,7 @@ cluster-status: $(VENV)/.installed
 
 render: toolchain
 	@$(LLMPLANE) validate '$(STACK)'
+	@mkdir -p .state
 	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
 	@$(PYTHON) -m toolchain.render_config --stack '$(STACK)' --render-dir '$(RENDER_DIR)' \
 		--out '$(RENDER_STATE)/Pulumi.$(STACK).yaml'

@@ -85,7 +85,6 @@ def write_plot(p: Plan, path: str | Path) -> Path:
     fig.text(0.01, 0.005, ATTRIBUTION, fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

@@ -1,27 +1,58 @@
 """`llmplane`: validate an environment, plan it offline, diff it against a git ref, plan its capacity.
 
-Exit codes: 0 fine, 2 invalid environment (every problem printed), 3 the plan violates a mandatory policy,
-1 anything else.
+Exit codes: 0 fine, 2 invalid environment or input (every problem printed), 3 the plan violates a mandatory
+policy, 4 an output file cannot be written where asked, 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from .environments import ENVIRONMENTS, EnvironmentFileError, StackConfig, environment_file, read_stack_config
+from .environments import (ENVIRONMENTS, PLAINTEXT_ALLOWED, EnvironmentFileError, StackConfig, environment_file,
+                           plaintext_secret_problems, read_stack_config)
 from .spec import SpecError, load_spec
 
 EXIT_INVALID = 2
 EXIT_POLICY = 3
+EXIT_OUTPUT = 4
+"""An output file (--out, --plot) cannot be written where asked."""
+
+
+def output_problem(path: Path, suffixes: tuple[str, ...]) -> str | None:
+    """Why `path` cannot be written (checked before any work), or None. Folders are never created: a typo must not
+    leave directories behind, inside the working tree or outside it."""
+    if path.suffix.lower() not in suffixes:
+        return f"{path}: unsupported file type {path.suffix or '(none)'!r}; use {' or '.join(suffixes)}"
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"{path}: the folder {folder} does not exist; create it first or write elsewhere"
+    if path.is_dir():
+        return f"{path} is a directory; give a file name"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{path}: not writable; choose a path you can write to"
+    return None
+
+
+def _refuse_output(problem: str) -> int:
+    print(f"llmplane: {problem}", file=sys.stderr)
+    return EXIT_OUTPUT
 
 
 def _stack_config(args: argparse.Namespace) -> StackConfig:
-    return read_stack_config(args.environment, environment_file(args.environment, args.environments))
+    """The environment's file, read; plain-text secrets stop every command but in `local`, where they warn."""
+    config = read_stack_config(args.environment, environment_file(args.environment, args.environments))
+    problems = plaintext_secret_problems(config)
+    if problems and config.environment not in PLAINTEXT_ALLOWED:
+        raise EnvironmentFileError("\n".join(problems))
+    for problem in problems:
+        print(f"llmplane: warning: {problem}", file=sys.stderr)
+    return config
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -58,13 +89,14 @@ def _plan(args: argparse.Namespace) -> int:
 def _policy_config(args: argparse.Namespace) -> int:
     from policies.config import pack_config
 
+    if args.out is not None and (problem := output_problem(args.out, (".json",))):
+        return _refuse_output(problem)
     config = _stack_config(args)
     spec = load_spec(config.values, config.environment)
     text = json.dumps(pack_config(spec), indent=2) + "\n"
     if args.out is None:
         sys.stdout.write(text)
     else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         print(f"policy pack config for '{spec.environment}' written to {args.out}", file=sys.stderr)
     return 0
@@ -74,6 +106,8 @@ def _capacity(args: argparse.Namespace) -> int:
     from capacity.planner import PlanError, format_table, plan
     from capacity.trace import TraceError, read_trace
 
+    if args.plot is not None and (problem := output_problem(args.plot, (".png",))):
+        return _refuse_output(problem)
     config = _stack_config(args)
     spec = load_spec(config.values, config.environment)
     try:
@@ -88,9 +122,8 @@ def _capacity(args: argparse.Namespace) -> int:
 
         try:
             print(f"plot written to {write_plot(result, args.plot)}", file=sys.stderr)
-        except RuntimeError as error:
-            print(f"llmplane: {error}", file=sys.stderr)
-            return 1
+        except (RuntimeError, OSError) as error:
+            return _refuse_output(str(error))
     return 0
 
 

@@ -6,6 +6,8 @@ monitor keeps every registration (URN, type, name, parent, inputs with secrets r
 
 from __future__ import annotations
 
+from collections import Counter
+
 import hashlib
 import json
 from collections.abc import Callable
@@ -168,6 +170,10 @@ def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: li
     return values, sorted({*config.secret_keys, key})
 
 
+class DuplicateUrnError(RuntimeError):
+    """Two resources of one plan share a URN: a spec rule is missing (a duplicate the validation let through)."""
+
+
 def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> Plan:
     """Validate, then run the program under mocks; SpecError propagates before anything is registered."""
     spec = load_spec(config.values, config.environment)
@@ -182,4 +188,8 @@ def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> 
         program = main
     _sync_await(run_pulumi_func(program))
     plan.resources.sort(key=lambda r: r.urn)
+    duplicates = sorted(urn for urn, count in Counter(r.urn for r in plan.resources).items() if count > 1)
+    if duplicates:
+        raise DuplicateUrnError(f"the plan of '{config.environment}' registers these URNs more than once, which the "
+                                f"engine would refuse: {', '.join(duplicates)}")
     return plan

@@ -66,8 +66,18 @@ def _env_for(root: Path) -> dict[str, str]:
 
 
 def export_ref(ref: str, target: Path, repo: Path = PROJECT_ROOT) -> None:
-    """A pristine copy of the tree at `ref` (no working-tree edits, no untracked files)."""
-    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=repo, capture_output=True, check=False)
+    """A pristine copy of the tree at `ref` (no working-tree edits, no untracked files). The ref must name a
+    commit; it is resolved first, so nothing the user typed can reach git as an option."""
+    if ref.startswith("-"):
+        raise DiffError(f"--base {ref!r} is not a git ref (it starts with '-'); give a branch, tag or commit, "
+                        "e.g. --base origin/main")
+    resolved = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+                              cwd=repo, capture_output=True, text=True, check=False)
+    if resolved.returncode != 0:
+        raise DiffError(f"--base {ref!r} does not name a commit in {repo}; give a branch, tag or commit, "
+                        "e.g. --base origin/main (fetch it first if it is remote)")
+    archive = subprocess.run(["git", "archive", "--format=tar", resolved.stdout.strip()], cwd=repo,
+                             capture_output=True, check=False)
     if archive.returncode != 0:
         raise DiffError(f"git cannot read {ref!r}: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)

@@ -65,7 +65,7 @@ def test_synthetic_trace_and_a_named_version(capsys, tmp_path):
 def test_plot_writes_a_png(capsys, tmp_path):
     import matplotlib  # noqa: F401  (a test dependency: pyproject's [test] extra)
     trace = write_synthetic(tmp_path)
-    png = tmp_path / "plots" / "capacity.png"
+    png = tmp_path / "capacity.png"
     code = main(["capacity", "dev", "--trace", str(trace), "--plot", str(png)])
     _, err = capsys.readouterr()
     assert code == 0, err
@@ -87,3 +87,19 @@ def test_unknown_model_and_version_are_clear_errors(capsys, tmp_path):
     assert "environment 'prod' has no model 'gpt-5' (models: llama-3-8b, llama-3-70b)" in capsys.readouterr().err
     assert main(["capacity", "prod", "--trace", str(trace), "--version", "9.9.9"]) == 2
     assert "model 'llama-3-8b' deploys no version '9.9.9' (deployed: 1.0.0, 1.1.0)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("missing/capacity.png", "does not exist; create it first"),
+    ("capacity.pdf", "unsupported file type '.pdf'; use .png"),
+    ("folder.png", "is a directory; give a file name"),
+])
+def test_a_plot_that_cannot_be_written_is_one_line_exit_4_before_the_replay(capsys, tmp_path, name, problem):
+    trace = write_synthetic(tmp_path)
+    (tmp_path / "folder.png").mkdir()
+    code = main(["capacity", "dev", "--trace", str(trace), "--plot", str(tmp_path / name)])
+    out, err = capsys.readouterr()
+    assert code == 4
+    assert out == "", "refused before the table"
+    assert err.count("\n") == 1 and problem in err
+    assert not (tmp_path / "missing").exists(), "no folder was created"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_malformed_yaml_exits_2_without_traceback(capsys, tmp_path):
     code, out, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
     assert code == 2
     assert out == ""
-    assert err.startswith("llmplane: environment 'prod' is not valid YAML: ")
+    assert err.startswith(f"llmplane: {tmp_path / 'Pulumi.prod.yaml'}: YAML syntax error at line 3")
     assert "Traceback" not in err
 
 
@@ -204,3 +205,69 @@ def test_an_environment_whose_config_is_not_a_mapping_exits_2(tmp_path, capsys):
     (tmp_path / "Pulumi.broken.yaml").write_text("config:\n  - just\n  - a list\n")
     assert main(["validate", "broken", "--environments", str(tmp_path)]) == 2
     assert "`config:` must be a mapping" in capsys.readouterr().err
+
+
+def test_policy_config_out_refuses_a_missing_folder_and_creates_none(capsys, tmp_path):
+    target = tmp_path / "nested" / "policy.json"
+    code, out, err = run(capsys, "policy-config", "local", "--out", str(target))
+    assert code == 4
+    assert err == f"llmplane: {target}: the folder {target.parent} does not exist; create it first or write elsewhere\n"
+    assert not target.parent.exists()
+
+
+@pytest.mark.parametrize("base", ["--output={victim}", "-x", "no-such-branch", "HEAD:README.md"])
+def test_diff_base_must_name_a_commit_and_is_never_an_option(capsys, tmp_path, base):
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    code, out, err = run(capsys, "diff", "local", f"--base={base.format(victim=victim)}")
+    assert code == 1
+    assert "is not a git ref" in err or "does not name a commit" in err, err
+    assert victim.read_text() == "keep me"
+
+
+def _with_plaintext_secret(tmp_path: Path, environment: str) -> None:
+    document = yaml.safe_load((ENVIRONMENTS / f"Pulumi.{environment}.yaml").read_text())
+    document["config"].setdefault("llmplane:secrets", {})["hfToken"] = "hf_plaintext_value"
+    (tmp_path / f"Pulumi.{environment}.yaml").write_text(yaml.safe_dump(document))
+
+
+def test_a_plaintext_secret_is_refused_outside_local(capsys, tmp_path):
+    _with_plaintext_secret(tmp_path, "prod")
+    code, out, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2
+    assert ("llmplane:secrets.hfToken is written in plain text in Pulumi.prod.yaml; store it encrypted: "
+            "pulumi config set --secret --path 'llmplane:secrets.hfToken' <value>") in err
+    assert "hf_plaintext_value" not in out + err
+
+
+def test_a_plaintext_secret_in_local_is_a_warning(capsys, tmp_path):
+    _with_plaintext_secret(tmp_path, "local")
+    code, out, err = run(capsys, "validate", "local", "--environments", str(tmp_path))
+    assert code == 0
+    assert err.startswith("llmplane: warning: llmplane:secrets.hfToken is written in plain text")
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("aws:region", "us-east-9", "aws:region: not an AWS region"),
+    ("gcp:project", "My Project", "gcp:project: not a GCP project ID"),
+])
+def test_provider_settings_are_validated(capsys, tmp_path, key, value, message):
+    text = (ENVIRONMENTS / "Pulumi.prod.yaml").read_text()
+    text = re.sub(rf"^  {key}: .*$", f"  {key}: {value}", text, count=1, flags=re.M)
+    (tmp_path / "Pulumi.prod.yaml").write_text(text)
+    code, out, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2 and message in err, err
+
+
+def test_a_plan_that_registers_one_urn_twice_is_refused():
+    import pulumi
+
+    from stacks.environments import read_stack_config
+    from stacks.plan import DuplicateUrnError, run_plan
+
+    def twice() -> None:
+        pulumi.CustomResource("test:index:Thing", "same", {})
+        pulumi.CustomResource("test:index:Thing", "same", {})
+
+    with pytest.raises(DuplicateUrnError, match="more than once"):
+        run_plan(read_stack_config("local"), program=twice)

@@ -126,6 +126,59 @@ class TestNamesAreUnique(RuleCases):
         config["llmplane:hybrid"].append(copy.deepcopy(config["llmplane:hybrid"][0]))
         self.expect(load, config, "prod", "hybrid", "link name 'dc1' is used twice", "dc1")
 
+    def test_a_zone_is_listed_once(self, env_config, load):
+        config = env_config("dev")
+        zones = config["llmplane:clusters"][0]["zones"]
+        zones.append(zones[0])
+        problem = self.expect(load, config, "dev", "clusters.aws-use1.zones", f"zone {zones[0]} is listed twice",
+                              zones[0])
+        assert problem.fix == "list each zone once"
+
+    def test_a_link_lists_each_cloud_cluster_and_network_once(self, env_config, load):
+        config = env_config("prod")
+        link = config["llmplane:hybrid"][0]
+        link["cloudClusters"].append("aws-use1")
+        link["onpremCidrs"].append(link["onpremCidrs"][0])
+        self.expect(load, config, "prod", "hybrid.dc1.cloudClusters", "cluster 'aws-use1' is listed twice",
+                    "aws-use1", alone=False)
+        self.expect(load, config, "prod", "hybrid.dc1.onpremCidrs", "network 10.100.0.0/16 is listed twice",
+                    "10.100.0.0/16", alone=False)
+
+
+# --- routed_networks_disjoint -------------------------------------------------------------------------------------
+
+
+class TestRoutedNetworksDisjoint(RuleCases):
+    rule = rules.routed_networks_disjoint
+
+    def test_two_linked_cloud_networks_may_not_overlap(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:clusters"][1]["networkCidr"] = "10.10.128.0/17"  # inside aws-use1's 10.10.0.0/16
+        problem = self.expect(load, config, "prod", "clusters.aws-use1.networkCidr",
+                              "aws-use1's network 10.10.0.0/16 overlaps aws-usw2's network 10.10.128.0/17, and the "
+                              "two route to each other", "10.10.0.0/16")
+        assert problem.fix == "renumber one of them so no routed networks overlap"
+
+    def test_a_site_network_may_not_overlap_a_gke_pod_range(self, env_config, load):
+        config = env_config("prod")
+        pods = rules.gke_secondary_ranges("10.30.0.0/16")["pods"]
+        config["llmplane:hybrid"][0]["onpremCidrs"].append(pods)
+        self.expect(load, config, "prod", "hybrid.dc1.onpremCidrs",
+                    f"dc1's on-prem network {pods} overlaps gcp-usc1's GKE pods range {pods}, and the two route to "
+                    "each other", pods)
+
+    def test_two_site_networks_of_one_link_may_not_overlap(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:hybrid"][0]["onpremCidrs"].append("10.100.4.0/24")
+        self.expect(load, config, "prod", "hybrid.dc1.onpremCidrs",
+                    "dc1's on-prem network 10.100.0.0/16 overlaps dc1's on-prem network 10.100.4.0/24, and the two "
+                    "route to each other", "10.100.0.0/16")
+
+    def test_unlinked_clusters_may_reuse_addresses(self, env_config, load):
+        config = env_config("staging")
+        config["llmplane:clusters"][1]["networkCidr"] = config["llmplane:clusters"][0]["networkCidr"]
+        load(config, "staging")
+
 
 # --- min_at_most_max ----------------------------------------------------------------------------------------------
 
@@ -796,10 +849,18 @@ def test_numbers_must_be_finite(env_config, load, number):
         (lambda c: c["llmplane:clusters"][0].update(name={"a": 1}), "clusters.0.name",
          "input should be a valid string", "give a valid name"),
         (lambda c: c["llmplane:models"]["llama-3-8b"]["replicas"].update(max="eight"),
-         "models.llama-3-8b.replicas.max", "input should be a valid integer, unable to parse string as an integer",
-         "give a valid max"),
+         "models.llama-3-8b.replicas.max", "input should be a valid integer", "give a valid max"),
+        (lambda c: c["llmplane:models"]["llama-3-8b"]["replicas"].update(max=True),
+         "models.llama-3-8b.replicas.max", "input should be a valid integer", "give a valid max"),
+        (lambda c: c["llmplane:models"]["llama-3-8b"]["engine"].update(maxModelLen=2**63),
+         "models.llama-3-8b.engine.maxModelLen", "input should be less than or equal to 1048576",
+         "use a value of at most 1048576"),
+        (lambda c: c["llmplane:models"]["llama-3-8b"]["performance"].update(prefillTokensPerSecond=1e12),
+         "models.llama-3-8b.performance.prefillTokensPerSecond", "input should be less than or equal to 1000000",
+         "use a value of at most 1000000.0"),
     ],
-    ids=["list", "mapping", "list-item", "name-of-wrong-type", "integer"],
+    ids=["list", "mapping", "list-item", "name-of-wrong-type", "integer", "boolean-is-not-an-integer",
+         "max-model-len-beyond-any-model", "throughput-no-gpu-reaches"],
 )
 def test_wrong_type_names_the_expected_type(env_config, load, mutate, path, message, fix):
     config = env_config("prod")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
+from stacks.spec.addressing import gke_secondary_ranges
 from stacks.spec.facts import machine_shape
 from stacks.spec.models import GpuPool
 
@@ -17,13 +16,6 @@ from .base import ClusterArgs, exec_kubeconfig, stateful
 
 CONTROL_PLANE_CIDR = "172.16.0.0/28"
 """Range GKE's private control plane peers into; must not overlap the VPC."""
-
-
-def secondary_ranges(network: str) -> dict[str, str]:
-    """Nodes get the VPC range; pods and services get ranges derived outside it, in 100.64.0.0/10 (RFC 6598)."""
-    index = int(ipaddress.ip_network(network).network_address.packed[1]) % 32
-    pods = ipaddress.ip_network("100.64.0.0/10").subnets(new_prefix=15)
-    return {"pods": str(list(pods)[index]), "services": f"100.127.{index * 4}.0/22"}
 
 
 def kubeconfig(endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -53,7 +45,7 @@ class GcpGpuCluster(pulumi.ComponentResource):
         spec, labels = args.cluster, args.ownership.gcp_labels()
         child = pulumi.ResourceOptions(parent=self)
         keep = stateful(args.protect, self)
-        ranges = secondary_ranges(spec.network_cidr or "10.0.0.0/16")
+        ranges = gke_secondary_ranges(spec.network_cidr or "10.0.0.0/16")
 
         network = gcp.compute.Network(f"{name}-vpc", name=spec.name, auto_create_subnetworks=False, opts=child)
         subnet = gcp.compute.Subnetwork(

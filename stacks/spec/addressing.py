@@ -69,3 +69,11 @@ def assign_tunnels(links: Iterable) -> dict[tuple[str, str], list[str]]:
             taken += cidrs
             assigned[(link.name, cluster)] = cidrs
     return assigned
+
+
+def gke_secondary_ranges(network: str) -> dict[str, str]:
+    """A GKE cluster's pod and service ranges, derived outside its VPC range in 100.64.0.0/10 (RFC 6598): the
+    nodes get the VPC range itself. Used by the GKE cluster component and by the routed-overlap rule."""
+    index = int(ipaddress.ip_network(network).network_address.packed[1]) % 32
+    pods = ipaddress.ip_network("100.64.0.0/10").subnets(new_prefix=15)
+    return {"pods": str(list(pods)[index]), "services": f"100.127.{index * 4}.0/22"}

@@ -74,6 +74,7 @@ class Section(BaseModel):
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,
+        strict=True,  # a boolean is not a number, "4" is not 4: the engine hands sections over as typed JSON
     )
 
 
@@ -144,7 +145,8 @@ class Engine(Section):
 
     tensor_parallel_size: int = Field(default=1, ge=1, le=16, description="GPUs one replica shards the model over.")
     gpu_memory_utilization: float = Field(default=0.9, gt=0.3, le=0.98, description="Share of GPU memory vLLM may use.")
-    max_model_len: int = Field(default=8192, ge=256, description="Longest prompt plus output, in tokens.")
+    max_model_len: int = Field(default=8192, ge=256, le=1 << 20,
+                               description="Longest prompt plus output, in tokens (no model reaches 2^20).")
     max_num_seqs: int = Field(default=128, ge=1, le=4096, description="Sequences batched at once per replica.")
     max_num_batched_tokens: int | None = Field(
         default=None, ge=16, le=1 << 20,
@@ -170,11 +172,13 @@ class Slo(Section):
 class Performance(Section):
     """What one replica of the model sustains on its pool's GPUs; the capacity planner replays traces with it."""
 
-    prefill_tokens_per_second: float = Field(default=8000, gt=0, description="Prompt tokens processed per second.")
+    prefill_tokens_per_second: float = Field(
+        default=8000, gt=0, le=1_000_000,
+        description="Prompt tokens processed per second (a replica of 8 H200s prefills well under a million).")
     decode_tokens_per_second: float = Field(
-        default=1200, gt=0, description="Output tokens per second, summed over a full batch."
+        default=1200, gt=0, le=200_000, description="Output tokens per second, summed over a full batch."
     )
-    max_concurrent_sequences: int = Field(default=64, ge=1, description="Sequences decoded at once.")
+    max_concurrent_sequences: int = Field(default=64, ge=1, le=4096, description="Sequences decoded at once.")
 
 
 class ColdStart(Section):
@@ -299,7 +303,7 @@ class Policy(Section):
 class PlatformSpec(Section):
     """One environment: everything `compose` needs, validated."""
 
-    model_config = ConfigDict(coerce_numbers_to_str=True)
+    model_config = ConfigDict(coerce_numbers_to_str=True, strict=False)
     """Top-level scalars reach the program as strings (`costCenter: 4711` arrives as "4711" and is read back as a
     number), so a number given for a text setting is taken as its text."""
 

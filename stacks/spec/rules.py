@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
-from .addressing import TUNNELS_PER_CONNECTION, problem_with
+from .addressing import TUNNELS_PER_CONNECTION, gke_secondary_ranges, problem_with
 from .errors import Problem, inline, show
 from .facts import GPU_MEMORY_GB, REGIONS_BY_CLOUD, machine_shape, shapes_offered
 from .models import Bounds, Model, PlatformSpec
@@ -39,6 +39,16 @@ def unique_names(spec: PlatformSpec) -> Iterable[Problem]:
             )
     for dup in _duplicates(link.name for link in spec.hybrid):
         yield Problem("hybrid", f"link name '{dup}' is used twice", dup, "give every link its own name")
+    for cluster in spec.clusters:
+        for dup in _duplicates(cluster.zones):
+            yield Problem(f"clusters.{cluster.name}.zones", f"zone {dup} is listed twice", dup, "list each zone once")
+    for link in spec.hybrid:
+        for dup in _duplicates(link.cloud_clusters):
+            yield Problem(f"hybrid.{link.name}.cloudClusters", f"cluster '{dup}' is listed twice", dup,
+                          "list each cloud cluster once")
+        for dup in _duplicates(str(ipaddress.ip_network(c, strict=False)) for c in link.onprem_cidrs):
+            yield Problem(f"hybrid.{link.name}.onpremCidrs", f"network {dup} is listed twice", dup,
+                          "list each on-prem network once")
 
 
 def _bounds(path: str, bounds: Bounds) -> Iterable[Problem]:
@@ -238,6 +248,56 @@ def references(spec: PlatformSpec) -> Iterable[Problem]:
                                   "renumber so on-prem and cloud networks do not overlap")
 
 
+def _routed_groups(spec: PlatformSpec) -> list[list[tuple[str, str, ipaddress.IPv4Network]]]:
+    """Networks that can reach each other, grouped: the clusters and sites joined by hybrid links (a cloud cluster
+    on two links joins both sites), each with every range it routes: cloud VPCs, GKE's pod and service ranges, the
+    sites' on-prem networks. Entries are (path, label, network)."""
+    by_name = {c.name: c for c in spec.clusters}
+    groups: list[tuple[set[str], list[tuple[str, str, ipaddress.IPv4Network]]]] = []
+    for link in spec.hybrid:
+        members = {link.onprem_cluster, *link.cloud_clusters}
+        nets = [(f"hybrid.{link.name}.onpremCidrs", f"{link.name}'s on-prem network {c}",
+                 ipaddress.ip_network(c, strict=False)) for c in link.onprem_cidrs]
+        joined = [g for g in groups if g[0] & members]
+        for g in joined:
+            groups.remove(g)
+            members |= g[0]
+            nets += g[1]
+        groups.append((members, nets))
+    result = []
+    for members, nets in groups:
+        for name in sorted(members):
+            cluster = by_name.get(name)
+            if cluster is None or not cluster.network_cidr:
+                continue
+            path = f"clusters.{name}.networkCidr"
+            nets.append((path, f"{name}'s network {cluster.network_cidr}",
+                         ipaddress.ip_network(cluster.network_cidr, strict=False)))
+            if cluster.cloud == "gcp":
+                for role, cidr in gke_secondary_ranges(cluster.network_cidr).items():
+                    nets.append((path, f"{name}'s GKE {role} range {cidr}", ipaddress.ip_network(cidr)))
+        result.append(nets)
+    return result
+
+
+def routed_networks_disjoint(spec: PlatformSpec) -> Iterable[Problem]:
+    """No two networks that route to each other over the hybrid links overlap: cloud VPCs, GKE pod and service
+    ranges and on-prem networks alike (a route to an overlapping range silently goes to the wrong side)."""
+    reported = set()
+    for nets in _routed_groups(spec):
+        for i, (path, label, net) in enumerate(nets):
+            for other_path, other_label, other in nets[i + 1:]:
+                key = frozenset((label, other_label))
+                if label == other_label or key in reported or not net.overlaps(other):
+                    continue
+                if {path.split(".")[0], other_path.split(".")[0]} == {"hybrid", "clusters"} and \
+                        "GKE" not in label + other_label:
+                    continue  # said by `references`, which compares a site's networks with every cloud VPC
+                reported.add(key)
+                yield Problem(path, f"{label} overlaps {other_label}, and the two route to each other", str(net),
+                              "renumber one of them so no routed networks overlap")
+
+
 def slo_measurable(spec: PlatformSpec) -> Iterable[Problem]:
     """A TTFT objective can only be measured at a bucket bound of vLLM's TTFT histogram."""
     bounds = TIME_TO_FIRST_TOKEN.buckets
@@ -311,6 +371,7 @@ RULES: tuple[Rule, ...] = (
     engine_batch,
     pool_capacity,
     references,
+    routed_networks_disjoint,
     tunnel_addresses,
     slo_measurable,
     cluster_targets,
