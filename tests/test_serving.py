@@ -316,3 +316,40 @@ def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity()
     readers = plan.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     assert [(r.inputs["bucket"], r.inputs["role"]) for r in readers] == [("llmplane-models-gcp",
                                                                          "roles/storage.objectViewer")]
+
+
+def _gi(quantity: str) -> float:
+    assert quantity.endswith("Gi"), quantity
+    return float(quantity[:-2])
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_ephemeral_storage_covers_every_disk_backed_volume(environment):
+    """The kubelet evicts a pod whose emptyDirs outgrow its ephemeral-storage limit: the weights cache alone is
+    35Gi for an 8B model and 290Gi for a 70B one, so the request and limit must cover it all."""
+    for deployment in plan_of(environment).of_type(DEPLOYMENT):
+        pod = deployment.inputs["spec"]["template"]["spec"]
+        disk = sum(_gi(v["emptyDir"]["sizeLimit"]) for v in pod["volumes"]
+                   if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory")
+        resources = _container(deployment)["resources"]
+        assert _gi(resources["requests"]["ephemeral-storage"]) >= disk + 1
+        assert resources["limits"]["ephemeral-storage"] == resources["requests"]["ephemeral-storage"]
+
+
+def test_liveness_never_restarts_a_busy_server_while_readiness_reacts_in_seconds():
+    container = _container(plan_of("prod").of_type(DEPLOYMENT)[0])
+    live, ready = container["livenessProbe"], container["readinessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= 120, "two minutes of silence before a restart"
+    assert live["timeoutSeconds"] >= 10, "a slow answer from a busy engine is still an answer"
+    assert ready["periodSeconds"] * ready["failureThreshold"] <= 15, "out of rotation within 15 s"
+
+
+@pytest.mark.parametrize(("environment", "cloud_port"), [("dev", 80), ("local", None)])
+def test_egress_allows_only_dns_the_weights_source_and_credentials(environment, cloud_port):
+    policy = next(p for p in plan_of(environment).of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+                  if "egress" in p.inputs["spec"])
+    assert set(policy.inputs["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    ports = sorted((port["port"], port["protocol"]) for rule in policy.inputs["spec"]["egress"]
+                   for port in rule["ports"])
+    expected = [(53, "TCP"), (53, "UDP"), (443, "TCP")] + ([(cloud_port, "TCP")] if cloud_port else [])
+    assert ports == sorted(expected)

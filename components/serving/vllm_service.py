@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import urllib.parse
 from dataclasses import dataclass
 
 import pulumi
@@ -101,6 +102,37 @@ def _cache_gi(model: Model) -> int:
     return math.ceil(model.weight_bytes() / 2**30 * 2.2) + 2
 
 
+def _disk_volumes(model: Model) -> dict[str, int]:
+    """The pod's disk-backed emptyDirs and their size limits in GiB: the weights cache, /tmp, vLLM's caches."""
+    return {"model-cache": _cache_gi(model), "tmp": 4, "cache": 8}
+
+
+CREDENTIAL_ENDPOINTS = {"aws": "169.254.170.23/32", "gcp": "169.254.169.254/32"}
+"""Where workload identity hands out credentials: the EKS Pod Identity agent, the GKE metadata server (port 80)."""
+
+
+def egress_rules(weights_uri: str, cloud: str) -> list[dict]:
+    """What a vLLM pod may reach: DNS, the weights source over TLS (object storage or the https mirror, whose
+    addresses are not fixed, so by port), and its cloud's credential endpoint. Nothing else: no other pod, no
+    port of the node, no arbitrary internet service."""
+    port = urllib.parse.urlsplit(weights_uri).port or 443
+    rules = [
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": port, "protocol": "TCP"}]},
+    ]
+    if cloud in CREDENTIAL_ENDPOINTS:
+        rules.append({"to": [{"ipBlock": {"cidr": CREDENTIAL_ENDPOINTS[cloud]}}],
+                      "ports": [{"port": 80, "protocol": "TCP"}]})
+    return rules
+
+
+WRITABLE_LAYER_GI = 2
+"""Container logs and the (read-only root's) writable layer, on top of the emptyDirs."""
+LIVENESS_SILENCE_SECONDS = 180
+"""How long /health may go unanswered before the server counts as wedged and is restarted."""
+
+
 class VllmService(pulumi.ComponentResource):
     """Deployment, Service, PodDisruptionBudget, NetworkPolicy and ServiceMonitor of one model version."""
 
@@ -174,7 +206,7 @@ class VllmService(pulumi.ComponentResource):
             metadata=meta,
             spec={
                 "podSelector": {"matchLabels": selector},
-                "policyTypes": ["Ingress"],
+                "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
                     {
                         "from": [
@@ -184,6 +216,7 @@ class VllmService(pulumi.ComponentResource):
                         "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
                     }
                 ],
+                "egress": egress_rules(args.artifact.uri_for(args.cloud), args.cloud),
             },
             opts=child,
         )
@@ -231,9 +264,11 @@ class VllmService(pulumi.ComponentResource):
         model, version = args.model, args.version
         memory = f"{_memory_gi(model)}Gi"
         cpu = str(4 * gpus)
-        resources = {"cpu": cpu, "memory": memory, GPU_RESOURCE: str(gpus), "ephemeral-storage": "4Gi"}
+        disk = _disk_volumes(model)
+        ephemeral = sum(disk.values()) + WRITABLE_LAYER_GI
+        resources = {"cpu": cpu, "memory": memory, GPU_RESOURCE: str(gpus), "ephemeral-storage": f"{ephemeral}Gi"}
         drain_budget = args.generation_seconds
-        probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": 5}
+        probe = {"httpGet": {"path": "/health", "port": "http"}}
         spread_selector = {"matchLabels": {"app.kubernetes.io/instance": kname}}
         return {
             "serviceAccountName": account,
@@ -284,10 +319,14 @@ class VllmService(pulumi.ComponentResource):
                     ],
                     "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
                     "resources": {"requests": resources, "limits": resources},
-                    "startupProbe": {**probe, "periodSeconds": 10,
+                    "startupProbe": {**probe, "timeoutSeconds": 5, "periodSeconds": 10,
                                      "failureThreshold": math.ceil(model.load_seconds / 10) + 6},
-                    "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
-                    "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
+                    # Readiness reacts in seconds: a replica that cannot answer leaves the rotation at once.
+                    "readinessProbe": {**probe, "timeoutSeconds": 3, "periodSeconds": 5, "failureThreshold": 2},
+                    # Liveness restarts only a wedged server: a busy engine answers /health late, not never, so
+                    # it must stay silent for LIVENESS_SILENCE_SECONDS before the kubelet restarts it.
+                    "livenessProbe": {**probe, "timeoutSeconds": 20, "periodSeconds": 30,
+                                      "failureThreshold": LIVENESS_SILENCE_SECONDS // 30},
                     "lifecycle": {
                         "preStop": {"exec": {"command": [
                             "python3", "-c",
@@ -314,10 +353,8 @@ class VllmService(pulumi.ComponentResource):
                 }
             ],
             "volumes": [
-                {"name": "model-cache", "emptyDir": {"sizeLimit": f"{_cache_gi(model)}Gi"}},
+                *({"name": name, "emptyDir": {"sizeLimit": f"{size}Gi"}} for name, size in disk.items()),
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{max(2, 4 * gpus)}Gi"}},
-                {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
-                {"name": "cache", "emptyDir": {"sizeLimit": "8Gi"}},
                 {"name": "entrypoint", "configMap": {"name": args.entrypoint_configmap, "defaultMode": 0o555}},
                 {"name": "api-key", "secret": {"secretName": args.api_key_secret, "defaultMode": 0o400}},
                 *([{"name": "storage-credentials", "secret": {"secretName": args.storage_secret, "defaultMode": 0o400}}]
