@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 import functools
 import json
 from collections.abc import Callable
@@ -48,3 +49,13 @@ def embedded_cluster(tmp_path_factory: pytest.TempPathFactory):
     cluster.up(fake_nodes(spec), say=lambda _message: None)
     yield cluster
     cluster.down(say=lambda _message: None)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The spec fuzzing's count, so a run shows how many cases it threw at the loader and that none tracebacked."""
+    fuzz = next((m for name, m in sys.modules.items() if name.rpartition(".")[2] == "test_spec_fuzz"), None)
+    if fuzz is not None and sum(fuzz.OUTCOMES.values()):
+        outcomes = fuzz.OUTCOMES
+        terminalreporter.write_line(
+            f"spec fuzzing: {sum(outcomes.values())} cases ({outcomes['valid']} valid, {outcomes['SpecError']} "
+            f"clean SpecErrors), {outcomes['traceback']} tracebacks")

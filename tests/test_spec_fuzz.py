@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,12 @@ from stacks.spec.facts import AWS_REGIONS, GCP_REGIONS
 from stacks.spec.load import spec_data
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILES = {"full": 52, "quick": 1}
+"""Examples per test, as a multiple of the quick counts below: the full suite (`make test`) generates over 10,000
+cases; `LLMPLANE_FUZZ=quick` keeps about 200 for a fast local loop."""
+SCALE = PROFILES[os.environ.get("LLMPLANE_FUZZ", "full")]
+OUTCOMES: dict[str, int] = defaultdict(int)
+"""Every case's outcome across the run (valid, SpecError, traceback), printed at the end of the session."""
 ENVIRONMENTS = known_environments()
 
 EDGES: dict[str, list[Any]] = {
@@ -146,7 +153,8 @@ def _mutate(data: st.DataObject, config: dict[str, Any], vocabulary: dict[str, l
         return f"duplicate {path}"
     if operation == "add" and isinstance(current, dict):
         new_key = data.draw(st.sampled_from(sorted(vocabulary)) | st.text(max_size=8), label="stray key")
-        current[new_key] = data.draw(st.sampled_from(vocabulary.get(new_key) or [None]) | _junk(), label="value")
+        vocabulary_value = st.sampled_from(vocabulary.get(new_key) or [None]).map(copy.deepcopy)
+        current[new_key] = data.draw(vocabulary_value | _junk(), label="value")
         return f"add {new_key!r}: {current[new_key]!r} under {path}"
     if operation == "add" and isinstance(current, list):
         current.append(data.draw(plausible | _junk(), label="item"))
@@ -179,6 +187,7 @@ def _assert_clean_outcome(load, config: dict[str, Any], environment: str) -> str
     try:
         spec = load(config, environment)
     except SpecError as error:
+        OUTCOMES["SpecError"] += 1
         assert error.problems, "a SpecError must carry at least one problem"
         for problem in error.problems:
             for field in ("path", "message", "fix"):
@@ -189,11 +198,15 @@ def _assert_clean_outcome(load, config: dict[str, Any], environment: str) -> str
         assert "Traceback" not in text
         assert len(text.splitlines()) == 1 + 3 * len(error.problems), "every problem renders as three lines"
         return f"SpecError from the {'rules' if _shape_is_valid(config, environment) else 'shape checks'}"
+    except Exception:
+        OUTCOMES["traceback"] += 1
+        raise
+    OUTCOMES["valid"] += 1
     assert isinstance(spec, PlatformSpec)
     return "valid"
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(data=st.data())
 def test_mutated_environments_load_or_fail_cleanly(data, env_config, load, vocabulary):
     environment = data.draw(st.sampled_from(ENVIRONMENTS), label="environment")
@@ -209,7 +222,7 @@ SPEC_KEYS = ["owner", "costCenter", "protect", "clusters", "models", "images", "
              "autoscaling", "policy", "secrets", "environment"]
 
 
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=30 * SCALE)
 @given(
     environment=st.sampled_from(ENVIRONMENTS),
     replaced=st.dictionaries(st.sampled_from(SPEC_KEYS).map(lambda k: f"llmplane:{k}"), _junk(), max_size=4),
@@ -220,7 +233,7 @@ def test_whole_sections_of_garbage_fail_cleanly(environment, replaced, env_confi
     event(_assert_clean_outcome(load, config, environment))
 
 
-@settings(FUZZ, max_examples=20)
+@settings(FUZZ, max_examples=20 * SCALE)
 @given(raw=st.dictionaries(st.text(max_size=20).map(lambda k: f"llmplane:{k}"),
                            st.text(max_size=20) | _junk().map(json.dumps), max_size=5))
 def test_raw_engine_strings_fail_cleanly(raw, load):

@@ -1,0 +1,44 @@
+"""Benchmark: what validating one environment costs (file read and YAML guards, pydantic shape checks, the
+cross-field rules), per shipped environment, and the share each step takes. Measured in one run, here.
+
+    .venv/bin/python benchmarks/validation_cost.py
+"""
+
+from __future__ import annotations
+
+import time
+from statistics import median
+
+from stacks.environments import environment_file, known_environments, read_stack_config
+from stacks.spec.load import spec_data
+from stacks.spec.models import PlatformSpec
+from stacks.spec.rules import check
+
+REPEATS = 200
+
+
+def _median_ms(fn) -> float:
+    samples = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return median(samples)
+
+
+def main() -> None:
+    print(f"{'environment':<12} {'read+guards':>12} {'shape':>9} {'rules':>9} {'total':>9}   (median of {REPEATS}, ms)")
+    for environment in known_environments():
+        config = read_stack_config(environment)
+        data = spec_data(config.values, environment)
+        spec = PlatformSpec.model_validate(data)
+        read = _median_ms(lambda: read_stack_config(environment, environment_file(environment)))
+        shape = _median_ms(lambda: PlatformSpec.model_validate(spec_data(config.values, environment)))
+        rules = _median_ms(lambda: check(spec))
+        total = read + shape + rules
+        print(f"{environment:<12} {read:>12.2f} {shape:>9.2f} {rules:>9.2f} {total:>9.2f}   "
+              f"(rules {rules / total:.0%} of it)")
+
+
+if __name__ == "__main__":
+    main()
