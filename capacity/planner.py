@@ -138,6 +138,10 @@ class Plan:
     oracle_counts: list[int]
     static_replicas: int
     bound: Bound
+    rejected: int = 0
+    """Requests vLLM refuses outright (prompt at or beyond maxModelLen): in no row, and not within the SLO."""
+    max_model_len: int = 0
+    """The engine's maxModelLen the trace was held to."""
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -152,6 +156,8 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
          cluster: str | None = None) -> Plan:
     """Replay the policy and both baselines, and bound what any autoscaler could reach."""
     t = target(spec, model, version, cluster)
+    max_model_len = spec.models[t.model].engine.max_model_len
+    trace, rejected = trace.servable(max_model_len)
     policy = replay_policy(trace, t.profile, t.policy)
     n, static = static_peak(trace, t.profile)
     windows = Windows(trace, t.profile, WINDOW_SECONDS)
@@ -162,7 +168,7 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
         Row("static", str(n), static),
         Row("oracle", f"{min(counts, default=0)}-{max(counts, default=0)}", best),
     ]
-    return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows))
+    return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows), rejected, max_model_len)
 
 
 def _seconds(value: float) -> str:
@@ -187,6 +193,11 @@ def format_table(p: Plan) -> str:
         f"SLO: {prof.ttft_objective:.0%} of requests with TTFT <= {prof.ttft_seconds:g} s",
         "",
     ]
+    if p.rejected:
+        total = len(p.trace) + p.rejected
+        lines[-1:-1] = [f"rejected: {p.rejected:,} of {total:,} requests ({p.rejected / total:.2%}) have prompts "
+                        f"that fill maxModelLen={p.max_model_len}; vLLM answers them with an error, so they are in "
+                        "no row below and count against the SLO on top of each row's share"]
     header = ("strategy", "replicas", "GPU-hours", "vs oracle", "cost USD", "TTFT p50", "TTFT p99", "within SLO",
               "worst min")
     body = []

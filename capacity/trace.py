@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,14 @@ class Trace:
         """Seconds from the first to the last arrival."""
         return self.arrivals[-1] if self.arrivals else 0.0
 
+    def servable(self, max_model_len: int) -> tuple[Trace, int]:
+        """The requests vLLM accepts, keeping their times, and how many it rejects: a prompt that leaves no room
+        for one output token in `max_model_len` is answered with an error, not served."""
+        keep = [i for i, p in enumerate(self.prompt_tokens) if p < max_model_len]
+        kept = Trace(self.name, tuple(self.arrivals[i] for i in keep), tuple(self.prompt_tokens[i] for i in keep),
+                     tuple(self.output_tokens[i] for i in keep))
+        return kept, len(self) - len(keep)
+
     def window(self, start: float, end: float, name: str | None = None) -> Trace:
         """The requests arriving in [start, end), re-timed from the first of them."""
         idx = [i for i, t in enumerate(self.arrivals) if start <= t < end]
@@ -77,11 +86,51 @@ def azure_trace_path(kind: str, repo_root: Path | None = None) -> Path:
     return traces_dir(repo_root) / AZURE_TRACES[kind]
 
 
+_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?$")
+_ZONED = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
+
+
 def _seconds(stamp: str) -> float:
-    # 'YYYY-MM-DD HH:MM:SS.fffffff': datetime takes at most 6 fractional digits.
-    head, _, frac = stamp.strip().partition(".")
-    whole = (datetime.fromisoformat(head) - _EPOCH).total_seconds()
-    return whole + (float("0." + frac) if frac else 0.0)
+    """'YYYY-MM-DD HH:MM:SS.fffffff', naive UTC as the Azure traces write it (datetime takes 6 fractional digits)."""
+    text = stamp.strip()
+    match = _STAMP.match(text)
+    if match is None:
+        if _ZONED.search(text):
+            raise ValueError(f"timestamp {text!r} carries a time zone; write naive UTC times, e.g. "
+                             "2023-11-16 18:15:46.6805900")
+        raise ValueError(f"timestamp {text!r} is not YYYY-MM-DD HH:MM:SS[.fraction]")
+    whole = (datetime.fromisoformat(match.group(1)) - _EPOCH).total_seconds()
+    return whole + (float("0." + match.group(2)) if match.group(2) else 0.0)
+
+
+def _tokens(text: str, column: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"{column} is {value}; every request has at least one token")
+    return value
+
+
+def _rows(path: Path, reader) -> list[tuple[float, int, int]]:
+    header = next(reader, None)
+    if header is None:
+        raise TraceError(f"trace file {path} is empty")
+    header = [h.strip() for h in header]
+    missing = [c for c in _COLUMNS if c not in header]
+    if missing:
+        raise TraceError(f"trace file {path} lacks column(s) {', '.join(missing)} (has: {', '.join(header)})")
+    ts, ctx, gen = (header.index(c) for c in _COLUMNS)
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if any("\x00" in field for field in row):
+            raise TraceError(f"trace file {path} is not a text CSV (line {line} holds a NUL byte); give the trace "
+                             "as CSV text")
+        try:
+            rows.append((_seconds(row[ts]), _tokens(row[ctx], _COLUMNS[1]), _tokens(row[gen], _COLUMNS[2])))
+        except (ValueError, IndexError) as error:
+            raise TraceError(f"trace file {path} line {line}: {error}") from None
+    return rows
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -89,24 +138,14 @@ def read_trace(path: str | Path) -> Trace:
     path = Path(path)
     if not path.is_file():
         raise TraceError(f"trace file {path} does not exist")
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise TraceError(f"trace file {path} is empty")
-        header = [h.strip() for h in header]
-        missing = [c for c in _COLUMNS if c not in header]
-        if missing:
-            raise TraceError(f"trace file {path} lacks column(s) {', '.join(missing)} (has: {', '.join(header)})")
-        ts, ctx, gen = (header.index(c) for c in _COLUMNS)
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            try:
-                rows.append((_seconds(row[ts]), int(row[ctx]), int(row[gen])))
-            except (ValueError, IndexError) as error:
-                raise TraceError(f"trace file {path} line {line}: {error}") from None
+    with path.open(newline="", encoding="utf-8", errors="strict") as handle:
+        try:
+            rows = _rows(path, csv.reader(handle))
+        except UnicodeDecodeError as error:
+            raise TraceError(f"trace file {path} is not a text CSV (byte {error.start} is not UTF-8); give the "
+                             "trace as CSV text") from None
+        except csv.Error as error:
+            raise TraceError(f"trace file {path} is not a text CSV ({error}); give the trace as CSV text") from None
     if not rows:
         raise TraceError(f"trace file {path} has no requests")
     rows.sort(key=lambda r: r[0])
@@ -114,8 +153,8 @@ def read_trace(path: str | Path) -> Trace:
     return Trace(
         path.name,
         tuple(r[0] - t0 for r in rows),
-        tuple(max(r[1], 1) for r in rows),
-        tuple(max(r[2], 1) for r in rows),
+        tuple(r[1] for r in rows),
+        tuple(r[2] for r in rows),
     )
 
 
