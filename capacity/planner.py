@@ -142,6 +142,10 @@ class Plan:
     """Requests vLLM refuses outright (prompt at or beyond maxModelLen): in no row, and not within the SLO."""
     max_model_len: int = 0
     """The engine's maxModelLen the trace was held to."""
+    span_seconds: float = 0.0
+    """The trace's span from first to last request, idle gaps included."""
+    idle_removed_seconds: float = 0.0
+    """Idle time cut from long gaps before replaying (billed to the fleets that hold replicas through it)."""
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -158,17 +162,43 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
     t = target(spec, model, version, cluster)
     max_model_len = spec.models[t.model].engine.max_model_len
     trace, rejected = trace.servable(max_model_len)
+    span = trace.duration
+    trace, cuts = trace.without_long_gaps(settle_seconds(t.profile, t.policy))
     policy = replay_policy(trace, t.profile, t.policy)
     n, static = static_peak(trace, t.profile)
     windows = Windows(trace, t.profile, WINDOW_SECONDS)
     counts, best = oracle(trace, t.profile, static=n, windows=windows)
+    # Through a removed stretch of idle time each fleet holds what it held when the stretch ended: the policy its
+    # settled size, static its fleet; the oracle and the bound hold nothing where no request arrives.
+    _bill_cut_time(policy, t.profile, cuts, lambda at: _replicas_at(policy, at))
+    _bill_cut_time(static, t.profile, cuts, lambda _at: n)
     lo, hi = policy.replica_range
     rows = [
         Row("policy", f"{lo}-{hi}", policy),
         Row("static", str(n), static),
         Row("oracle", f"{min(counts, default=0)}-{max(counts, default=0)}", best),
     ]
-    return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows), rejected, max_model_len)
+    return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows), rejected, max_model_len,
+                span, sum(removed for _, removed in cuts))
+
+
+def settle_seconds(profile: Profile, policy: AutoscalingPolicy) -> float:
+    """Idle time after which any fleet in the replay has settled: every window, cooldown and start-up has run
+    out (an hour at least). Longer gaps between requests are shortened to this before replaying."""
+    return max(3600.0, profile.cold_start_seconds + policy.scale_down_seconds + policy.cooldown_seconds
+               + 4 * policy.polling_seconds + WINDOW_SECONDS)
+
+
+def _replicas_at(result: Result, at: float) -> int:
+    """The fleet (pending replicas included) at the last sample before `at`."""
+    before = [s.replicas for s in result.samples if s.t <= at]
+    return before[-1] if before else 0
+
+
+def _bill_cut_time(result: Result, profile: Profile, cuts: list[tuple[float, float]], replicas_at) -> None:
+    extra = sum(removed * replicas_at(at) for at, removed in cuts) * profile.tensor_parallel_size / 3600.0
+    result.gpu_hours += extra
+    result.cost_usd += extra * profile.gpu_hour_usd
 
 
 def _seconds(value: float) -> str:
@@ -181,7 +211,7 @@ def format_table(p: Plan) -> str:
     oracle_hours = p.row("oracle").result.gpu_hours
     lines = [
         f"capacity plan: {t.environment} · {t.model}:{t.version} · trace {p.trace.name} "
-        f"({len(p.trace):,} requests over {p.trace.duration / 60:.1f} min, taken as the version's whole stream)",
+        f"({len(p.trace):,} requests over {p.span_seconds / 60:.1f} min, taken as the version's whole stream)",
         f"replica: {prof.prefill_tokens_per_second:g} prefill tok/s, {prof.decode_tokens_per_second:g} decode tok/s "
         f"at {prof.max_concurrent_sequences} sequences, {prof.prefill_chunk_tokens} tokens per step, "
         f"tp={prof.tensor_parallel_size}; cold start "
@@ -193,6 +223,9 @@ def format_table(p: Plan) -> str:
         f"SLO: {prof.ttft_objective:.0%} of requests with TTFT <= {prof.ttft_seconds:g} s",
         "",
     ]
+    if p.idle_removed_seconds:
+        lines[-1:-1] = [f"idle: {p.idle_removed_seconds / 3600:.1f} h without requests replayed as settled fleets "
+                        "(replicas held through them are billed); the percentiles are of the requests"]
     if p.rejected:
         total = len(p.trace) + p.rejected
         lines[-1:-1] = [f"rejected: {p.rejected:,} of {total:,} requests ({p.rejected / total:.2%}) have prompts "

@@ -58,6 +58,20 @@ class Trace:
                      tuple(self.output_tokens[i] for i in keep))
         return kept, len(self) - len(keep)
 
+    def without_long_gaps(self, longest: float) -> tuple[Trace, list[tuple[float, float]]]:
+        """The trace with every gap between arrivals longer than `longest` shortened to `longest`, and the cuts as
+        (time in the shortened trace where the gap ends, seconds removed). Replay cost then follows the requests,
+        not the calendar: a fleet has settled long before a gap of `longest` ends."""
+        arrivals, cuts, removed = [], [], 0.0
+        previous = None
+        for t in self.arrivals:
+            if previous is not None and t - previous > longest:
+                removed += t - previous - longest
+                cuts.append((t - removed, t - previous - longest))
+            arrivals.append(t - removed)
+            previous = t
+        return Trace(self.name, tuple(arrivals), self.prompt_tokens, self.output_tokens), cuts
+
     def window(self, start: float, end: float, name: str | None = None) -> Trace:
         """The requests arriving in [start, end), re-timed from the first of them."""
         idx = [i for i, t in enumerate(self.arrivals) if start <= t < end]

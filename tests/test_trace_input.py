@@ -44,3 +44,20 @@ def test_prompts_that_fill_max_model_len_are_counted_as_rejected(tmp_path, load,
     assert result.rejected == 10
     assert len(result.trace) == 30
     assert "rejected: 10 of 40 requests (25.00%) have prompts that fill maxModelLen=8192" in format_table(result)
+
+
+def test_replay_cost_follows_the_requests_not_the_calendar(tmp_path, load, env_config):
+    """Two requests a year apart: the idle year is not stepped through, yet static is billed for all of it."""
+    import time
+
+    spec = load(env_config("dev"), "dev")
+    path = trace_file(tmp_path, "2023-01-01 00:00:00.0,100,10\n2023-12-31 23:00:00.0,100,10\n")
+    started = time.perf_counter()
+    result = plan(spec, read_trace(path))
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5, f"a two-request trace took {elapsed:.1f} s to plan"
+    span_hours = result.span_seconds / 3600
+    assert span_hours == 8759
+    assert result.row("static").result.gpu_hours >= span_hours, "the static fleet is billed through the idle year"
+    assert result.row("oracle").result.gpu_hours < 1
+    assert "idle: 8758.0 h without requests replayed as settled fleets" in format_table(result)
