@@ -113,3 +113,13 @@ def wait_for(condition, what: str, timeout: float = 60) -> Any:
             return value
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def inline_program(folder: Path, name: str, source: str) -> Path:
+    """A one-file Pulumi project using the project's virtualenv (and so its packages), for tests that need a
+    program other than the stack."""
+    folder.mkdir(parents=True)
+    (folder / "Pulumi.yaml").write_text(
+        f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n")
+    (folder / "__main__.py").write_text(source)
+    return folder

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.engine import STACK, Engine, wait_for
+from tests.engine import STACK, Engine, inline_program, wait_for
 from toolchain.embedded_cluster import EmbeddedCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_out_of_band_edits_are_reported_by_refresh_and_repaired_by_make_up(deplo
     refresh = engine.run("refresh", "--stack", STACK, "--preview-only", "--json", "--config-file",
                          str(engine.config))
     drifted = [s["urn"].split("::")[-1] for s in json.loads(refresh.stdout)["steps"] if s["op"] == "update"]
-    assert drifted == [f"local-llama-3-8b-1.0.0-pdb"], drifted
+    assert drifted == ["local-llama-3-8b-1.0.0-pdb"], drifted
     repaired = engine.up()
     assert repaired["resourceChanges"].get("update") == 1, repaired["resourceChanges"]
     assert deployed.get("pdb", DEPLOYMENT, "-n", NAMESPACE)["spec"]["maxUnavailable"] == 1
@@ -142,11 +142,7 @@ def test_a_canary_step_previews_as_a_route_weight_change_only(deployed: Deployed
 def test_an_object_the_server_refuses_fails_the_update_with_the_servers_message(
         deployed: Deployed, embedded_cluster: EmbeddedCluster, tmp_path: Path) -> None:
     """A negative backend weight passes the Python SDK but not the Gateway API CRD's validation."""
-    program = tmp_path / "refused"
-    program.mkdir()
-    (program / "Pulumi.yaml").write_text(
-        f"name: refused\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n")
-    (program / "__main__.py").write_text(
+    program = inline_program(tmp_path / "refused", "refused",
         "import pulumi, pulumi_kubernetes as k8s\n"
         f"provider = k8s.Provider('cluster', kubeconfig=open({str(embedded_cluster.kubeconfig)!r}).read())\n"
         "k8s.apiextensions.CustomResource('route', api_version='gateway.networking.k8s.io/v1', kind='HTTPRoute',\n"

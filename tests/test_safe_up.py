@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from policies.config import pack_config
-from tests.engine import ROOT, Engine, engine_env
+from tests.engine import ROOT, Engine, engine_env, inline_program
 from tests.planning import plan_of
 from toolchain import safe_up
 
@@ -48,11 +48,7 @@ def test_a_mandatory_stack_policy_stops_make_up_before_anything_is_written(tmp_p
 def test_a_mandatory_resource_policy_stops_every_resource_not_only_the_bad_one(tmp_path: Path) -> None:
     """One unlabelled ConfigMap among good objects: the preview refuses, so the good ones are not written either."""
     render = tmp_path / "render"
-    program = tmp_path / "program"
-    program.mkdir()
-    (program / "Pulumi.yaml").write_text(
-        f"name: labels\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / '.venv'}\n")
-    (program / "__main__.py").write_text(
+    program = inline_program(tmp_path / "program", "labels",
         "import pulumi, pulumi_kubernetes as k8s\n"
         "from components.labels import k8s_labels\n"
         f"p = k8s.Provider('render', render_yaml_to_directory={str(render)!r})\n"
