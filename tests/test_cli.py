@@ -185,7 +185,8 @@ def test_plan_prod_shows_placeholders_where_secrets_are(prod_plan_output):
 
 @pytest.mark.parametrize("form", ["plain", "secure"])
 def test_plan_never_prints_a_secret_value(capsys, tmp_path, prod_plan_output, form):
-    """Secrets set in the file, in clear or as `secure:` ciphertext, come out only as the placeholder."""
+    """Secrets set in the file as `secure:` ciphertext come out only as the placeholder; in clear they are refused
+    (outside local), and neither way is a value printed."""
     values = {
         "vllmApiKey": "sk-plain-text-api-key-4f9d2c",
         "onpremKubeconfig": "apiVersion: v1\nusers: [{name: dc1, user: {token: kube-token-77a1e0}}]",
@@ -195,9 +196,12 @@ def test_plan_never_prints_a_secret_value(capsys, tmp_path, prod_plan_output, fo
         key: {"secure": f"v1:{value}"} for key, value in values.items()}
     (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
     code, out, err = run(capsys, "plan", "prod", "--json", "--environments", str(tmp_path))
-    assert code == 0, err
     for secret in (*values.values(), "sk-plain-text-api-key", "kube-token-77a1e0"):
         assert secret not in out and secret not in err
+    if form == "plain":  # refused outside local, naming the setting, never its value
+        assert code == 2 and "llmplane:secrets.vllmApiKey is written in plain text" in err
+        return
+    assert code == 0, err
     assert out.count('"[secret]"') == prod_plan_output.count('"[secret]"') > 0
 
 
