@@ -647,7 +647,7 @@ def test_policy_config_prod_is_all_mandatory_and_local_advisory(capsys):
 
 
 def test_policy_config_writes_a_file(capsys, tmp_path):
-    out = tmp_path / "sub" / "prod.json"
+    out = tmp_path / "prod.json"
     assert main(["policy-config", "prod", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["k8s-image-digest"]["enforcementLevel"] == "mandatory"
     assert str(out) in capsys.readouterr().err
