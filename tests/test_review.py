@@ -46,5 +46,5 @@ def test_moving_the_canary_shows_only_the_routes_weights(clone):
 
 
 def test_an_unknown_base_ref_is_a_clear_error(clone):
-    with pytest.raises(DiffError, match="git cannot read 'no-such-ref'"):
+    with pytest.raises(DiffError, match="--base 'no-such-ref' does not name a commit"):
         review("dev", "no-such-ref", head_root=clone)
