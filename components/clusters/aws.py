@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.aws_trust import POD_IDENTITY, trust_policy
 from components.labels import k8s_labels
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
@@ -28,14 +29,6 @@ INTERRUPTION_EVENTS = {
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 LOG_RETENTION_DAYS = 90
-
-
-def _assume(service: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service},
-                       "Action": ["sts:AssumeRole", "sts:TagSession"]}],
-    })
 
 
 def subnet_cidrs(network: str, zones: int) -> tuple[list[str], list[str]]:
@@ -119,7 +112,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
             private_subnets.append(private)
             private_rts.append(rt)
 
-        cluster_role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=_assume("eks.amazonaws.com"),
+        cluster_role = aws.iam.Role(f"{name}-cluster-role", assume_role_policy=trust_policy("eks.amazonaws.com"),
                                     tags=tags, opts=on_aws)
         attach = aws.iam.RolePolicyAttachment(f"{name}-cluster-policy", role=cluster_role.name,
                                               policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
@@ -145,7 +138,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
         aws.eks.Addon(f"{name}-pod-identity", cluster_name=cluster.name, addon_name="eks-pod-identity-agent",
                       tags=tags, opts=on_aws)
 
-        node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=_assume("ec2.amazonaws.com"),
+        node_role = aws.iam.Role(f"{name}-node-role", assume_role_policy=trust_policy("ec2.amazonaws.com"),
                                  tags=tags, opts=on_aws)
         node_policies = [
             aws.iam.RolePolicyAttachment(f"{name}-node-{short}", role=node_role.name,
@@ -168,7 +161,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
         )
         aws.eks.AccessEntry(f"{name}-node-access", cluster_name=cluster.name, principal_arn=node_role.arn,
                             type="EC2_LINUX", tags=tags, opts=on_aws)
-        karpenter_role = aws.iam.Role(f"{name}-karpenter", assume_role_policy=_assume("pods.eks.amazonaws.com"),
+        karpenter_role = aws.iam.Role(f"{name}-karpenter", assume_role_policy=trust_policy(POD_IDENTITY),
                                       tags=tags, opts=on_aws)
         interruptions = self._interruption_queue(name, spec.name, tags, on_aws)
         aws.iam.RolePolicy(f"{name}-karpenter", role=karpenter_role.id,

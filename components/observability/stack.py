@@ -12,6 +12,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.aws_trust import POD_IDENTITY, trust_policy
 from components.labels import k8s_labels
 from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
 from monitoring import dashboards
@@ -133,9 +134,7 @@ class ObservabilityStack(pulumi.ComponentResource):
                 rules=[{"id": "retention", "status": "Enabled", "filter": {},
                         "expiration": {"days": days}, "noncurrent_version_expiration": {"noncurrent_days": 7}}],
                 opts=on_aws)
-            role = aws.iam.Role(f"{name}-loki", assume_role_policy=json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
-                    "Service": "pods.eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}),
+            role = aws.iam.Role(f"{name}-loki", assume_role_policy=trust_policy(POD_IDENTITY),
                 tags=args.tags, opts=on_aws)
             aws.iam.RolePolicy(f"{name}-loki", role=role.id, policy=bucket.arn.apply(lambda arn: json.dumps({
                 "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [

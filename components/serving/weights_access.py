@@ -10,6 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 
+from components.aws_trust import POD_IDENTITY, trust_policy
+
 
 @dataclass(frozen=True)
 class WeightsAccessArgs:
@@ -41,10 +43,7 @@ class WeightsAccess(pulumi.ComponentResource):
     def __init__(self, name: str, args: WeightsAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:WeightsAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(f"{name}-role", assume_role_policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
-                "Service": "pods.eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}),
-            tags=args.tags, opts=child)
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=trust_policy(POD_IDENTITY), tags=args.tags, opts=child)
         aws.iam.RolePolicy(f"{name}-read-weights", role=role.id, policy=json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": sorted(args.object_arns)}],
