@@ -63,7 +63,6 @@ def test_synthetic_trace_and_a_named_version(capsys, tmp_path):
 
 
 def test_plot_writes_a_png(capsys, tmp_path):
-    import matplotlib  # noqa: F401  (a test dependency: pyproject's [test] extra)
     trace = write_synthetic(tmp_path)
     png = tmp_path / "capacity.png"
     code = main(["capacity", "dev", "--trace", str(trace), "--plot", str(png)])

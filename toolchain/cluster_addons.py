@@ -95,10 +95,10 @@ def _start_keda(cluster: EmbeddedCluster, say) -> None:
     certs.mkdir(exist_ok=True)
     ca = pki.ensure_ca(cluster.pki, "ca")
     # One pair for both ends of KEDA's mutual-TLS gRPC link (operator serves, metrics server connects).
-    pair = pki.ensure_leaf(certs, "tls", ca, "keda-operator", client=True,
-                           server_names=("127.0.0.1", "localhost", f"keda-operator.{KEDA_NAMESPACE}.svc"))
+    # KEDA reads tls.crt, tls.key and ca.crt from its --cert-dir.
+    pki.ensure_leaf(certs, "tls", ca, "keda-operator", client=True,
+                    server_names=("127.0.0.1", "localhost", f"keda-operator.{KEDA_NAMESPACE}.svc"))
     (certs / "ca.crt").write_bytes(ca.cert.read_bytes())
-    assert pair.cert == certs / "tls.crt"
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "WATCH_NAMESPACE": "",
            "POD_NAMESPACE": KEDA_NAMESPACE, "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE}
     grpc_port = cluster.read_ports().get("keda-grpc") or free_port()
