@@ -71,7 +71,7 @@ render: toolchain
 	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m toolchain.summary --stack '$(STACK)' \
 		--render-dir '$(RENDER_DIR)'
 
-test: toolchain test-setup
+test: test-setup toolchain
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # What the tests run against: Debian's Prometheus, VictoriaLogs, the embedded cluster's binaries, KEDA,

@@ -23,7 +23,8 @@ RUN_DIR=$ROOT/.tools/run
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 CACHE=${LLMPLANE_CACHE:-$HOME/.cache/llmplane}
 LEZER_LOGQL_VERSION=$(sed -n 's/^LEZER_LOGQL_VERSION = "\(.*\)"$/\1/p' "$ROOT/monitoring/logql/__init__.py")
-GO_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok keda keda-adapter victoria-logs actionlint"
+# Longest builds first: with two at a time, a bare machine finishes them soonest.
+GO_TOOLS="pulumi-resource-kubernetes keda keda-adapter kube-apiserver pulumi kube-controller-manager kube-scheduler kubectl kwok etcd victoria-logs actionlint"
 # Where the Go toolchain's tarball installs, in case PATH lacks it.
 [ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 

@@ -246,6 +246,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         after_keda = on_cluster.merge(pulumi.ResourceOptions(depends_on=[keda] if keda else []))
         after_monitoring = on_cluster.merge(pulumi.ResourceOptions(depends_on=[
             d for d in (observability, crds if cluster.addons == "external" else None) if d]))
+        prometheus_url = (spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/")
         for model_name, model in spec.models.items():
             if cluster not in spec.clusters_of(model):
                 continue
@@ -276,7 +277,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     f"{cluster.name}-{model_name}-{version.version}",
                     ModelAutoscalerArgs(policy=policy, deployment_name=service.deployment_name,
                                         namespace=serving.namespace, model=model_name, version=version.version,
-                                        prometheus_url=(spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/")),
+                                        prometheus_url=prometheus_url),
                     opts=after_keda,
                 )
             ModelRollout(

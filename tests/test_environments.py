@@ -42,7 +42,8 @@ def _components(environment: str) -> Counter[str]:
 def test_environment_has_its_clusters_and_serving_components(environment, clusters):
     components = _components(environment)
     plan = plan_of(environment)
-    assert {k: v for k, v in components.items() if k.startswith("llmplane:cluster:") and k.endswith("Cluster")} == clusters
+    kinds = {k: v for k, v in components.items() if k.startswith("llmplane:cluster:") and k.endswith("Cluster")}
+    assert kinds == clusters
     cluster_count = len(plan.spec.clusters)
     assert components["llmplane:serving:ServingNamespace"] == cluster_count
     assert components["llmplane:networking:RegionalGateway"] == cluster_count

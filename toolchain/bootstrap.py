@@ -118,6 +118,9 @@ def ensure_kubernetes_provider(cli: Path) -> str:
 
 def main() -> None:
     TOOLS_BIN.mkdir(parents=True, exist_ok=True)
+    # The two long builds of a first run, side by side (each is found, not rebuilt, afterwards).
+    gotools.build_many([name for name in ("pulumi", "pulumi-resource-kubernetes")
+                        if not (name == "pulumi" and on_path("pulumi"))])
     cli, cli_origin = ensure_cli()
     used = {
         "pulumi": f"{cli} ({cli_origin})",
