@@ -109,7 +109,9 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     GoTool("pulumi-resource-kubernetes", KUBERNETES_PROVIDER_VERSION, ".", module_dir="kubernetes-provider",
            ldflags=("-X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
                     f"{KUBERNETES_PROVIDER_VERSION}",)),
-    GoTool("etcd", "3.7.3", "go.etcd.io/etcd/server/v3", module_dir="etcd"),
+    # Debian's etcd (3.4) is too old for kube-apiserver 1.37 (watch progress off, watches restart with backoff):
+    # only our build is used.
+    GoTool("etcd", "3.7.3", "go.etcd.io/etcd/server/v3", module_dir="etcd", prefer_path=False),
     _k8s("kube-apiserver"),
     _k8s("kube-controller-manager"),
     _k8s("kube-scheduler"),
