@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from stacks.spec.facts import GPU_HOUR_USD, GPU_MEMORY_GB
+from facts.gpus import GPU_HOUR_USD, GPU_MEMORY_GB
 from stacks.spec.models import Engine, GpuPool, PlatformSpec
 
 from .baselines import WINDOW_SECONDS, Windows, fluid_replicas, oracle, static_peak, window_attainment, window_need

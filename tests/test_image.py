@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.spec.facts import VLLM_IMAGE
+from facts.images import VLLM_IMAGE
 
 IMAGE_DIR = Path(__file__).resolve().parents[1] / "images" / "vllm"
 ENTRYPOINT = IMAGE_DIR / "entrypoint.py"

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from stacks.environments import known_environments
 from stacks.spec import PlatformSpec, SpecError
-from stacks.spec.facts import AWS_REGIONS, GCP_REGIONS
+from facts.clouds import AWS_REGIONS, GCP_REGIONS
 from stacks.spec.load import spec_data
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])

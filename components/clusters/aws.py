@@ -13,7 +13,7 @@ from components.aws_trust import POD_IDENTITY, trust_policy
 from components.labels import k8s_labels
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
-from stacks.spec.facts import machine_shape
+from facts.clouds import machine_shape
 from stacks.spec.models import GpuPool
 
 from .base import GPU_TAINT, ClusterArgs, exec_kubeconfig, stateful

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from stacks.spec.addressing import gke_secondary_ranges
-from stacks.spec.facts import machine_shape
+from facts.clouds import machine_shape
 from stacks.spec.models import GpuPool
 
 from .base import ClusterArgs, exec_kubeconfig, stateful

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import Problem, SpecError, inline, problems_from
-from .facts import REGIONS_BY_CLOUD
+from facts.clouds import REGIONS_BY_CLOUD
 from .models import PlatformSpec
 from .rules import check
 

@@ -13,7 +13,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from .facts import BYTES_PER_PARAMETER, GPU_MEMORY_GB, VLLM_IMAGE
+from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB
+from facts.images import VLLM_IMAGE
 
 Name = Annotated[
     str,

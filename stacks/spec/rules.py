@@ -10,7 +10,8 @@ from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
 from .addressing import TUNNELS_PER_CONNECTION, gke_secondary_ranges, problem_with
 from .errors import Problem, inline, show
-from .facts import GPU_MEMORY_GB, REGIONS_BY_CLOUD, machine_shape, shapes_offered
+from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered
+from facts.gpus import GPU_MEMORY_GB
 from .models import Bounds, Model, PlatformSpec
 
 KV_CACHE_SHARE = 0.10

@@ -1,36 +1,13 @@
-"""Facts about clouds and GPUs that the spec rules check against.
+"""Facts about clouds: which machine carries which GPUs, and which regions offer them.
 
-They are a snapshot kept in code so that validation and the offline plan need
-no cloud API. Sources: NVIDIA data sheets (GPU memory); AWS "Accelerated
-computing instance types" and `aws ec2 describe-instance-type-offerings`;
-Google Cloud "GPU regions and zones" and "GPU machine types" (snapshot of
-2026). Extend the tables here when a cloud adds capacity.
+A snapshot kept in code so that validation and the offline plan need no cloud API. Sources: AWS "Accelerated
+computing instance types" and `aws ec2 describe-instance-type-offerings`; Google Cloud "GPU regions and zones"
+and "GPU machine types" (snapshot of 2026). Extend the tables here when a cloud adds capacity.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-GPU_MEMORY_GB: dict[str, float] = {
-    "nvidia-l4": 24,
-    "nvidia-a10g": 24,
-    "nvidia-l40s": 48,
-    "nvidia-a100-40gb": 40,
-    "nvidia-a100-80gb": 80,
-    "nvidia-h100-80gb": 80,
-    "nvidia-h200-141gb": 141,
-}
-"""Memory of one GPU, in GB (10^9 bytes), per GPU type."""
-
-BYTES_PER_PARAMETER: dict[str, float] = {
-    "float32": 4,
-    "bfloat16": 2,
-    "float16": 2,
-    "fp8": 1,
-    "int8": 1,
-    "int4": 0.5,
-}
-"""Bytes that one weight takes in memory, per dtype."""
 
 
 @dataclass(frozen=True)
@@ -129,22 +106,3 @@ def shapes_offered(cloud: str, gpu_type: str) -> list[int]:
     if gpu_type not in table:
         return []
     return sorted(table[gpu_type][1])
-
-VLLM_IMAGE = (
-    "vllm/vllm-openai:v0.14.0@sha256:1d6866b87630d94f5e0cdae55ab5abb4ce0b03fcb84d9d10612f9d518d19d4fd"
-)
-"""The official vLLM OpenAI-compatible server image, pinned by digest (v0.14.0, linux/amd64 index digest as
-pinned in public Dockerfiles, e.g. tinfoilsh/vllm-openai-audio). Our serving image builds on it."""
-
-GPU_HOUR_USD: dict[str, float] = {
-    "nvidia-l4": 0.98,
-    "nvidia-a10g": 1.21,
-    "nvidia-l40s": 1.86,
-    "nvidia-a100-40gb": 2.75,
-    "nvidia-a100-80gb": 3.43,
-    "nvidia-h100-80gb": 6.88,
-    "nvidia-h200-141gb": 7.91,
-}
-"""On-demand price of one GPU-hour in us-east-1: the single-GPU instance's hourly price (g6.xlarge, g5.xlarge,
-g6e.xlarge) or the 8-GPU instance's price divided by 8 (p4d, p4de, p5, p5e), AWS EC2 on-demand pricing page,
-2025-2026 list prices. Used for cost estimates only; a pool's `gpuHourUsd` overrides it."""

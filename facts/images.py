@@ -1,0 +1,9 @@
+"""Facts about container images the platform builds on."""
+
+from __future__ import annotations
+
+VLLM_IMAGE = (
+    "vllm/vllm-openai:v0.14.0@sha256:1d6866b87630d94f5e0cdae55ab5abb4ce0b03fcb84d9d10612f9d518d19d4fd"
+)
+"""The official vLLM OpenAI-compatible server image, pinned by digest (v0.14.0, linux/amd64 index digest as
+pinned in public Dockerfiles, e.g. tinfoilsh/vllm-openai-audio). Our serving image builds on it."""
