@@ -60,6 +60,15 @@ EDGES: dict[str, list[Any]] = {
     "cloud": ["aws", "gcp", "onprem"],
     "tunnelInsideCidrs": ["169.254.20.0/30", "169.254.20.1/30", "169.254.1.0/30", "fe80::/30", "10.0.0.0/30", "x\ny"],
     "ttftSeconds": [0.001, 2.0, 2.5, 2560.0, 1e9],
+    "tokensPerMinute": [0, 1, 99999, 100000, 10**12, 10**12 + 1],
+    "tokensPerDay": [0, 1, 99999, 100000, 10**15, 10**15 + 1],
+    "priority": [-1001, -1000, -10, 0, 10, 1000, 1001],
+    "apiKeySecrets": ["searchApiKey", "vllmApiKey", "onpremKubeconfig", "storageCredentials", "a key", ""],
+    "model": ["llama-3-8b", "llama-3-70b", "nowhere"],
+    "otherClusters": [True, False],
+    "tlsIssuer": [{"aws": "acme-dns01"}, {"onprem": "acme-dns01"}, {"gcp": "private-ca"}, {}],
+    "dnsZone": ["llmplane.dev", "example.com", "dev.llmplane.dev"],
+    "acmeEmail": ["team@llmplane.dev", "not-an-address"],
 }
 """Edge values per setting, next to those the shipped environments use (list settings take these as items)."""
 
@@ -73,6 +82,7 @@ def _with_optional_settings(config: dict[str, Any]) -> dict[str, Any]:
         link["tunnelInsideCidrs"] = [f"169.254.{20 + index}.{4 * n}/30" for n in range(count)]
     for model in (config.get("llmplane:models") or {}).values():
         model.setdefault("slo", {})["ttftSeconds"] = 2.5
+        model.setdefault("fallback", {"otherClusters": True})
     return config
 
 

@@ -189,6 +189,16 @@ class ColdStart(Section):
     image_pull_seconds: int = Field(default=90, ge=0, le=3600, description="Pulling the serving image.")
 
 
+class Fallback(Section):
+    """Where a model's requests go when its pools in a cluster are unavailable or saturated: the same model in the
+    other clusters first, then a named fallback model (or another version of this one)."""
+
+    other_clusters: bool = Field(default=True, description="Fail over to the model's other clusters first.")
+    model: Name | None = Field(default=None, description="Model to answer with after the other clusters.")
+    version: SemVer | None = Field(
+        default=None, description="Deployed version of that model to pin; its traffic split when omitted.")
+
+
 Role = Literal["stable", "canary", "ab", "shadow"]
 
 
@@ -217,6 +227,7 @@ class Model(Section):
     load_seconds: int = Field(default=600, ge=30, le=7200, description="Worst-case weight download and load time.")
     performance: Performance = Field(default_factory=Performance, description="Per-replica throughput profile.")
     cold_start: ColdStart = Field(default_factory=ColdStart, description="Node and image delays of a new replica.")
+    fallback: Fallback | None = Field(default=None, description="Where requests go when this model cannot answer.")
 
     def weight_bytes(self) -> float:
         """Bytes the weights take in GPU memory, all shards together."""
@@ -259,6 +270,51 @@ class Routing(Section):
     )
     hosted_zone: str | None = Field(default=None, description="Route 53 hosted zone for global routing.")
     failover_order: list[Name] = Field(default_factory=list, description="Clusters to fail over to, in order.")
+
+
+SecretKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
+"""A key of `llmplane:secrets`, e.g. `acmeApiKey`."""
+
+
+class Tenant(Section):
+    """A team or customer that calls models through the gateway with its own API keys and token budget."""
+
+    name: Name = Field(description="Tenant name; it appears in access logs, metrics and rate-limit counters.")
+    api_key_secrets: list[SecretKey] = Field(
+        min_length=1, description="Keys in `llmplane:secrets` holding the tenant's API keys (Pulumi secrets).")
+    models: list[Name] = Field(min_length=1, description="Models the tenant may call.")
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=10**12,
+                                          description="Prompt plus output tokens allowed per minute.")
+    tokens_per_day: int | None = Field(default=None, ge=1, le=10**15,
+                                       description="Prompt plus output tokens allowed per day.")
+    priority: int = Field(
+        default=0, ge=-1000, le=1000,
+        description="Scheduling priority when pools are saturated: higher is served first, negative allowed, 0 by "
+                    "default (the InferenceObjective `priority` of the inference extension's endpoint picker).")
+
+
+TlsIssuer = Literal["acme-dns01", "private-ca"]
+
+
+class Gateway(Section):
+    """The inference gateway on every cluster: implementation, certificates, audit and tracing."""
+
+    implementation: Literal["envoy-gateway"] = Field(
+        default="envoy-gateway", description="Gateway API implementation installed on every cluster.")
+    tls_issuer: dict[Cloud, TlsIssuer] = Field(
+        default_factory=lambda: {"aws": "acme-dns01", "gcp": "acme-dns01", "onprem": "private-ca"},
+        description="cert-manager issuer per cloud: ACME DNS-01 through the cloud's DNS, or a private CA.")
+    acme_email: str | None = Field(
+        default=None, pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$",
+        description="Contact address registered with the ACME CA (needed when an issuer is acme-dns01).")
+    dns_zone: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
+        description="DNS zone external-dns and ACME DNS-01 write to; routing.hostedZone when omitted.")
+    access_log_retention_days: int = Field(default=90, ge=1, le=3650,
+                                           description="Days the gateway's access logs are kept (audit).")
+    tracing: bool = Field(default=True, description="Send OpenTelemetry traces from the gateway and vLLM.")
+    tracing_sample_percent: float = Field(default=1.0, gt=0, le=100,
+                                          description="Share of requests traced, in percent.")
 
 
 class HybridLink(Section):
@@ -320,6 +376,8 @@ class PlatformSpec(Section):
     hybrid: list[HybridLink] = Field(default_factory=list, description="On-prem links.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Replica autoscaling.")
     policy: Policy = Field(description="Policy enforcement.")
+    tenants: list[Tenant] = Field(default_factory=list, description="Who may call which models, with what budget.")
+    gateway: Gateway = Field(default_factory=Gateway, description="The inference gateway on every cluster.")
 
     def cluster(self, name: str) -> Cluster:
         """The cluster of that name."""

@@ -13,6 +13,7 @@ from .errors import Problem, inline, show
 from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered
 from facts.gpus import GPU_MEMORY_GB
 from .models import Bounds, Model, PlatformSpec
+from .tenancy import TENANCY_RULES
 
 KV_CACHE_SHARE = 0.10
 """Share of vLLM's usable GPU memory that must stay free of weights, for the KV cache."""
@@ -380,5 +381,5 @@ RULES: tuple[Rule, ...] = (
 
 
 def check(spec: PlatformSpec) -> list[Problem]:
-    """Every problem every rule finds."""
-    return [problem for rule in RULES for problem in rule(spec)]
+    """Every problem every rule finds, the gateway sections' rules (`tenancy.py`) included."""
+    return [problem for rule in (*RULES, *TENANCY_RULES) for problem in rule(spec)]

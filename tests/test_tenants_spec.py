@@ -1,0 +1,254 @@
+"""The gateway sections of the spec: tenants, fallbacks, certificates and DNS (`stacks/spec/tenancy.py`).
+
+Each case starts from a shipped environment, changes one thing, and pins what the user is told: the path as
+written in the file, the message, the offending value and the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stacks.spec import PlatformSpec, Problem, SpecError, tenancy
+from stacks.spec.load import spec_data
+
+
+def expect(load, config, environment, rule, path, message, value=None) -> Problem:
+    """Loading fails with exactly this problem, rendered in the report, and `rule` is what finds it."""
+    with pytest.raises(SpecError) as info:
+        load(config, environment)
+    error = info.value
+    assert [(p.path, p.message) for p in error.problems] == [(path, message)], error.render()
+    problem = error.problems[0]
+    if value is not None:
+        assert problem.value == value
+    assert f"  - {path}: {message}\n      value: {problem.value}\n      fix:   {problem.fix}" in error.render()
+    spec = PlatformSpec.model_validate(spec_data(config, environment))
+    assert problem in list(rule(spec))
+    return problem
+
+
+def tenant(config, name):
+    return next(t for t in config["llmplane:tenants"] if t["name"] == name)
+
+
+def test_every_tenancy_rule_has_failing_cases_here():
+    tested = {name.removeprefix("test_").split("__")[0] for name in globals() if name.startswith("test_")}
+    assert {rule.__name__ for rule in tenancy.TENANCY_RULES} <= tested
+
+
+@pytest.mark.parametrize("environment", ["dev", "local", "staging", "prod"])
+def test_every_shipped_environment_has_budgeted_tenants(environment, env_config, load):
+    spec = load(env_config(environment), environment)
+    assert spec.tenants
+    for t in spec.tenants:
+        assert t.tokens_per_minute or t.tokens_per_day
+        assert set(t.models) <= set(spec.models)
+
+
+def test_prod_tenants_and_fallback_as_written(env_config, load):
+    spec = load(env_config("prod"), "prod")
+    assert [(t.name, t.priority) for t in spec.tenants] == [("search", 10), ("support-bot", 0), ("batch-eval", -10)]
+    assert spec.models["llama-3-70b"].fallback.model == "llama-3-8b"
+    assert spec.gateway.implementation == "envoy-gateway"
+    assert spec.gateway.tls_issuer == {"aws": "acme-dns01", "gcp": "acme-dns01", "onprem": "private-ca"}
+
+
+# --- tenants ------------------------------------------------------------------------------------------------------
+
+
+def test_tenants__unknown_model(env_config, load):
+    config = env_config("prod")
+    tenant(config, "search")["models"].append("llama-4-400b")
+    problem = expect(load, config, "prod", tenancy.tenants, "tenants.search.models", "model 'llama-4-400b' does not exist",
+                     "llama-4-400b")
+    assert problem.fix == "use one of: llama-3-70b, llama-3-8b"
+
+
+def test_tenants__without_a_budget(env_config, load):
+    config = env_config("staging")
+    t = tenant(config, "search")
+    del t["tokensPerMinute"], t["tokensPerDay"]
+    problem = expect(load, config, "staging", tenancy.tenants, "tenants.search", "tenant 'search' has no token budget",
+                     "(none)")
+    assert problem.fix == "add tokensPerMinute, tokensPerDay or both"
+
+
+def test_tenants__a_day_below_a_minute(env_config, load):
+    config = env_config("dev")
+    tenant(config, "platform-dev").update(tokensPerMinute=100000, tokensPerDay=99999)
+    problem = expect(load, config, "dev", tenancy.tenants, "tenants.platform-dev.tokensPerDay",
+                     "99999 tokens per day is less than the 100000 tokens per minute",
+                     "tokensPerDay=99999, tokensPerMinute=100000")
+    assert problem.fix == "raise tokensPerDay to at least tokensPerMinute, or lower tokensPerMinute"
+
+
+def test_tenants__one_budget_is_enough(env_config, load):
+    spec = load(env_config("prod"), "prod")
+    batch = next(t for t in spec.tenants if t.name == "batch-eval")
+    assert (batch.tokens_per_minute, batch.tokens_per_day) == (None, 500000000)
+
+
+def test_tenants__names_are_unique(env_config, load):
+    config = env_config("staging")
+    tenant(config, "support-bot")["name"] = "search"
+    tenant(config, "search")["apiKeySecrets"] = ["searchApiKey"]
+    config["llmplane:tenants"][1]["apiKeySecrets"] = ["otherApiKey"]
+    expect(load, config, "staging", tenancy.tenants, "tenants", "tenant name 'search' is used twice", "search")
+
+
+def test_tenants__a_key_belongs_to_one_tenant(env_config, load):
+    config = env_config("prod")
+    tenant(config, "batch-eval")["apiKeySecrets"] = ["searchApiKey"]
+    problem = expect(load, config, "prod", tenancy.tenants, "tenants.batch-eval.apiKeySecrets",
+                     "'searchApiKey' is already an API key of tenant 'search'", "searchApiKey")
+    assert problem.fix == "give every tenant keys of its own"
+
+
+@pytest.mark.parametrize("key", ["vllmApiKey", "onpremKubeconfig", "storageCredentials"])
+def test_tenants__platform_secrets_are_not_api_keys(env_config, load, key):
+    config = env_config("prod")
+    tenant(config, "support-bot")["apiKeySecrets"] = [key]
+    problem = expect(load, config, "prod", tenancy.tenants, "tenants.support-bot.apiKeySecrets",
+                     f"'{key}' holds a platform secret, not a tenant's API key", key)
+    assert problem.fix == "store the tenant's key under its own name, e.g. supportbotApiKey"
+
+
+@pytest.mark.parametrize("mutate, path, message", [
+    (lambda t: t.update(tokensPerMinute=0), "tenants.search.tokensPerMinute", "input should be greater than or equal to 1"),
+    (lambda t: t.update(apiKeySecrets=[]), "tenants.search.apiKeySecrets", "list should have at least 1 item after validation, not 0"),
+    (lambda t: t.update(apiKeySecrets=["search key"]), "tenants.search.apiKeySecrets.0", "string should match pattern '^[A-Za-z][A-Za-z0-9_-]{0,62}$'"),
+    (lambda t: t.update(priority=5000), "tenants.search.priority", "input should be less than or equal to 1000"),
+    (lambda t: t.update(quota=5), "tenants.search.quota", "unknown setting"),
+])
+def test_tenants__shape_errors_name_the_field(env_config, load, mutate, path, message):
+    config = env_config("prod")
+    mutate(tenant(config, "search"))
+    with pytest.raises(SpecError) as info:
+        load(config, "prod")
+    assert [(p.path, p.message) for p in info.value.problems] == [(path, message)], info.value.render()
+
+
+# --- fallbacks ----------------------------------------------------------------------------------------------------
+
+
+def _fallback(config, name, **fallback):
+    config["llmplane:models"][name]["fallback"] = fallback
+    return config
+
+
+def test_fallbacks__to_a_missing_model(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-70b", model="llama-3-1b")
+    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback.model",
+                     "model 'llama-3-1b' does not exist", "llama-3-1b")
+    assert problem.fix == "use one of: llama-3-8b"
+
+
+def test_fallbacks__to_itself(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-8b")
+    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback.model",
+                     "model 'llama-3-8b' falls back to itself", "llama-3-8b")
+    assert problem.fix == "name another model, or pin one of its versions with fallback.version"
+
+
+def test_fallbacks__to_one_of_its_own_versions_is_allowed(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-8b", version="1.0.0")
+    assert load(config, "prod").models["llama-3-8b"].fallback.version == "1.0.0"
+
+
+def test_fallbacks__a_cycle(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-70b")
+    config["llmplane:models"]["llama-3-8b"]["clusters"] = ["aws-use1", "aws-usw2"]
+    config["llmplane:models"]["llama-3-8b"]["replicas"] = {"min": 1, "max": 4}
+    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback.model",
+                     "fallbacks form a cycle: llama-3-70b -> llama-3-8b -> llama-3-70b")
+    assert problem.fix == "end the chain at a model without a fallback"
+
+
+def test_fallbacks__a_version_that_is_not_deployed(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-70b", model="llama-3-8b", version="2.0.0")
+    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback.version",
+                     "version 2.0.0 of 'llama-3-8b' is not deployed", "2.0.0")
+    assert problem.fix == "use one of: 1.0.0, 1.1.0"
+
+
+def test_fallbacks__a_shadow_never_answers(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-70b", version="1.1.0")
+    config["llmplane:models"]["llama-3-8b"]["clusters"] = ["aws-use1", "aws-usw2"]
+    config["llmplane:models"]["llama-3-8b"]["replicas"] = {"min": 1, "max": 4}
+    del config["llmplane:models"]["llama-3-70b"]["fallback"]
+    expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback.version",
+           "version 1.1.0 of 'llama-3-70b' is a shadow, which never answers users", "1.1.0")
+
+
+def test_fallbacks__a_model_missing_where_the_model_runs(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-70b")
+    del config["llmplane:models"]["llama-3-70b"]["fallback"]
+    with pytest.raises(SpecError) as info:
+        load(config, "prod")
+    assert [(p.path, p.message) for p in info.value.problems] == [
+        ("models.llama-3-8b.fallback.model", f"'llama-3-70b' is not deployed in cluster '{c}', where 'llama-3-8b' runs")
+        for c in ("gcp-usc1", "onprem-dc1")]
+
+
+def test_fallbacks__naming_nothing(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", otherClusters=False)
+    expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback",
+           "the fallback names neither other clusters nor a model", "otherClusters=false")
+
+
+def test_fallbacks__a_version_without_a_model(env_config, load):
+    config = _fallback(env_config("prod"), "llama-3-8b", version="1.0.0")
+    expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback.version",
+           "a fallback version needs a fallback model", "1.0.0")
+
+
+# --- gateway ------------------------------------------------------------------------------------------------------
+
+
+def test_gateway__acme_needs_a_zone(env_config, load):
+    config = env_config("dev")
+    del config["llmplane:gateway"]["dnsZone"]
+    problem = expect(load, config, "dev", tenancy.gateway, "gateway.dnsZone",
+                     "ACME DNS-01 for the aws clusters needs a DNS zone", "(none)")
+    assert problem.fix == "set gateway.dnsZone or routing.hostedZone, or use private-ca"
+
+
+def test_gateway__acme_needs_an_email(env_config, load):
+    config = env_config("prod")
+    del config["llmplane:gateway"]["acmeEmail"]
+    expect(load, config, "prod", tenancy.gateway, "gateway.acmeEmail", "ACME DNS-01 needs a contact address")
+
+
+def test_gateway__onprem_has_no_dns_for_acme(env_config, load):
+    config = env_config("local")
+    config["llmplane:gateway"]["tlsIssuer"] = {"onprem": "acme-dns01"}
+    problem = expect(load, config, "local", tenancy.gateway, "gateway.tlsIssuer.onprem",
+                     "an on-prem cluster has no cloud DNS to answer ACME DNS-01", "acme-dns01")
+    assert problem.fix == "use private-ca for onprem"
+
+
+def test_gateway__the_zone_holds_the_hostname(env_config, load):
+    config = env_config("dev")
+    config["llmplane:gateway"]["dnsZone"] = "example.com"
+    problem = expect(load, config, "dev", tenancy.gateway, "gateway.dnsZone",
+                     "the hostname llm.dev.llmplane.dev is not in the zone example.com", "example.com")
+    assert problem.fix == "use the zone that holds llm.dev.llmplane.dev, e.g. dev.llmplane.dev"
+
+
+def test_gateway__private_ca_everywhere_needs_no_zone(env_config, load):
+    config = env_config("dev")
+    config["llmplane:gateway"] = {"tlsIssuer": {"aws": "private-ca"}}
+    assert load(config, "dev").gateway.tls_issuer == {"aws": "private-ca"}
+
+
+def test_gateway__every_cloud_has_an_issuer(env_config, load):
+    config = env_config("prod")
+    config["llmplane:gateway"]["tlsIssuer"] = {"aws": "acme-dns01", "onprem": "private-ca"}
+    problem = expect(load, config, "prod", tenancy.gateway, "gateway.tlsIssuer", "no issuer for the gcp clusters",
+                     "aws=acme-dns01, onprem=private-ca")
+    assert problem.fix == "add gcp: acme-dns01"
+
+
+def test_secret_values_never_reach_the_spec(env_config, load):
+    spec = load(env_config("local"), "local")
+    assert "tenant-local-dev" not in spec.model_dump_json()
