@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from facts.gpus import GPU_HOUR_USD, GPU_MEMORY_GB
+from stacks.autoscaling import policy_of
 from stacks.spec.models import Engine, GpuPool, PlatformSpec
 
 from .baselines import WINDOW_SECONDS, Windows, fluid_replicas, oracle, static_peak, window_attainment, window_need
@@ -81,7 +82,7 @@ def target(spec: PlatformSpec, model: str | None = None, version: str | None = N
                             f"(deployed to: {', '.join(c.name for c in clusters)})")
         where = named[0]
     pool = next(p for p in where.pools if p.name == m.pool)
-    policy = AutoscalingPolicy.from_spec(spec.autoscaling, m, chosen, model)
+    policy = policy_of(spec.autoscaling, m, chosen, model)
     perf, cold = m.performance, m.cold_start
     profile = Profile(
         prefill_tokens_per_second=perf.prefill_tokens_per_second,

@@ -1,7 +1,8 @@
-"""The autoscaling policy of one model version, read from the spec in one place.
+"""The autoscaling policy of one model version: what its autoscaler does, as plain values.
 
 The KEDA ScaledObject (or HPA) that `components/` builds and the capacity planner that replays traces against
-it both take their thresholds from `AutoscalingPolicy.from_spec`, so what the planner proves is what ships.
+it both take the same `AutoscalingPolicy`, read from the spec in one place (`stacks.autoscaling.policy_of`), so
+what the planner proves is what ships.
 
 Semantics replayed (Kubernetes HPA v2 driven by KEDA):
 - trigger 1, queue: `sum(vllm:num_requests_waiting{model_name="<model>:<version>"})`, target type
@@ -22,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from monitoring import autoscaling
-from stacks.spec.models import Autoscaling, DeployedVersion, Model
 
 HPA_TOLERANCE = 0.1
 """Kubernetes HPA ignores a metric/target ratio within 10 % of 1 (kube-controller-manager's
@@ -113,30 +113,3 @@ class AutoscalingPolicy:
     def kv_cache_query(self) -> str:
         """PromQL of the KV-cache trigger: the average usage over the version's replicas."""
         return autoscaling.kv_cache_usage(self.served_model_name)
-
-    @classmethod
-    def from_spec(
-        cls, autoscaling: Autoscaling, model: Model, version: DeployedVersion | str, name: str
-    ) -> AutoscalingPolicy:
-        """The policy of `name`'s deployed `version` (a DeployedVersion or its version string)."""
-        if isinstance(version, str):
-            matches = [v for v in model.versions if v.version == version]
-            if not matches:
-                deployed = ", ".join(v.version for v in model.versions)
-                raise ValueError(f"model '{name}' does not deploy version '{version}' (deployed: {deployed})")
-            version = matches[0]
-        bounds = model.replicas_of(version)
-        return cls(
-            served_model_name=f"{name}:{version.version}",
-            min_replicas=bounds.min,
-            max_replicas=bounds.max,
-            keda=autoscaling.keda,
-            queue_per_replica=autoscaling.queue_per_replica,
-            kv_cache_target=autoscaling.kv_cache_target,
-            scale_up_seconds=autoscaling.scale_up_seconds,
-            scale_down_seconds=autoscaling.scale_down_seconds,
-            polling_seconds=autoscaling.polling_seconds,
-            scale_to_zero=autoscaling.scale_to_zero and bounds.min == 0,
-            activation_queue=autoscaling.activation_queue,
-            cooldown_seconds=autoscaling.cooldown_seconds,
-        )

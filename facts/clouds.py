@@ -106,3 +106,8 @@ def shapes_offered(cloud: str, gpu_type: str) -> list[int]:
     if gpu_type not in table:
         return []
     return sorted(table[gpu_type][1])
+
+
+def gpu_types_offered(cloud: str) -> list[str]:
+    """The GPU types `cloud` has machine shapes for, for error messages."""
+    return sorted({"aws": _AWS_FAMILY, "gcp": _GCP_FAMILY}.get(cloud, {}))

@@ -8,39 +8,32 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from capacity.policy import AutoscalingPolicy
 from components.autoscaling.keda import KedaInstall
 from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
 from components.clusters.aws import AwsGpuCluster
-from components.clusters.base import ClusterArgs
+from components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, WorkloadReaders
 from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
 from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
-from components.hybrid.link import AwsSide, GcpSide, HybridLink, HybridLinkArgs
+from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
 from components.observability.stack import ObservabilityArgs, ObservabilityStack
 from monitoring.rules import Slo
-from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, regional_hostname
+from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, RoutedCluster, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
-from components.serving.model_rollout import ModelRollout, ModelRolloutArgs
+from components.serving.engine_args import EngineSettings
+from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
 from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace
 from components.serving.vllm_image import VllmImage
 from components.serving.vllm_service import resource_name
-from components.serving.weights_access import (
-    GcpWeightsAccess,
-    GcpWeightsAccessArgs,
-    WeightsAccess,
-    WeightsAccessArgs,
-    gs_bucket,
-    s3_object_arn,
-)
-from components.serving.vllm_service import VllmService, VllmServiceArgs
+from components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs
 
+from .autoscaling import policy_of
 from .crd_sources import GATEWAY_API, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
-from .spec.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
-from .spec.models import Cluster, PlatformSpec, Slo as SpecSlo
+from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
+from .spec.models import Cluster, DeployedVersion, Model, PlatformSpec, Slo as SpecSlo
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
 """Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""
@@ -66,26 +59,33 @@ class Secrets:
     """Object-storage credential files for the weights fetcher, by file name (none: workload identity)."""
 
 
-ClusterComponent = AwsGpuCluster | GcpGpuCluster | OnPremCluster
-
-
 def ownership(spec: PlatformSpec) -> Ownership:
     """Who owns and pays for the environment: the tags and labels every cloud resource carries."""
     return Ownership(spec.environment, spec.owner, spec.cost_center)
 
 
-def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> ClusterComponent:
+CLUSTER_KINDS: dict[str, type[GpuCluster]] = {"aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremCluster}
+"""The component that makes (or reaches) a cluster of each cloud; everything after picks no kind."""
+
+
+def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> GpuCluster:
     args = ClusterArgs(
-        cluster=cluster,
+        name=cluster.name,
+        region=cluster.region,
         ownership=ownership(spec),
+        pools=[GpuNodePool(name=p.name, gpu_type=p.gpu_type, gpus_per_node=p.gpus_per_node, nodes_min=p.nodes.min,
+                           nodes_max=p.nodes.max, capacity_type=p.capacity_type, on_demand_base=p.on_demand_base)
+               for p in cluster.pools],
+        zones=list(cluster.zones),
+        kubernetes_version=cluster.kubernetes_version,
+        network_cidr=cluster.network_cidr,
         protect=spec.protect,
         private_endpoint=spec.protect,  # a protected (production) environment keeps its API off the internet
         kubeconfig=_kubeconfig(cluster, secrets),
         gcp_project=gcp_project,
         render_dir=plugin_relative(cluster.render_dir) if cluster.render_dir else None,
     )
-    kind = {"aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremCluster}[cluster.cloud]
-    return kind(cluster.name, args)
+    return CLUSTER_KINDS[cluster.cloud](cluster.name, args)
 
 
 def kubeconfig_file_key(path: str) -> str:
@@ -124,56 +124,67 @@ def _alert_slo(slo: SpecSlo) -> Slo:
                availability_objective=slo.availability)
 
 
-def _observability(spec: PlatformSpec, cluster: Cluster, target: ClusterComponent,
+def _observability(spec: PlatformSpec, cluster: Cluster, target: GpuCluster,
                    on_cluster: pulumi.ResourceOptions) -> ObservabilityStack:
     """The cluster's monitoring stack; alerts hold each model the cluster serves to its own SLO, and any other
     model to the spec's default one."""
-    is_aws = isinstance(target, AwsGpuCluster)
+    settings = spec.observability
     return ObservabilityStack(f"{cluster.name}-observability", ObservabilityArgs(
-        cluster=cluster,
-        settings=spec.observability,
+        cluster_name=cluster.name,
+        region=cluster.region,
         slos={name: _alert_slo(model.slo) for name, model in spec.models.items() if cluster in spec.clusters_of(model)},
         default_slo=_alert_slo(SpecSlo()),
         environment=spec.environment,
         tags=ownership(spec).tags(),
-        aws_provider=target.aws_provider if is_aws else None,
-        eks_cluster_name=target.cluster_name if is_aws else None,
+        network=target.network,
+        metrics_retention_days=settings.metrics_retention_days,
+        log_retention_days=settings.log_retention_days,
+        remote_write_url=settings.remote_write_url,
         protect=spec.protect,
     ), opts=on_cluster)
 
 
-def _served_archives(spec: PlatformSpec, cluster: Cluster) -> tuple[list[str], list[str]]:
-    """The cluster's vLLM service account names and the URIs of the archives they fetch there."""
+def _weights_readers(spec: PlatformSpec, cluster: Cluster) -> WorkloadReaders:
+    """The cluster's vLLM service accounts and the URIs of the archives they fetch there."""
     accounts, uris = [], []
     for name, model in spec.models.items():
         if cluster in spec.clusters_of(model):
             for version in model.versions:
                 accounts.append(resource_name(name, version.version))
                 uris.append(model.catalog[version.version].uri_for(cluster.cloud))
-    return accounts, uris
+    return WorkloadReaders(namespace=SERVING_NAMESPACE, service_accounts=accounts, uris=uris,
+                           tags=ownership(spec).tags())
 
 
-def _gcp_weights_access(spec: PlatformSpec, cluster: Cluster, project: str) -> GcpWeightsAccess | None:
-    """Workload Identity for the cluster's vLLM service accounts to read their gs:// weights buckets."""
-    accounts, uris = _served_archives(spec, cluster)
-    buckets = sorted({b for b in map(gs_bucket, uris) if b})
-    if not buckets:
-        return None
-    return GcpWeightsAccess(f"{cluster.name}-weights", GcpWeightsAccessArgs(
-        project=project, cluster=cluster.name, namespace=SERVING_NAMESPACE, service_accounts=accounts,
-        buckets=buckets))
+def engine_settings(model: Model) -> EngineSettings:
+    """The spec's engine section as the serving component's settings (the same fields, one by one)."""
+    return EngineSettings(**model.engine.model_dump())
 
 
-def _weights_access(spec: PlatformSpec, cluster: Cluster, target: AwsGpuCluster) -> WeightsAccess | None:
-    """Pod Identity for the cluster's vLLM service accounts to read their s3:// weights, nothing else."""
-    accounts, uris = _served_archives(spec, cluster)
-    arns = {a for a in map(s3_object_arn, uris) if a}
-    if not arns:
-        return None
-    return WeightsAccess(f"{cluster.name}-weights", WeightsAccessArgs(
-        cluster_name=target.cluster_name, namespace=SERVING_NAMESPACE, service_accounts=accounts,
-        object_arns=sorted(arns), tags=ownership(spec).tags(),
-    ), opts=pulumi.ResourceOptions(provider=target.aws_provider))
+def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, version: DeployedVersion,
+                  serving: ServingNamespace, image: pulumi.Input[str], secrets: Secrets,
+                  annotations: Mapping[str, pulumi.Input[str]]) -> VllmServiceArgs:
+    """One deployed version in one cluster as VllmService arguments; its autoscaler owns the replica count."""
+    artifact = model.catalog[version.version]
+    pool = next(p for p in cluster.pools if p.name == model.pool)
+    return VllmServiceArgs(
+        model_name=model_name,
+        version=version.version,
+        weights=ModelWeights(uri=artifact.uri_for(cluster.cloud), sha256=artifact.sha256,
+                             size_bytes=model.weight_bytes(), load_seconds=model.load_seconds),
+        gpu_type=pool.gpu_type,
+        namespace=serving.namespace,
+        image=image,
+        api_key_secret=serving.api_key_secret,
+        entrypoint_configmap=serving.entrypoint_configmap,
+        engine=engine_settings(model),
+        replicas=None,
+        storage_secret=serving.storage_secret,
+        storage_files=tuple(secrets.storage_credentials),
+        service_monitor=spec.observability.enabled,
+        cloud=cluster.cloud,
+        service_account_annotations=annotations or None,
+    )
 
 
 def psk_secret_key(link: str, cluster: str, index: int) -> str:
@@ -181,28 +192,25 @@ def psk_secret_key(link: str, cluster: str, index: int) -> str:
     return f"{link}-psk-{cluster}-{index}"
 
 
-def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
+def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, GpuCluster],
                   secrets: Secrets) -> dict[str, pulumi.Output]:
     """One HybridLink per spec link; its on-prem side configuration is a secret stack output."""
     outputs: dict[str, pulumi.Output] = {}
     assigned = assign_tunnels(spec.hybrid)
     owners = ownership(spec)
     for link in spec.hybrid:
-        aws_sides, gcp_sides, keys = [], [], {}
+        sides = []
         for name in link.cloud_clusters:
-            target = targets[name]
-            if isinstance(target, AwsGpuCluster):
-                aws_sides.append(AwsSide(spec.cluster(name), target.aws_provider, target.vpc_id,
-                                         target.private_subnet_ids, target.private_route_tables))
-            elif isinstance(target, GcpGpuCluster):
-                gcp_sides.append(GcpSide(spec.cluster(name), target.network_id))
-            if link.preshared_key_secrets:
-                keys.update({f"{name}-{i}": secrets.preshared_keys[psk_secret_key(link.name, name, i)]
-                             for i in range(TUNNELS_PER_CONNECTION)})
+            network = targets[name].network
+            assert network is not None, "the spec rules link cloud clusters only"
+            keys = ([secrets.preshared_keys[psk_secret_key(link.name, name, i)] for i in range(TUNNELS_PER_CONNECTION)]
+                    if link.preshared_key_secrets else [])
+            sides.append(LinkSide(cluster=name, region=spec.cluster(name).region, network=network,
+                                  inside_cidrs=assigned[(link.name, name)], preshared_keys=keys))
         component = HybridLink(f"hybrid-{link.name}", HybridLinkArgs(
-            link=link, aws=aws_sides, gcp=gcp_sides,
-            inside_cidrs={name: assigned[(link.name, name)] for name in link.cloud_clusters},
-            preshared_keys=keys, tags=owners.tags(), labels=owners.gcp_labels()))
+            site=OnPremSite(name=link.name, public_ip=link.public_ip, bgp_asn=link.bgp_asn,
+                            cidrs=list(link.onprem_cidrs)),
+            sides=sides, tags=owners.tags(), labels=owners.gcp_labels()))
         outputs[f"hybrid:{link.name}:onprem-config"] = component.onprem_config
     return outputs
 
@@ -210,12 +218,12 @@ def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, ClusterComponent],
 def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None) -> dict[str, pulumi.Output]:
     """Register every component of the environment; return the stack outputs."""
     outputs: dict[str, pulumi.Output] = {}
-    targets: dict[str, ClusterComponent] = {}
+    targets: dict[str, GpuCluster] = {}
     for cluster in spec.clusters:
         target = targets[cluster.name] = _cluster(spec, cluster, secrets, gcp_project)
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
         image: pulumi.Input[str] = spec.images.vllm
-        if isinstance(target, (AwsGpuCluster, GcpGpuCluster)):
+        if target.registry_login is not None:
             image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login,
                               context=plugin_relative("images/vllm")).ref
         serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key,
@@ -232,12 +240,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             opts=after_gateway_api,
         )
         observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
-        annotations = None
-        if isinstance(target, AwsGpuCluster):
-            _weights_access(spec, cluster, target)
-        elif isinstance(target, GcpGpuCluster) and gcp_project:
-            reader = _gcp_weights_access(spec, cluster, gcp_project)
-            annotations = {"iam.gke.io/gcp-service-account": reader.email} if reader else None
+        annotations = target.bind_workload_identity(f"{cluster.name}-weights", _weights_readers(spec, cluster))
         keda = None
         if spec.autoscaling.keda:
             keda = KedaInstall(f"{cluster.name}-keda", opts=on_cluster) if cluster.addons == "helm" else crds
@@ -250,27 +253,11 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         for model_name, model in spec.models.items():
             if cluster not in spec.clusters_of(model):
                 continue
-            pool = next(p for p in cluster.pools if p.name == model.pool)
             for version in model.versions:
-                policy = AutoscalingPolicy.from_spec(spec.autoscaling, model, version, model_name)
+                policy = policy_of(spec.autoscaling, model, version, model_name)
                 service = VllmService(
                     f"{cluster.name}-{model_name}-{version.version}",
-                    VllmServiceArgs(
-                        model_name=model_name,
-                        model=model,
-                        version=version,
-                        pool=pool,
-                        namespace=serving.namespace,
-                        image=image,
-                        api_key_secret=serving.api_key_secret,
-                        entrypoint_configmap=serving.entrypoint_configmap,
-                        storage_secret=serving.storage_secret,
-                        storage_files=tuple(secrets.storage_credentials),
-                        cloud=cluster.cloud,
-                        service_account_annotations=annotations,
-                        service_monitor=spec.observability.enabled,
-                        autoscaled=True,
-                    ),
+                    _service_args(spec, cluster, model_name, model, version, serving, image, secrets, annotations),
                     opts=after_monitoring,
                 )
                 ModelAutoscaler(
@@ -284,7 +271,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                 f"{cluster.name}-{model_name}",
                 ModelRolloutArgs(
                     model_name=model_name,
-                    model=model,
+                    versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role) for v in model.versions],
                     namespace=serving.namespace,
                     hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
                     gateway_name=gateway.gateway_name,
@@ -299,7 +286,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         routing = GlobalRouting("global", GlobalRoutingArgs(
             hostname=spec.routing.hostname,
             hosted_zone=spec.routing.hosted_zone,
-            clusters=[spec.cluster(name) for name in order],
+            clusters=[RoutedCluster(name=c.name, cloud=c.cloud, region=c.region)
+                      for c in map(spec.cluster, order)],
             health_model=next(iter(spec.models)),
             tags=ownership(spec).tags(),
         ))

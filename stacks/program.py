@@ -10,7 +10,7 @@ from pulumi.runtime.config import CONFIG
 from .environments import PROJECT_ROOT
 from .compose import Secrets, compose, kubeconfig_file_key, psk_secret_key
 from .spec import PlatformSpec, SpecError, load_spec
-from .spec.addressing import TUNNELS_PER_CONNECTION
+from facts.addressing import TUNNELS_PER_CONNECTION
 from .spec.load import SECRETS_KEY
 
 

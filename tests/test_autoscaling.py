@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from capacity.policy import AutoscalingPolicy
+from stacks.autoscaling import policy_of
 from tests.planning import plan_of, plan_with
 
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -35,7 +36,7 @@ def test_scaled_objects_carry_the_planners_thresholds(environment):
     for scaler in plan.of_type(SCALED_OBJECT):
         labels = scaler.inputs["metadata"]["labels"]
         name, version = labels["llmplane.dev/model"], labels["llmplane.dev/model-version"]
-        policy = AutoscalingPolicy.from_spec(plan.spec.autoscaling, plan.spec.models[name], version, name)
+        policy = policy_of(plan.spec.autoscaling, plan.spec.models[name], version, name)
         spec = scaler.inputs["spec"]
         queue, kv = spec["triggers"]
         assert queue["metadata"]["query"] == policy.queue_query

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stacks.spec import SpecError
-from stacks.spec.addressing import allocate, assign_tunnels, problem_with
+from facts.addressing import allocate, assign_tunnels, problem_with
 from tests.planning import plan_of, plan_with
 
 PSK_FIELDS = ("tunnel1PresharedKey", "tunnel2PresharedKey", "sharedSecret")

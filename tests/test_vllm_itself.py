@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from components.serving.engine_args import serve_args
+from components.serving.engine_args import EngineSettings, serve_args
 from monitoring import vllm_metrics
-from stacks.spec.models import Engine
 
 def _gpu_reason() -> str | None:
     if shutil.which("nvidia-smi") is None:
@@ -44,7 +43,7 @@ def _parser():
 
 @needs_gpu
 def test_vllms_own_parser_accepts_our_serve_arguments():
-    engine = Engine(tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=4096, max_num_seqs=32,
+    engine = EngineSettings(tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=4096, max_num_seqs=32,
                     max_num_batched_tokens=8192, quantization="fp8", enable_prefix_caching=True)
     model_dir, *flags = serve_args("llama-3-8b", "1.1.0", engine)
     parsed = _parser().parse_args(["--model", model_dir, *flags])
@@ -80,7 +79,7 @@ def _free_port() -> int:
 def test_a_tiny_model_serves_health_completions_and_our_metrics(tmp_path):
     _tiny_model(tmp_path / "model")
     port = _free_port()
-    engine = Engine(max_model_len=256, max_num_seqs=8, gpu_memory_utilization=0.3)
+    engine = EngineSettings(max_model_len=256, max_num_seqs=8, gpu_memory_utilization=0.3)
     _, *flags = serve_args("tiny", "0.0.1", engine)
     flags[flags.index("--port") + 1] = str(port)
     server = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.serving.engine_args import serve_args
+from components.serving.engine_args import EngineSettings, serve_args
 from monitoring import vllm_metrics
-from stacks.spec.models import Engine
 from tests import vllm_wheel
 
 ENGINE_ARGS = "vllm/engine/arg_utils.py"
@@ -17,7 +16,7 @@ FRONTEND_ARGS = "vllm/entrypoints/openai/cli_args.py"
 
 
 def test_every_serve_flag_is_a_vllm_argument():
-    engine = Engine(tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=4096, max_num_seqs=32,
+    engine = EngineSettings(tensor_parallel_size=2, gpu_memory_utilization=0.85, max_model_len=4096, max_num_seqs=32,
                     max_num_batched_tokens=8192, quantization="fp8", enable_prefix_caching=True)
     _model, *args = serve_args("llama-3-8b", "1.1.0", engine)
     flags = [a[2:].split("=")[0].replace("-", "_") for a in args if a.startswith("--")]

@@ -13,10 +13,20 @@ from components.aws_trust import POD_IDENTITY, trust_policy
 from components.labels import k8s_labels
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
-from facts.clouds import machine_shape
-from stacks.spec.models import GpuPool
+from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_object_arn
 
-from .base import GPU_TAINT, ClusterArgs, exec_kubeconfig, stateful
+from .base import (
+    GPU_TAINT,
+    AwsNetwork,
+    ClusterArgs,
+    GpuCluster,
+    GpuNodePool,
+    WorkloadReaders,
+    exec_kubeconfig,
+    moved_under,
+    require_shape,
+    stateful,
+)
 from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN
 
 INTERRUPTION_EVENTS = {
@@ -46,7 +56,7 @@ def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.
         lambda v: exec_kubeconfig(v[0], v[1], {"command": "aws", "args": v[2]}))
 
 
-class AwsGpuCluster(pulumi.ComponentResource):
+class AwsGpuCluster(GpuCluster):
     """One AWS region's GPU cluster."""
 
     provider: k8s.Provider
@@ -61,22 +71,20 @@ class AwsGpuCluster(pulumi.ComponentResource):
     """Private route tables (hybrid links propagate routes into them)."""
     private_subnet_ids: pulumi.Output[list[str]]
     """Private subnets, one per zone (transit gateway attachments use them)."""
-    private_route_tables: list[pulumi.Output[str]]
-    """The same route tables one by one, so components can add a route to each without an apply."""
-    aws_provider: aws.Provider
-    """The region's AWS provider, for components that add resources to this region."""
     registry_url: pulumi.Output[str]
     """ECR repository URL for the serving image."""
     registry_login: RegistryLogin
     """How VllmImage pushes to the ECR repository (a short-lived token)."""
+    network: AwsNetwork
+    """The region's AWS provider, the EKS name, the VPC, private subnets and route tables, for components that add
+    resources beside the cluster (hybrid links, log buckets, roles)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:cluster:AwsGpuCluster", name, None, opts)
-        spec, tags = args.cluster, args.ownership.tags()
+        spec, tags = args, args.ownership.tags()
         child = pulumi.ResourceOptions(parent=self)
         keep = stateful(args.protect, self)
         provider = aws.Provider(f"{name}-aws", region=spec.region, default_tags={"tags": tags}, opts=child)
-        self.aws_provider = provider
         on_aws = pulumi.ResourceOptions(parent=self, provider=provider)
         keep_aws = pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(provider=provider))
 
@@ -87,7 +95,10 @@ class AwsGpuCluster(pulumi.ComponentResource):
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=on_aws)
         public_rt = aws.ec2.RouteTable(f"{name}-public-rt", vpc_id=vpc.id, tags=tags,
                                        routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}], opts=on_aws)
-        private_cidrs, public_cidrs = subnet_cidrs(spec.network_cidr or "", len(spec.zones))
+        if not spec.network_cidr or not spec.zones:
+            raise ValueError(f"AwsGpuCluster {name}: give `network_cidr` (the VPC range) and `zones` (at least one); "
+                             f"got network_cidr={spec.network_cidr!r}, zones={list(spec.zones)!r}")
+        private_cidrs, public_cidrs = subnet_cidrs(spec.network_cidr, len(spec.zones))
         nat_per_zone = args.protect
         private_subnets, private_rts, nats = [], [], []
         for i, zone in enumerate(spec.zones):
@@ -210,14 +221,27 @@ class AwsGpuCluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.vpc_id = vpc.id
         self.private_route_table_ids = pulumi.Output.all(*[rt.id for rt in private_rts])
-        self.private_route_tables = [rt.id for rt in private_rts]
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.registry_url = self.registry.repository_url
+        self.network = AwsNetwork(provider=provider, eks_cluster_name=cluster.name, vpc_id=vpc.id,
+                                  private_subnet_ids=self.private_subnet_ids,
+                                  private_route_tables=[rt.id for rt in private_rts])
         self.register_outputs({
             "cluster_name": self.cluster_name, "endpoint": self.endpoint, "vpc_id": self.vpc_id,
             "private_route_table_ids": self.private_route_table_ids, "registry_url": self.registry_url,
             "private_subnet_ids": self.private_subnet_ids,
         })
+
+    def bind_workload_identity(self, name: str, readers: WorkloadReaders) -> dict[str, pulumi.Output[str]]:
+        """EKS Pod Identity: one role that may `s3:GetObject` exactly the readers' s3:// objects, associated with
+        each service account (no annotation needed)."""
+        arns = sorted({arn for arn in map(s3_object_arn, readers.uris) if arn})
+        if arns:
+            WeightsAccess(name, WeightsAccessArgs(
+                cluster_name=self.network.eks_cluster_name, namespace=readers.namespace,
+                service_accounts=list(readers.service_accounts), object_arns=arns, tags=dict(readers.tags),
+            ), opts=moved_under(self, provider=self.network.provider))
+        return {}
 
     @staticmethod
     def _interruption_queue(name: str, cluster: str, tags: dict[str, str],
@@ -237,11 +261,10 @@ class AwsGpuCluster(pulumi.ComponentResource):
         return queue
 
     @staticmethod
-    def _gpu_pool(name: str, cluster: str, pool: GpuPool, node_role: pulumi.Input[str], tags: dict[str, str],
+    def _gpu_pool(name: str, cluster: str, pool: GpuNodePool, node_role: pulumi.Input[str], tags: dict[str, str],
                   opts: pulumi.ResourceOptions) -> None:
         """An EC2NodeClass and a NodePool: on-demand base, spot above it, GPU taint, GPU-type label, limits."""
-        shape = machine_shape("aws", pool.gpu_type, pool.gpus_per_node)
-        assert shape is not None, "the spec rules guarantee a machine shape"
+        shape = require_shape("aws", pool, name)
         class_name = f"{pool.name}-gpu"
         labels = k8s_labels(name="gpu-pool", instance=pool.name, component="node-pool")
         k8s.apiextensions.CustomResource(
@@ -290,7 +313,7 @@ class AwsGpuCluster(pulumi.ComponentResource):
             )
 
         capacity = ["on-demand"] if pool.capacity_type == "on-demand" else ["spot", "on-demand"]
-        node_pool("nodepool", capacity, pool.nodes.max,
+        node_pool("nodepool", capacity, pool.nodes_max,
                   {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": "10m"}, 10)
         if pool.capacity_type == "spot" and pool.on_demand_base > 0:
             # Karpenter fills the heavier-weighted pool first: the on-demand base, then spot above it.

@@ -8,11 +8,20 @@ import pulumi_kubernetes as k8s
 
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
-from stacks.spec.addressing import gke_secondary_ranges
-from facts.clouds import machine_shape
-from stacks.spec.models import GpuPool
+from components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
+from facts.addressing import gke_secondary_ranges
 
-from .base import ClusterArgs, exec_kubeconfig, stateful
+from .base import (
+    ClusterArgs,
+    GcpNetwork,
+    GpuCluster,
+    GpuNodePool,
+    WorkloadReaders,
+    exec_kubeconfig,
+    moved_under,
+    require_shape,
+    stateful,
+)
 
 CONTROL_PLANE_CIDR = "172.16.0.0/28"
 """Range GKE's private control plane peers into; must not overlap the VPC."""
@@ -24,7 +33,7 @@ def kubeconfig(endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Out
                            {"command": "gke-gcloud-auth-plugin", "provideClusterInfo": True})
 
 
-class GcpGpuCluster(pulumi.ComponentResource):
+class GcpGpuCluster(GpuCluster):
     """One GCP region's GPU cluster."""
 
     provider: k8s.Provider
@@ -39,10 +48,16 @@ class GcpGpuCluster(pulumi.ComponentResource):
     """Artifact Registry location for the serving image."""
     registry_login: RegistryLogin
     """How VllmImage pushes to Artifact Registry (the caller's short-lived access token)."""
+    network: GcpNetwork
+    """The VPC network and project, for components that add resources beside the cluster (hybrid links)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:cluster:GcpGpuCluster", name, None, opts)
-        spec, labels = args.cluster, args.ownership.gcp_labels()
+        spec, labels = args, args.ownership.gcp_labels()
+        if not args.gcp_project:
+            raise ValueError(f"GcpGpuCluster {name}: give `gcp_project`, the project whose Workload Identity pool "
+                             "the cluster joins (e.g. the `gcp:project` config)")
+        self._project, self._name = args.gcp_project, args.name
         child = pulumi.ResourceOptions(parent=self)
         keep = stateful(args.protect, self)
         ranges = gke_secondary_ranges(spec.network_cidr or "10.0.0.0/16")
@@ -133,6 +148,7 @@ class GcpGpuCluster(pulumi.ComponentResource):
         self.cluster_name = cluster.name
         self.endpoint = cluster.endpoint
         self.network_id = network.id
+        self.network = GcpNetwork(network_id=network.id, project=args.gcp_project)
         self.registry_url = pulumi.Output.concat(spec.region, "-docker.pkg.dev/", self.registry.project, "/llmplane")
         client = gcp.organizations.get_client_config_output(opts=pulumi.InvokeOptions(parent=self))
         self.registry_login = RegistryLogin(repository=pulumi.Output.concat(self.registry_url, "/vllm"),
@@ -141,22 +157,32 @@ class GcpGpuCluster(pulumi.ComponentResource):
         self.register_outputs({"cluster_name": self.cluster_name, "endpoint": self.endpoint,
                                "network_id": self.network_id, "registry_url": self.registry_url})
 
+    def bind_workload_identity(self, name: str, readers: WorkloadReaders) -> dict[str, pulumi.Output[str]]:
+        """GKE Workload Identity: a Google service account that may read the readers' gs:// buckets, impersonated
+        by their Kubernetes service accounts, which must carry its email as `iam.gke.io/gcp-service-account`."""
+        buckets = sorted({bucket for bucket in map(gs_bucket, readers.uris) if bucket})
+        if not buckets:
+            return {}
+        reader = GcpWeightsAccess(name, GcpWeightsAccessArgs(
+            project=self._project, cluster=self._name, namespace=readers.namespace,
+            service_accounts=list(readers.service_accounts), buckets=buckets), opts=moved_under(self))
+        return {"iam.gke.io/gcp-service-account": reader.email}
+
     @staticmethod
-    def _gpu_pool(name: str, cluster_id: pulumi.Input[str], region: str, pool: GpuPool, defaults: dict,
+    def _gpu_pool(name: str, cluster_id: pulumi.Input[str], region: str, pool: GpuNodePool, defaults: dict,
                   opts: pulumi.ResourceOptions) -> None:
         """GPU node pools: accelerators with the driver installed by GKE, the GPU taint, spot per spec.
 
         A GKE node pool is all spot or all on-demand, so a spot pool with an on-demand base becomes two pools:
         `<pool>-base` (on-demand, fixed at the base) and `<pool>` (spot, autoscaled above it).
         """
-        shape = machine_shape("gcp", pool.gpu_type, pool.gpus_per_node)
-        assert shape is not None, "the spec rules guarantee a machine shape"
+        shape = require_shape("gcp", pool, name)
         spot = pool.capacity_type == "spot"
-        parts = [(pool.name, spot, pool.nodes.min, pool.nodes.max)]
+        parts = [(pool.name, spot, pool.nodes_min, pool.nodes_max)]
         if spot and pool.on_demand_base > 0:
             parts = [(f"{pool.name}-base", False, pool.on_demand_base, pool.on_demand_base),
-                     (pool.name, True, max(0, pool.nodes.min - pool.on_demand_base),
-                      pool.nodes.max - pool.on_demand_base)]
+                     (pool.name, True, max(0, pool.nodes_min - pool.on_demand_base),
+                      pool.nodes_max - pool.on_demand_base)]
         for pool_name, is_spot, low, high in parts:
             gcp.container.NodePool(
                 f"{name}-{pool_name}",

@@ -5,22 +5,22 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .base import ClusterArgs
+from .base import ClusterArgs, GpuCluster
 
 
-class OnPremCluster(pulumi.ComponentResource):
-    """A Kubernetes provider for a cluster llmplane does not create; GPU nodes are labelled by its operators."""
+class OnPremCluster(GpuCluster):
+    """A Kubernetes provider for a cluster llmplane does not create; GPU nodes are labelled by its operators.
 
-    provider: k8s.Provider
-    """Provider the serving layer deploys through."""
-    cluster_name: pulumi.Output[str]
-    """The cluster's name in the spec."""
+    With `kubeconfig` it deploys to that cluster; without, it renders manifests to `render_dir` (GitOps)."""
+
     render_dir: pulumi.Output[str]
     """Where manifests are rendered, or '' when deploying to a real cluster."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:cluster:OnPremCluster", name, None, opts)
-        spec = args.cluster
+        if args.kubeconfig is None and not args.render_dir:
+            raise ValueError(f"OnPremCluster {name}: give `kubeconfig` (deploy to the cluster) or `render_dir` "
+                             "(render manifests to a folder); it has neither")
         if args.kubeconfig is not None:
             self.provider = k8s.Provider(
                 f"{name}-k8s",
@@ -30,12 +30,12 @@ class OnPremCluster(pulumi.ComponentResource):
             )
             render_dir = ""
         else:
-            render_dir = args.render_dir or spec.render_dir or ""
+            render_dir = args.render_dir or ""
             self.provider = k8s.Provider(
                 f"{name}-k8s",
                 render_yaml_to_directory=render_dir,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        self.cluster_name = pulumi.Output.from_input(spec.name)
+        self.cluster_name = pulumi.Output.from_input(args.name)
         self.render_dir = pulumi.Output.from_input(render_dir)
         self.register_outputs({"cluster_name": self.cluster_name, "render_dir": self.render_dir})

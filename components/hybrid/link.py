@@ -8,6 +8,7 @@ Pre-shared keys are generated (pulumi-random) or taken from secrets; they are se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -15,8 +16,8 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from stacks.spec.addressing import TUNNELS_PER_CONNECTION, hosts
-from stacks.spec.models import Cluster, HybridLink as LinkSpec
+from components.clusters.base import AwsNetwork, ClusterNetwork
+from facts.addressing import TUNNELS_PER_CONNECTION, hosts
 
 AWS_SIDE_ASN = 64512
 GCP_SIDE_ASN = 64513
@@ -24,35 +25,44 @@ GCP_SIDE_ASN = 64513
 
 
 @dataclass(frozen=True)
-class AwsSide:
-    """What the link needs from an AWS cluster."""
+class OnPremSite:
+    """The on-prem end of a link."""
 
-    cluster: Cluster
-    provider: pulumi.ProviderResource
-    vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[list[str]]
-    route_table_ids: list[pulumi.Input[str]]
+    name: str
+    """Site (and link) name: prefixes the cloud resources' names."""
+    public_ip: str
+    """The site's VPN endpoint address."""
+    bgp_asn: int
+    """The site's BGP ASN (a private one, other than the cloud sides' 64512 and 64513)."""
+    cidrs: Sequence[str]
+    """On-prem networks the site announces over BGP (and AWS route tables send to the link)."""
 
 
 @dataclass(frozen=True)
-class GcpSide:
-    """What the link needs from a GCP cluster."""
+class LinkSide:
+    """One cloud cluster's end of the link: two tunnels."""
 
-    cluster: Cluster
-    network_id: pulumi.Input[str]
+    cluster: str
+    """The cloud cluster's name."""
+    region: str
+    """Its region."""
+    network: ClusterNetwork
+    """Its network handles (`GpuCluster.network`): an AWS side gets a transit gateway and a Site-to-Site VPN, a
+    GCP side an HA VPN gateway and a Cloud Router."""
+    inside_cidrs: Sequence[str]
+    """The two tunnels' inside /30s in 169.254.0.0/16 (`facts.addressing.assign_tunnels` allocates them)."""
+    preshared_keys: Sequence[pulumi.Input[str]] = ()
+    """The two tunnels' pre-shared keys, when the site brings its own; generated when empty."""
 
 
 @dataclass(frozen=True)
 class HybridLinkArgs:
-    """The link's spec section, the cloud ends, and the inside addresses assigned to each."""
+    """The on-prem site and the cloud clusters it joins."""
 
-    link: LinkSpec
-    aws: list[AwsSide] = field(default_factory=list)
-    gcp: list[GcpSide] = field(default_factory=list)
-    inside_cidrs: dict[str, list[str]] = field(default_factory=dict)
-    """Tunnel inside /30s per cloud cluster name, two each."""
-    preshared_keys: dict[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Keys from secrets per `<cluster>-<n>`; generated where absent."""
+    site: OnPremSite
+    """The on-prem end."""
+    sides: Sequence[LinkSide] = field(default_factory=tuple)
+    """The cloud ends, in the order the on-prem configuration lists their tunnels."""
     tags: dict[str, str] = field(default_factory=dict)
     """Tags for AWS resources."""
     labels: dict[str, str] = field(default_factory=dict)
@@ -70,46 +80,52 @@ class HybridLink(pulumi.ComponentResource):
     def __init__(self, name: str, args: HybridLinkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:hybrid:HybridLink", name, None, opts)
         self._args = args
+        for side in args.sides:
+            if len(side.inside_cidrs) != TUNNELS_PER_CONNECTION or len(side.preshared_keys) not in (
+                    0, TUNNELS_PER_CONNECTION):
+                raise ValueError(f"HybridLink {name}: side {side.cluster!r} needs {TUNNELS_PER_CONNECTION} inside "
+                                 f"CIDRs and 0 or {TUNNELS_PER_CONNECTION} pre-shared keys (one per tunnel); got "
+                                 f"{len(side.inside_cidrs)} and {len(side.preshared_keys)}")
         tunnels: list[pulumi.Output[dict]] = []
-        for side in args.aws:
-            tunnels += self._aws(name, side)
-        for side in args.gcp:
-            tunnels += self._gcp(name, side)
-        link = args.link
+        for side in args.sides:
+            tunnels += (self._aws if isinstance(side.network, AwsNetwork) else self._gcp)(name, side)
+        link = args.site
         self.onprem_config = pulumi.Output.secret(pulumi.Output.all(*tunnels).apply(lambda items: {
             "site": link.name,
             "onprem_asn": link.bgp_asn,
             "onprem_public_ip": link.public_ip,
-            "announce": list(link.onprem_cidrs),
+            "announce": list(link.cidrs),
             "tunnels": list(items),
         }))
         self.tunnel_count = pulumi.Output.from_input(len(tunnels))
         self.register_outputs({"onprem_config": self.onprem_config, "tunnel_count": self.tunnel_count})
 
-    def _key(self, name: str, cluster: str, index: int) -> pulumi.Output[str]:
-        given = self._args.preshared_keys.get(f"{cluster}-{index}")
-        if given is not None:
-            return pulumi.Output.secret(given)
+    def _key(self, name: str, side: LinkSide, index: int) -> pulumi.Output[str]:
+        if side.preshared_keys:
+            return pulumi.Output.secret(side.preshared_keys[index])
+        cluster = side.cluster
         generated = random.RandomPassword(f"{name}-{cluster}-psk-{index}", length=40, special=False,
                                           opts=pulumi.ResourceOptions(parent=self))
         # AWS refuses keys that start with a zero; a fixed letter first keeps every generated key valid.
         return pulumi.Output.secret(pulumi.Output.concat("k", generated.result))
 
-    def _aws(self, name: str, side: AwsSide) -> list[pulumi.Output[dict]]:
-        spec, tags = self._args.link, self._args.tags
-        opts = pulumi.ResourceOptions(parent=self, provider=side.provider)
-        cname = side.cluster.name
-        cidrs = self._args.inside_cidrs[cname]
-        keys = [self._key(name, cname, i) for i in range(TUNNELS_PER_CONNECTION)]
-        customer = aws.ec2.CustomerGateway(f"{name}-{cname}-cgw", bgp_asn=str(spec.bgp_asn),
-                                           ip_address=spec.public_ip, type="ipsec.1",
-                                           tags={**tags, "Name": f"{spec.name}-onprem"}, opts=opts)
+    def _aws(self, name: str, side: LinkSide) -> list[pulumi.Output[dict]]:
+        site, tags, network = self._args.site, self._args.tags, side.network
+        assert isinstance(network, AwsNetwork)
+        opts = pulumi.ResourceOptions(parent=self, provider=network.provider)
+        cname = side.cluster
+        cidrs = list(side.inside_cidrs)
+        keys = [self._key(name, side, i) for i in range(TUNNELS_PER_CONNECTION)]
+        customer = aws.ec2.CustomerGateway(f"{name}-{cname}-cgw", bgp_asn=str(site.bgp_asn),
+                                           ip_address=site.public_ip, type="ipsec.1",
+                                           tags={**tags, "Name": f"{site.name}-onprem"}, opts=opts)
         tgw = aws.ec2transitgateway.TransitGateway(
-            f"{name}-{cname}-tgw", amazon_side_asn=AWS_SIDE_ASN, description=f"{spec.name} to {cname}",
+            f"{name}-{cname}-tgw", amazon_side_asn=AWS_SIDE_ASN, description=f"{site.name} to {cname}",
             default_route_table_association="enable", default_route_table_propagation="enable",
             vpn_ecmp_support="enable", tags=tags, opts=opts)
         aws.ec2transitgateway.VpcAttachment(f"{name}-{cname}-attach", transit_gateway_id=tgw.id,
-                                            vpc_id=side.vpc_id, subnet_ids=side.subnet_ids, tags=tags, opts=opts)
+                                            vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids, tags=tags,
+                                            opts=opts)
         vpn = aws.ec2.VpnConnection(
             f"{name}-{cname}-vpn",
             customer_gateway_id=customer.id,
@@ -123,63 +139,63 @@ class HybridLink(pulumi.ComponentResource):
             tags=tags,
             opts=opts,
         )
-        for i, table in enumerate(side.route_table_ids):
-            for onprem in spec.onprem_cidrs:
+        for i, table in enumerate(network.private_route_tables):
+            for onprem in site.cidrs:
                 aws.ec2.Route(f"{name}-{cname}-rt{i}-{onprem.replace('/', '-')}", route_table_id=table,
                               destination_cidr_block=onprem, transit_gateway_id=tgw.id, opts=opts)
         addresses = [vpn.tunnel1_address, vpn.tunnel2_address]
         return [
             pulumi.Output.all(addresses[i], keys[i]).apply(lambda v, i=i: _tunnel(
-                "aws", side.cluster, i, v[0], AWS_SIDE_ASN, cidrs[i], v[1]))
+                "aws", side, i, v[0], AWS_SIDE_ASN, cidrs[i], v[1]))
             for i in range(TUNNELS_PER_CONNECTION)
         ]
 
-    def _gcp(self, name: str, side: GcpSide) -> list[pulumi.Output[dict]]:
-        spec = self._args.link
+    def _gcp(self, name: str, side: LinkSide) -> list[pulumi.Output[dict]]:
+        site, network = self._args.site, side.network
         opts = pulumi.ResourceOptions(parent=self)
-        cluster, cname = side.cluster, side.cluster.name
-        cidrs = self._args.inside_cidrs[cname]
-        keys = [self._key(name, cname, i) for i in range(TUNNELS_PER_CONNECTION)]
+        cluster, cname = side, side.cluster
+        cidrs = list(side.inside_cidrs)
+        keys = [self._key(name, side, i) for i in range(TUNNELS_PER_CONNECTION)]
         labels = self._args.labels
-        gateway = gcp.compute.HaVpnGateway(f"{name}-{cname}-havpn", name=f"{spec.name}-{cname}",
-                                           region=cluster.region, network=side.network_id, labels=labels, opts=opts)
+        gateway = gcp.compute.HaVpnGateway(f"{name}-{cname}-havpn", name=f"{site.name}-{cname}",
+                                           region=cluster.region, network=network.network_id, labels=labels, opts=opts)
         external = gcp.compute.ExternalVpnGateway(
-            f"{name}-{cname}-peer", name=f"{spec.name}-onprem", redundancy_type="SINGLE_IP_INTERNALLY_REDUNDANT",
-            interfaces=[{"id": 0, "ip_address": spec.public_ip}], labels=labels, opts=opts)
+            f"{name}-{cname}-peer", name=f"{site.name}-onprem", redundancy_type="SINGLE_IP_INTERNALLY_REDUNDANT",
+            interfaces=[{"id": 0, "ip_address": site.public_ip}], labels=labels, opts=opts)
         router = gcp.compute.Router(
-            f"{name}-{cname}-router", name=f"{spec.name}-{cname}-bgp", region=cluster.region,
-            network=side.network_id,
+            f"{name}-{cname}-router", name=f"{site.name}-{cname}-bgp", region=cluster.region,
+            network=network.network_id,
             bgp={"asn": GCP_SIDE_ASN, "advertise_mode": "CUSTOM", "advertised_groups": ["ALL_SUBNETS"]},
             opts=opts)
         tunnels = []
         for i in range(TUNNELS_PER_CONNECTION):
             cloud_ip, onprem_ip = hosts(cidrs[i])
             tunnel = gcp.compute.VPNTunnel(
-                f"{name}-{cname}-tunnel-{i}", name=f"{spec.name}-{cname}-{i}", region=cluster.region,
+                f"{name}-{cname}-tunnel-{i}", name=f"{site.name}-{cname}-{i}", region=cluster.region,
                 vpn_gateway=gateway.id, vpn_gateway_interface=i, peer_external_gateway=external.id,
                 peer_external_gateway_interface=0, shared_secret=keys[i], router=router.id, ike_version=2,
                 labels=labels, opts=opts)
             interface = gcp.compute.RouterInterface(
-                f"{name}-{cname}-if-{i}", name=f"{spec.name}-if-{i}", router=router.name, region=cluster.region,
+                f"{name}-{cname}-if-{i}", name=f"{site.name}-if-{i}", router=router.name, region=cluster.region,
                 ip_range=f"{cloud_ip}/30", vpn_tunnel=tunnel.name, opts=opts)
             gcp.compute.RouterPeer(
-                f"{name}-{cname}-bgp-{i}", name=f"{spec.name}-peer-{i}", router=router.name, region=cluster.region,
-                interface=interface.name, peer_ip_address=onprem_ip, peer_asn=spec.bgp_asn,
+                f"{name}-{cname}-bgp-{i}", name=f"{site.name}-peer-{i}", router=router.name, region=cluster.region,
+                interface=interface.name, peer_ip_address=onprem_ip, peer_asn=site.bgp_asn,
                 advertised_route_priority=100, opts=opts)
             address = gateway.vpn_interfaces.apply(lambda ifaces, i=i: ifaces[i].ip_address if ifaces else None)
             tunnels.append(pulumi.Output.all(address, keys[i]).apply(lambda v, i=i: _tunnel(
-                "gcp", cluster, i, v[0], GCP_SIDE_ASN, cidrs[i], v[1])))
+                "gcp", side, i, v[0], GCP_SIDE_ASN, cidrs[i], v[1])))
         return tunnels
 
 
-def _tunnel(cloud: str, cluster: Cluster, index: int, peer_ip: str | None, cloud_asn: int, cidr: str,
+def _tunnel(cloud: str, side: LinkSide, index: int, peer_ip: str | None, cloud_asn: int, cidr: str,
             key: str) -> dict:
     """One tunnel, vendor-neutral, as the on-prem router needs it."""
     cloud_inside, onprem_inside = hosts(cidr)
     return {
         "cloud": cloud,
-        "cluster": cluster.name,
-        "region": cluster.region,
+        "cluster": side.cluster,
+        "region": side.region,
         "tunnel": index + 1,
         "cloud_public_ip": peer_ip,
         "cloud_asn": cloud_asn,

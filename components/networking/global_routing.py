@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 
-from stacks.spec.models import Cluster
 
 HEALTH_PATH_TEMPLATE = "/{model}/health"
 """Path on each regional gateway that reaches a model's /health (see ModelRollout)."""
@@ -20,6 +21,18 @@ def regional_hostname(cluster: str, hostname: str) -> str:
 
 
 @dataclass(frozen=True)
+class RoutedCluster:
+    """A cluster whose regional gateway serves the global hostname."""
+
+    name: str
+    """Cluster name: its regional hostname is `<name>.<hostname>`."""
+    cloud: Literal["aws", "gcp", "onprem"]
+    """Cloud regions share traffic by latency; on-prem clusters take it on failover."""
+    region: str
+    """Cloud region (a GCP region is measured as the nearest AWS one)."""
+
+
+@dataclass(frozen=True)
 class GlobalRoutingArgs:
     """The hostname, its zone, and the clusters in failover order."""
 
@@ -27,7 +40,7 @@ class GlobalRoutingArgs:
     """Public name clients use."""
     hosted_zone: str
     """Route 53 hosted zone that holds it."""
-    clusters: list[Cluster]
+    clusters: Sequence[RoutedCluster]
     """Clusters serving the hostname; cloud ones share traffic by latency, on-prem ones take it on failover."""
     health_model: str
     """Model whose /health the checks probe."""
@@ -49,6 +62,9 @@ class GlobalRouting(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GlobalRoutingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:networking:GlobalRouting", name, None, opts)
+        if not any(c.cloud != "onprem" for c in args.clusters):
+            raise ValueError(f"GlobalRouting {name}: latency routing needs at least one cloud cluster in `clusters`; "
+                             f"got {[c.name for c in args.clusters]}")
         child = pulumi.ResourceOptions(parent=self)
         zone = aws.route53.get_zone_output(name=args.hosted_zone, opts=pulumi.InvokeOptions(parent=self))
         latency_name = f"latency.{args.hostname}"
@@ -119,5 +135,5 @@ _GCP_TO_AWS_LATENCY_REGION = {"us-central1": "us-east-2", "us-east1": "us-east-1
 """Route 53 latency routing only knows AWS regions: a GCP region is measured as the nearest AWS one."""
 
 
-def _nearest(cluster: Cluster) -> str:
+def _nearest(cluster: RoutedCluster) -> str:
     return _GCP_TO_AWS_LATENCY_REGION.get(cluster.region, "us-east-1")

@@ -13,11 +13,11 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.aws_trust import POD_IDENTITY, trust_policy
+from components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
 from components.labels import k8s_labels
 from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
 from monitoring import dashboards
 from monitoring.rules import AlertParams, Slo, prometheus_rule
-from stacks.spec.models import Cluster, Observability
 
 from .charts import ALLOY, DCGM_EXPORTER, KUBE_PROMETHEUS_STACK, LOKI
 
@@ -28,10 +28,10 @@ LOKI_SERVICE_ACCOUNT = "loki"
 class ObservabilityArgs:
     """The cluster, the environment's observability section and the SLOs the alerts guard."""
 
-    cluster: Cluster
-    """Where the stack runs (its cloud picks Loki's object storage)."""
-    settings: Observability
-    """Retention and remote write."""
+    cluster_name: str
+    """The cluster the stack runs in (names the log bucket)."""
+    region: str
+    """The cluster's region (the log bucket's location)."""
     slos: Mapping[str, Slo]
     """SLO of each model the cluster serves, by name: its burn-rate and canary alerts use its own."""
     default_slo: Slo
@@ -40,10 +40,15 @@ class ObservabilityArgs:
     """Environment name (bucket names, labels)."""
     tags: dict[str, str]
     """Cloud tags / labels for buckets."""
-    aws_provider: pulumi.ProviderResource | None = None
-    """The region's AWS provider (AWS clusters)."""
-    eks_cluster_name: pulumi.Input[str] | None = None
-    """EKS cluster name, for Loki's Pod Identity association (AWS clusters)."""
+    network: ClusterNetwork | None = None
+    """The cluster's cloud handles: Loki keeps logs in S3 (AwsNetwork), GCS (GcpNetwork) or, with none (on-prem),
+    on the cluster's disks."""
+    metrics_retention_days: int = 15
+    """How long Prometheus keeps metrics."""
+    log_retention_days: int = 30
+    """How long Loki keeps logs (the bucket's lifecycle too)."""
+    remote_write_url: str | None = None
+    """Global metrics store Prometheus remote-writes to, if any."""
     protect: bool = False
     """Protect the log buckets."""
 
@@ -64,13 +69,12 @@ class ObservabilityStack(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": MONITORING_NAMESPACE, "labels": labels},
                                    opts=child)
         bucket, loki_storage = self._log_storage(name, args)
-        settings = args.settings
         prometheus_values = {
             "prometheus": {"prometheusSpec": {
-                "retention": f"{settings.metrics_retention_days}d",
+                "retention": f"{args.metrics_retention_days}d",
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
-                "remoteWrite": [{"url": settings.remote_write_url}] if settings.remote_write_url else [],
+                "remoteWrite": [{"url": args.remote_write_url}] if args.remote_write_url else [],
             }},
             "kube-state-metrics": {"metricLabelsAllowlist": [
                 "deployments=[llmplane.dev/model,llmplane.dev/model-version]"]},
@@ -112,13 +116,13 @@ class ObservabilityStack(pulumi.ComponentResource):
 
     def _log_storage(self, name: str, args: ObservabilityArgs) -> tuple[pulumi.Input[str], dict]:
         """A private, encrypted, versioned bucket with the spec's retention (cloud), or local disks (on-prem)."""
-        days, cluster = args.settings.log_retention_days, args.cluster
-        bucket_name = f"llmplane-{args.environment}-{cluster.name}-logs"
+        days, network = args.log_retention_days, args.network
+        bucket_name = f"llmplane-{args.environment}-{args.cluster_name}-logs"
         single = {"deploymentMode": "SingleBinary", "loki": {"limits_config": {"retention_period": f"{days * 24}h"},
                                                              "compactor": {"retention_enabled": True}}}
-        if cluster.cloud == "aws":
-            keep = pulumi.ResourceOptions(parent=self, provider=args.aws_provider, protect=args.protect)
-            on_aws = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        if isinstance(network, AwsNetwork):
+            keep = pulumi.ResourceOptions(parent=self, provider=network.provider, protect=args.protect)
+            on_aws = pulumi.ResourceOptions(parent=self, provider=network.provider)
             bucket = aws.s3.Bucket(f"{name}-logs", bucket=bucket_name, tags=args.tags, opts=keep)
             aws.s3.BucketPublicAccessBlock(f"{name}-logs-private", bucket=bucket.id, block_public_acls=True,
                                            block_public_policy=True, ignore_public_acls=True,
@@ -140,15 +144,15 @@ class ObservabilityStack(pulumi.ComponentResource):
                 "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
                     "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
                     "Resource": [arn, f"{arn}/*"]}]})), opts=on_aws)
-            aws.eks.PodIdentityAssociation(f"{name}-loki", cluster_name=args.eks_cluster_name,
+            aws.eks.PodIdentityAssociation(f"{name}-loki", cluster_name=network.eks_cluster_name,
                                            namespace=MONITORING_NAMESPACE, service_account=LOKI_SERVICE_ACCOUNT,
                                            role_arn=role.arn, tags=args.tags, opts=on_aws)
             storage = {"type": "s3", "bucketNames": {"chunks": bucket_name, "ruler": bucket_name},
-                       "s3": {"region": cluster.region}}
+                       "s3": {"region": args.region}}
             return bucket.bucket, {**single, "loki": {**single["loki"], "storage": storage}}
-        if cluster.cloud == "gcp":
+        if isinstance(network, GcpNetwork):
             bucket = gcp.storage.Bucket(
-                f"{name}-logs", name=bucket_name, location=cluster.region, uniform_bucket_level_access=True,
+                f"{name}-logs", name=bucket_name, location=args.region, uniform_bucket_level_access=True,
                 public_access_prevention="enforced", versioning={"enabled": True},
                 lifecycle_rules=[{"action": {"type": "Delete"}, "condition": {"age": days}}],
                 labels={key.replace("-", "_"): value for key, value in args.tags.items()},

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 from components.options import children_of
-from stacks.spec.models import Model
 
 from .engine_args import VLLM_PORT
 from .vllm_service import resource_name
@@ -19,13 +20,25 @@ VARIANT_HEADER = "x-llmplane-variant"
 
 
 @dataclass(frozen=True)
+class RolloutVersion:
+    """One deployed version of a model and its part of the traffic."""
+
+    version: str
+    """The version; its VllmService is named `resource_name(model, version)`."""
+    weight: int
+    """Percent of the model's traffic (0 for a shadow)."""
+    role: Literal["stable", "canary", "ab", "shadow"] = "stable"
+    """stable or canary (weighted split), ab (also reachable by the variant header) or shadow (mirrored only)."""
+
+
+@dataclass(frozen=True)
 class ModelRolloutArgs:
     """A model's versions and weights, and the gateway its route attaches to."""
 
     model_name: str
-    """Model name, the key in `models`."""
-    model: Model
-    """The model's spec section: versions, roles and weights."""
+    """Model name clients call as `/<model>/v1/...`."""
+    versions: Sequence[RolloutVersion]
+    """Deployed versions with their roles and weights; the weights of the non-shadow ones sum to 100."""
     namespace: pulumi.Input[str]
     """Namespace of the model's services."""
     hostnames: list[str]
@@ -36,7 +49,7 @@ class ModelRolloutArgs:
     """Namespace of that Gateway."""
 
 
-def route_rules(model_name: str, model: Model) -> list[dict]:
+def route_rules(model_name: str, versions: Sequence[RolloutVersion]) -> list[dict]:
     """HTTPRoute rules: A/B pins by header first, a health path for global health checks, then the weighted
     split with shadows mirrored (always last).
 
@@ -51,7 +64,7 @@ def route_rules(model_name: str, model: Model) -> list[dict]:
 
     mirrors = [
         {"type": "RequestMirror", "requestMirror": {"backendRef": backend(v.version)}}
-        for v in model.versions
+        for v in versions
         if v.role == "shadow"
     ]
     pinned = [
@@ -61,13 +74,13 @@ def route_rules(model_name: str, model: Model) -> list[dict]:
             "filters": [rewrite, *mirrors],
             "backendRefs": [backend(v.version, 1)],
         }
-        for v in model.versions
+        for v in versions
         if v.role == "ab"
     ]
     split = {
         "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
         "filters": [rewrite, *mirrors],
-        "backendRefs": [backend(v.version, v.weight) for v in model.versions if v.role != "shadow"],
+        "backendRefs": [backend(v.version, v.weight) for v in versions if v.role != "shadow"],
     }
     health = {
         "matches": [{"path": {"type": "Exact", "value": f"/{model_name}/health"}}],
@@ -86,7 +99,11 @@ class ModelRollout(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelRolloutArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:ModelRollout", name, None, opts)
-        stable = next((v.version for v in args.model.versions if v.role == "stable"), "")
+        served = sum(v.weight for v in args.versions if v.role != "shadow")
+        if served != 100:
+            raise ValueError(f"ModelRollout {name}: the weights of {args.model_name}'s non-shadow versions sum to "
+                             f"{served}; make them sum to 100")
+        stable = next((v.version for v in args.versions if v.role == "stable"), "")
         route = k8s.apiextensions.CustomResource(
             f"{name}-route",
             api_version="gateway.networking.k8s.io/v1",
@@ -100,7 +117,7 @@ class ModelRollout(pulumi.ComponentResource):
             spec={
                 "parentRefs": [{"name": args.gateway_name, "namespace": args.gateway_namespace}],
                 "hostnames": args.hostnames,
-                "rules": route_rules(args.model_name, args.model),
+                "rules": route_rules(args.model_name, args.versions),
             },
             opts=children_of(self, opts),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -11,9 +12,8 @@ import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 from components.options import children_of
-from stacks.spec.models import Artifact, DeployedVersion, GpuPool, Model
 
-from .engine_args import VLLM_PORT, serve_args, served_name
+from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -47,25 +47,44 @@ _DRAIN = (
 
 
 @dataclass(frozen=True)
+class ModelWeights:
+    """One immutable model version's weights, as this cluster fetches them."""
+
+    uri: str
+    """Where the archive is fetched from: s3://, gs:// or https:// (the cloud's mirror, already chosen)."""
+    sha256: str
+    """Digest of the archive; the entrypoint refuses to serve anything else."""
+    size_bytes: float
+    """Bytes the weights take in GPU memory, all shards together: sizes host memory and the pod's disk cache."""
+    load_seconds: int = 600
+    """Worst-case download and load time: sizes the startup probe and the rollout deadline."""
+
+
+@dataclass(frozen=True)
 class VllmServiceArgs:
-    """What one VllmService needs: the spec sections of its model, version and pool, and where to run."""
+    """What one VllmService needs: the model version, its weights and engine, and where to run it."""
 
     model_name: str
-    """Model name, the key in `models`."""
-    model: Model
-    """The model's spec section."""
-    version: DeployedVersion
-    """The deployed version."""
-    pool: GpuPool
-    """The pool it runs on in this cluster."""
+    """Model name clients call (`/<model>/v1/...`) and metrics carry."""
+    version: str
+    """The model version served, e.g. `1.1.0`."""
+    weights: ModelWeights
+    """The version's weights."""
+    gpu_type: str
+    """GPU type the pods must land on (`llmplane.dev/gpu-type` node label)."""
     namespace: pulumi.Input[str]
     """Namespace to deploy into."""
-    image: str
+    image: pulumi.Input[str]
     """Serving image, by digest."""
     api_key_secret: pulumi.Input[str]
     """Name of the Kubernetes Secret holding the API key under `api-key`."""
     entrypoint_configmap: pulumi.Input[str]
     """Name of the ConfigMap with `entrypoint.py`, which fetches and verifies weights then execs vllm serve."""
+    engine: EngineSettings = EngineSettings()
+    """vLLM engine settings."""
+    replicas: int | None = 1
+    """Fixed replica count; None when an autoscaler owns it: `spec.replicas` is then left out, so `pulumi up`
+    never fights the autoscaler."""
     storage_secret: pulumi.Input[str] | None = None
     """Secret with object-storage credential files for the weights fetcher (on-prem); None: workload identity."""
     storage_files: tuple[str, ...] = ()
@@ -73,18 +92,11 @@ class VllmServiceArgs:
     service_monitor: bool = True
     """Create a Prometheus Operator ServiceMonitor (needs its CRD in the cluster)."""
     cloud: str = "onprem"
-    """The cluster's cloud: picks the catalog mirror the weights are fetched from."""
-    service_account_annotations: dict[str, pulumi.Input[str]] | None = None
+    """The cluster's cloud (aws, gcp, onprem): which workload-identity endpoint the pods may reach."""
+    service_account_annotations: Mapping[str, pulumi.Input[str]] | None = None
     """Annotations of the pod's service account (GKE Workload Identity binds a Google service account so)."""
     generation_seconds: int = 300
     """Longest generation to let finish when a pod stops."""
-    autoscaled: bool = False
-    """An autoscaler owns the replica count: leave `spec.replicas` out so `pulumi up` never fights it."""
-
-    @property
-    def artifact(self) -> Artifact:
-        """The catalog entry of the deployed version."""
-        return self.model.catalog[self.version.version]
 
 
 def resource_name(model: str, version: str) -> str:
@@ -92,19 +104,19 @@ def resource_name(model: str, version: str) -> str:
     return f"{model}-v{version.replace('.', '-').replace('+', '-')}".lower()[:63].rstrip("-")
 
 
-def _memory_gi(model: Model) -> int:
+def _memory_gi(args: VllmServiceArgs) -> int:
     """Host memory a replica needs: the weights pass through it while loading, plus room for the server."""
-    return max(16, math.ceil(model.weight_bytes() / 2**30 * 1.2 / model.engine.tensor_parallel_size) + 8)
+    return max(16, math.ceil(args.weights.size_bytes / 2**30 * 1.2 / args.engine.tensor_parallel_size) + 8)
 
 
-def _cache_gi(model: Model) -> int:
+def _cache_gi(args: VllmServiceArgs) -> int:
     """Node-local cache: the archive and the unpacked weights side by side."""
-    return math.ceil(model.weight_bytes() / 2**30 * 2.2) + 2
+    return math.ceil(args.weights.size_bytes / 2**30 * 2.2) + 2
 
 
-def _disk_volumes(model: Model) -> dict[str, int]:
+def _disk_volumes(args: VllmServiceArgs) -> dict[str, int]:
     """The pod's disk-backed emptyDirs and their size limits in GiB: the weights cache, /tmp, vLLM's caches."""
-    return {"model-cache": _cache_gi(model), "tmp": 4, "cache": 8}
+    return {"model-cache": _cache_gi(args), "tmp": 4, "cache": 8}
 
 
 CREDENTIAL_ENDPOINTS = {"aws": "169.254.170.23/32", "gcp": "169.254.169.254/32"}
@@ -146,35 +158,34 @@ class VllmService(pulumi.ComponentResource):
     def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:VllmService", name, None, opts)
         child = children_of(self, opts)
-        model, version = args.model, args.version
-        kname = resource_name(args.model_name, version.version)
+        version = args.version
+        kname = resource_name(args.model_name, version)
         labels = k8s_labels(
             name="vllm",
             instance=kname,
             component="model-server",
-            version=version.version,
+            version=version,
             model=args.model_name,
-            model_version=version.version,
+            model_version=version,
         )
         selector = {key: labels[key] for key in ("app.kubernetes.io/instance", "llmplane.dev/model",
                                                   "llmplane.dev/model-version")}
         meta = {"name": kname, "namespace": args.namespace, "labels": labels}
-        gpus = model.engine.tensor_parallel_size
-        replicas = args.model.replicas_of(version)
+        gpus = args.engine.tensor_parallel_size
 
         account = k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata={**meta, **({"annotations": args.service_account_annotations}
+            f"{name}-sa", metadata={**meta, **({"annotations": dict(args.service_account_annotations)}
                                                if args.service_account_annotations else {})},
             automount_service_account_token=False, opts=child
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={**meta, "annotations": {"llmplane.dev/weights-sha256": args.artifact.sha256}},
+            metadata={**meta, "annotations": {"llmplane.dev/weights-sha256": args.weights.sha256}},
             spec={
-                **({} if args.autoscaled else {"replicas": max(replicas.min, 1)}),
+                **({} if args.replicas is None else {"replicas": args.replicas}),
                 "selector": {"matchLabels": selector},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-                "progressDeadlineSeconds": args.model.load_seconds + 600,
+                "progressDeadlineSeconds": args.weights.load_seconds + 600,
                 "template": {
                     "metadata": {
                         "labels": labels,
@@ -216,7 +227,7 @@ class VllmService(pulumi.ComponentResource):
                         "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
                     }
                 ],
-                "egress": egress_rules(args.artifact.uri_for(args.cloud), args.cloud),
+                "egress": egress_rules(args.weights.uri, args.cloud),
             },
             opts=child,
         )
@@ -247,7 +258,7 @@ class VllmService(pulumi.ComponentResource):
 
         self.deployment_name = deployment.metadata.name
         self.service_name = service.metadata.name
-        self.served_model_name = pulumi.Output.from_input(served_name(args.model_name, version.version))
+        self.served_model_name = pulumi.Output.from_input(served_name(args.model_name, version))
         self.register_outputs(
             {
                 "deployment_name": self.deployment_name,
@@ -261,10 +272,9 @@ class VllmService(pulumi.ComponentResource):
         args: VllmServiceArgs, kname: str, labels: dict[str, str], gpus: int, account: pulumi.Input[str]
     ) -> dict:
         """The hardened pod: GPUs requested = limits, probes sized to load time, read-only root, drain on stop."""
-        model, version = args.model, args.version
-        memory = f"{_memory_gi(model)}Gi"
+        memory = f"{_memory_gi(args)}Gi"
         cpu = str(4 * gpus)
-        disk = _disk_volumes(model)
+        disk = _disk_volumes(args)
         ephemeral = sum(disk.values()) + WRITABLE_LAYER_GI
         resources = {"cpu": cpu, "memory": memory, GPU_RESOURCE: str(gpus), "ephemeral-storage": f"{ephemeral}Gi"}
         drain_budget = args.generation_seconds
@@ -287,7 +297,7 @@ class VllmService(pulumi.ComponentResource):
                     "requiredDuringSchedulingIgnoredDuringExecution": {
                         "nodeSelectorTerms": [
                             {"matchExpressions": [
-                                {"key": GPU_TYPE_LABEL, "operator": "In", "values": [args.pool.gpu_type]}
+                                {"key": GPU_TYPE_LABEL, "operator": "In", "values": [args.gpu_type]}
                             ]}
                         ]
                     }
@@ -304,10 +314,10 @@ class VllmService(pulumi.ComponentResource):
                     "image": args.image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["python3", f"{ENTRYPOINT_DIR}/entrypoint.py"],
-                    "args": serve_args(args.model_name, version.version, model.engine),
+                    "args": serve_args(args.model_name, args.version, args.engine),
                     "env": [
-                        {"name": "LLMPLANE_MODEL_URI", "value": args.artifact.uri_for(args.cloud)},
-                        {"name": "LLMPLANE_MODEL_SHA256", "value": args.artifact.sha256},
+                        {"name": "LLMPLANE_MODEL_URI", "value": args.weights.uri},
+                        {"name": "LLMPLANE_MODEL_SHA256", "value": args.weights.sha256},
                         {"name": "LLMPLANE_MODEL_CACHE", "value": "/models"},
                         {"name": "HOME", "value": "/tmp/home"},
                         {"name": "XDG_CACHE_HOME", "value": "/var/cache/vllm"},
@@ -320,7 +330,7 @@ class VllmService(pulumi.ComponentResource):
                     "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
                     "resources": {"requests": resources, "limits": resources},
                     "startupProbe": {**probe, "timeoutSeconds": 5, "periodSeconds": 10,
-                                     "failureThreshold": math.ceil(model.load_seconds / 10) + 6},
+                                     "failureThreshold": math.ceil(args.weights.load_seconds / 10) + 6},
                     # Readiness reacts in seconds: a replica that cannot answer leaves the rotation at once.
                     "readinessProbe": {**probe, "timeoutSeconds": 3, "periodSeconds": 5, "failureThreshold": 2},
                     # Liveness restarts only a wedged server: a busy engine answers /health late, not never, so

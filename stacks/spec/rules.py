@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 
 from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
-from .addressing import TUNNELS_PER_CONNECTION, gke_secondary_ranges, problem_with
+from facts.addressing import TUNNELS_PER_CONNECTION, gke_secondary_ranges, problem_with
 from .errors import Problem, inline, show
 from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered
 from facts.gpus import GPU_MEMORY_GB

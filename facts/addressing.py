@@ -1,4 +1,5 @@
-"""Tunnel inside addresses: /30s in 169.254.0.0/16 that no cloud reserves, unique across an environment."""
+"""Network addressing: tunnel inside /30s in 169.254.0.0/16 that no cloud reserves (unique across an
+environment), and the GKE secondary ranges derived from a VPC range. The spec rules and the components share it."""
 
 from __future__ import annotations
 
