@@ -60,6 +60,17 @@ EDGES: dict[str, list[Any]] = {
     "cloud": ["aws", "gcp", "onprem"],
     "tunnelInsideCidrs": ["169.254.20.0/30", "169.254.20.1/30", "169.254.1.0/30", "fe80::/30", "10.0.0.0/30", "x\ny"],
     "ttftSeconds": [0.001, 2.0, 2.5, 2560.0, 1e9],
+    "loadFormat": ["download", "runai_streamer", "safetensors"],
+    "nodeCache": [True, False, {"sizeGi": 1, "medium": "nvme"}, {"sizeGi": 5000, "medium": "host-path"}],
+    "sizeGi": [0, 1, 29, 232, 233, 100_000, 100_001],
+    "medium": ["nvme", "local-ssd", "host-path", "tmpfs"],
+    "path": ["/var/lib/llmplane/model-cache", "relative/path", "/"],
+    "slots": [0, 1, 2, 1000, 1001, -1],
+    "cron": ["0 8 * * 1-5", "*/15 * * * *", "0 8 * *", "60 * * * *", "0 9-5 * * *", "0 8 * * MON", ""],
+    "durationMinutes": [0, 1, 1440, 1441],
+    "engineStartSeconds": [0, 60, 3600, 3601],
+    "files": [{}, {"config.json": "0" * 64}, {"../x.safetensors": "0" * 64}, {"m.safetensors": "xyz"}],
+    "activationQueue": [0, 0.5, 1, 3],
     "tokensPerMinute": [0, 1, 99999, 100000, 10**12, 10**12 + 1],
     "tokensPerDay": [0, 1, 99999, 100000, 10**15, 10**15 + 1],
     "priority": [-1001, -1000, -10, 0, 10, 1000, 1001],
@@ -82,6 +93,11 @@ def _with_optional_settings(config: dict[str, Any]) -> dict[str, Any]:
         link["tunnelInsideCidrs"] = [f"169.254.{20 + index}.{4 * n}/30" for n in range(count)]
     for model in (config.get("llmplane:models") or {}).values():
         model.setdefault("slo", {})["ttftSeconds"] = 2.5
+    for cluster in config.get("llmplane:clusters") or []:
+        for pool in cluster.get("pools") or []:
+            if pool.get("warmHeadroom"):
+                pool["warmHeadroom"]["schedules"] = [{"cron": "30 7 * * 1-5", "durationMinutes": 90, "slots": 1}]
+                pool["nodes"]["max"] += 1
         model.setdefault("fallback", {"otherClusters": True})
     return config
 

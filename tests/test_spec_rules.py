@@ -932,3 +932,188 @@ def test_spec_error_hides_pydantic_internals(env_config, load):
     error = failure(load, config, "prod")
     assert error.__cause__ is None and error.__suppress_context__
     assert "pydantic" not in str(error) and "errors.pydantic.dev" not in str(error)
+
+
+# --- cold start: streamed weights, node caches, warm headroom, scale from zero --------------------------------------
+
+
+def _streamed(config: dict) -> dict:
+    """The 8B model of `config`, by name."""
+    return config["llmplane:models"]["llama-3-8b"]
+
+
+class TestStreamedWeights(RuleCases):
+    rule = rules.streamed_weights
+
+    def test_a_streamed_version_lists_its_files(self, env_config, load):
+        config = env_config("dev")
+        del _streamed(config)["catalog"]["1.1.0"]["files"]
+        problem = self.expect(load, config, "dev", "models.llama-3-8b.catalog.1.1.0.files",
+                              "version 1.1.0 is streamed (weights.loadFormat: runai_streamer) but lists no per-file "
+                              "sha256", "(missing)")
+        assert "model-00001-of-00004.safetensors" in problem.fix and "loadFormat: download" in problem.fix
+
+    def test_a_downloaded_version_needs_no_files(self, env_config, load):
+        config = env_config("dev")
+        model = _streamed(config)
+        del model["catalog"]["1.1.0"]["files"]
+        model["weights"] = {"loadFormat": "download"}
+        assert load(config, "dev").models["llama-3-8b"].weights.load_format == "download"
+
+    def test_the_streamer_needs_safetensors(self, env_config, load):
+        config = env_config("dev")
+        files = _streamed(config)["catalog"]["1.1.0"]["files"]
+        for name in [n for n in files if n.endswith(".safetensors")]:
+            del files[name]
+        self.expect(load, config, "dev", "models.llama-3-8b.catalog.1.1.0.files",
+                    "no .safetensors file is listed; the model streamer loads only safetensors")
+
+    def test_streamed_weights_are_verified_into_a_node_cache(self, env_config, load):
+        config = env_config("dev")
+        _streamed(config)["weights"]["nodeCache"] = False
+        problem = self.expect(load, config, "dev", "models.llama-3-8b.weights.nodeCache",
+                              "streamed weights are checked against their sha256 only as the prefetcher writes them "
+                              "into the node cache", "false", alone=False)
+        assert "loadFormat: download" in problem.fix
+
+    def test_the_pool_of_a_streamed_model_has_a_node_cache(self, env_config, load):
+        config = env_config("dev")
+        del config["llmplane:clusters"][0]["pools"][0]["nodeCache"]
+        problem = self.expect(load, config, "dev", "clusters.aws-use1.pools.inference.nodeCache",
+                              "model 'llama-3-8b' streams its weights, which are verified into the pool's node "
+                              "cache, but the pool has none", "(missing)", alone=False)
+        assert problem.fix == ("add nodeCache: {sizeGi: 15, medium: nvme}, or use loadFormat: download for "
+                               "llama-3-8b")
+
+
+class TestNodeCaches(RuleCases):
+    rule = rules.node_caches
+
+    @pytest.mark.parametrize("cluster, medium, expected", [(0, "local-ssd", "nvme"), (2, "nvme", "local-ssd"),
+                                                           (3, "nvme", "host-path")])
+    def test_the_medium_is_the_clouds(self, env_config, load, cluster, medium, expected):
+        config = env_config("prod")
+        entry = config["llmplane:clusters"][cluster]
+        entry["pools"][0]["nodeCache"]["medium"] = medium
+        problem = self.expect(load, config, "prod", f"clusters.{entry['name']}.pools.{entry['pools'][0]['name']}"
+                              ".nodeCache.medium", f"a cache on {entry['cloud']} nodes is on {expected}, not {medium}",
+                              medium)
+        assert problem.fix == f"use medium: {expected}"
+
+    def test_only_a_host_path_cache_takes_a_path(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["pools"][0]["nodeCache"]["path"] = "/mnt/models"
+        self.expect(load, config, "dev", "clusters.aws-use1.pools.inference.nodeCache.path",
+                    "only a host-path cache takes a path; nvme is mounted by the node's set-up", "/mnt/models")
+
+    def test_an_onprem_cache_may_name_its_folder(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:clusters"][3]["pools"][0]["nodeCache"]["path"] = "/data/llmplane"
+        pool = load(config, "prod").cluster("onprem-dc1").pools[0]
+        assert pool.node_cache.host_path == "/data/llmplane"
+
+    def test_an_nvme_cache_fits_the_instance_store(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["pools"][0]["nodeCache"]["sizeGi"] = 300
+        problem = self.expect(load, config, "dev", "clusters.aws-use1.pools.inference.nodeCache.sizeGi",
+                              "300 GiB do not fit the 233 GiB of NVMe instance store of g6.xlarge", "300")
+        assert problem.fix == "use at most 232 GiB, or a machine with more instance store"
+
+    def test_the_cache_holds_every_version_deployed_through_it(self, env_config, load):
+        config = env_config("prod")
+        for cluster in config["llmplane:clusters"][:2]:
+            cluster["pools"][0]["nodeCache"]["sizeGi"] = 20
+        problem = self.expect(load, config, "prod", "clusters.aws-use1.pools.inference.nodeCache.sizeGi",
+                              "20 GiB cannot hold the 29.9 GiB of weights deployed through the cache",
+                              "llama-3-8b:1.0.0=15.0 GiB, llama-3-8b:1.1.0=15.0 GiB", alone=False)
+        assert problem.fix == "raise sizeGi to at least 30"
+
+    def test_a_compile_cache_needs_a_node_cache(self, env_config, load):
+        config = env_config("staging")
+        model = _streamed(config)
+        model["weights"] = {"loadFormat": "download"}
+        del config["llmplane:clusters"][1]["pools"][0]["nodeCache"]
+        problem = self.expect(load, config, "staging", "models.llama-3-8b.compileCache",
+                              "the compile cache is kept on the node cache, and aws-usw2/inference has none", "true")
+        assert problem.fix == "add a nodeCache to aws-usw2/inference, or set compileCache: false"
+
+
+class TestWarmHeadroom(RuleCases):
+    rule = rules.warm_headroom
+
+    def test_slots_fit_beside_the_replica_maximums(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:clusters"][0]["pools"][0]["warmHeadroom"] = {
+            "slots": 2, "schedules": [{"cron": "0 8 * * 1-5", "durationMinutes": 240, "slots": 1}]}
+        problem = self.expect(load, config, "prod", "clusters.aws-use1.pools.inference.warmHeadroom.slots",
+                              "2 warm slots and 1 scheduled ones of 1 GPU(s) each, next to the models' 16 GPUs at "
+                              "their replica maximums, need 19 GPUs; the pool has 18",
+                              "slots=2, scheduled=1, nodes.max=18")
+        assert problem.fix == "raise nodes.max to at least 19 or lower the slots"
+
+    def test_slots_on_a_pool_without_models_warm_nothing(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:clusters"][2]["pools"].append({"name": "spare", "gpuType": "nvidia-l4", "gpusPerNode": 1,
+                                                       "nodes": {"min": 0, "max": 2}, "warmHeadroom": {"slots": 1}})
+        self.expect(load, config, "prod", "clusters.gcp-usc1.pools.spare.warmHeadroom",
+                    "no model runs on the pool, so its slots would warm nothing", "slots=1")
+
+
+class TestScaleFromZero(RuleCases):
+    rule = rules.scale_from_zero
+
+    def test_the_first_held_request_wakes_a_version_at_zero(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:autoscaling"]["activationQueue"] = 1
+        problem = self.expect(load, config, "dev", "autoscaling.activationQueue",
+                              "a version at zero replicas wakes only when more than 1 requests are held for it, so a "
+                              "lone request waits for another", "1 (scaling to zero: llama-3-8b:1.1.0)")
+        assert problem.fix == "set activationQueue: 0 so the first held request wakes the version"
+
+    def test_no_version_at_zero_needs_no_activation_at_zero(self, env_config, load):
+        config = env_config("local")
+        config["llmplane:autoscaling"]["activationQueue"] = 3
+        assert load(config, "local").autoscaling.activation_queue == 3
+
+
+@pytest.mark.parametrize("cron, message", [
+    ("0 8 * *", "a cron schedule has 5 fields (minute hour day month weekday), not 4"),
+    ("60 8 * * *", "the minute 60 is outside 0-59"),
+    ("0 8-6 * * *", "the hour range 8-6 runs backwards"),
+    ("0 8 * * mon", "the day of week field 'mon' is not *, a number or a range"),
+    ("*/0 8 * * *", "the minute step '0' is not a positive number"),
+])
+def test_a_headroom_schedule_is_a_five_field_cron(env_config, load, cron, message):
+    config = env_config("prod")
+    config["llmplane:clusters"][0]["pools"][0]["warmHeadroom"] = {
+        "slots": 1, "schedules": [{"cron": cron, "durationMinutes": 60, "slots": 1}]}
+    problem = expect(load, config, "prod", "clusters.aws-use1.pools.inference.warmHeadroom.schedules.0.cron",
+                     message, repr(cron))
+    assert problem.fix == "use five numeric fields (minute hour day month weekday), e.g. `0 8 * * 1-5`"
+
+
+@pytest.mark.parametrize("minutes, message", [(0, "input should be greater than or equal to 1"),
+                                              (1441, "input should be less than or equal to 1440")])
+def test_a_headroom_window_lasts_a_minute_to_a_day(env_config, load, minutes, message):
+    config = env_config("prod")
+    config["llmplane:clusters"][0]["pools"][0]["warmHeadroom"] = {
+        "slots": 0, "schedules": [{"cron": "30 7 * * 1-5", "durationMinutes": minutes, "slots": 1}]}
+    expect(load, config, "prod", "clusters.aws-use1.pools.inference.warmHeadroom.schedules.0.durationMinutes",
+           message, str(minutes))
+
+
+@pytest.mark.parametrize("name", ["../escape.safetensors", "/etc/passwd", "a/./b.json"])
+def test_catalog_file_names_stay_inside_the_version_folder(env_config, load, name):
+    config = env_config("dev")
+    _streamed(config)["catalog"]["1.1.0"]["files"][name] = "0" * 64
+    error = failure(load, config, "dev")
+    assert [p.path for p in error.problems] == [f"models.llama-3-8b.catalog.1.1.0.files.{name}"]
+    assert "relative to the version's folder" in error.problems[0].fix
+
+
+def test_a_streamed_version_is_read_from_the_folder_of_its_archive(env_config, load):
+    spec = load(env_config("prod"), "prod")
+    artifact = spec.models["llama-3-8b"].catalog["1.0.0"]
+    assert artifact.folder_for("aws") == "s3://llmplane-models/llama-3-8b/1.0.0/"
+    assert artifact.folder_for("gcp") == "gs://llmplane-models-gcp/llama-3-8b/1.0.0/"
+    assert artifact.folder_for("onprem") == "https://models.dc1.internal/llama-3-8b/1.0.0/"

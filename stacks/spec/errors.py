@@ -58,6 +58,8 @@ _PATTERN_HINTS: tuple[tuple[str, str], ...] = (
     ("0-9a-f]{64}$", "use the 64 lowercase hex digits of the weights' sha256"),
     ("s3|gs|https", "use an immutable s3://, gs:// or https:// location"),
     ("/\\d{1,2}$", "use an IPv4 CIDR such as 10.20.0.0/16"),
+    ("A-Za-z0-9_.-]+(/", "name the file relative to the version's folder, e.g. model-00001-of-00004.safetensors"),
+    ("^/[A-Za-z0-9_./-]", "use an absolute folder such as /var/lib/llmplane/model-cache"),
 )
 """Fragments of the spec's patterns, first match wins, with the advice they call for."""
 
@@ -89,6 +91,8 @@ def _fix_for(error: dict[str, Any]) -> str:
         "too_short": "add at least one entry",
         "string_too_short": "give a non-empty value",
         "cidr": "use a network address with octets up to 255 and no host bits set, such as 10.20.0.0/16",
+        "cron": "use five numeric fields (minute hour day month weekday), e.g. `0 8 * * 1-5`",
+        "file_name": "name the file relative to the version's folder, e.g. model-00001-of-00004.safetensors",
     }
     return fixes.get(kind, f"give a valid {field}")
 

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 
 from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB
 from facts.images import VLLM_IMAGE
+from facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
 
 Name = Annotated[
     str,
@@ -59,6 +60,57 @@ def _address(value: str) -> str:
 Ipv4 = Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}$"), AfterValidator(_address)]
 """An IPv4 address such as 203.0.113.10."""
 
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+"""The five fields of a cron schedule and their ranges (day of week 0-7, both 0 and 7 are Sunday)."""
+
+
+def _cron_field(text: str, name: str, low: int, high: int) -> str | None:
+    """Why one cron field is wrong, or None: `*`, a number, a range `a-b`, each optionally `/step`, comma-separated."""
+    for part in text.split(","):
+        base, _, step = part.partition("/")
+        if step and not (step.isdigit() and int(step) >= 1):
+            return f"the {name} step '{step}' is not a positive number"
+        if base == "*":
+            continue
+        start, _, end = base.partition("-")
+        for number in (start, end) if end else (start,):
+            if not number.isdigit():
+                return f"the {name} field '{text}' is not *, a number or a range"
+            if not low <= int(number) <= high:
+                return f"the {name} {number} is outside {low}-{high}"
+        if end and int(start) > int(end):
+            return f"the {name} range {base} runs backwards"
+    return None
+
+
+def _cron(value: str) -> str:
+    """A five-field cron schedule with numeric fields in range (KEDA's cron scaler reads the same syntax)."""
+    fields = value.split()
+    if len(fields) != len(CRON_FIELDS):
+        raise PydanticCustomError("cron", "a cron schedule has 5 fields (minute hour day month weekday), not {count}",
+                                  {"count": len(fields)})
+    for text, (name, low, high) in zip(fields, CRON_FIELDS):
+        reason = _cron_field(text, name, low, high)
+        if reason:
+            raise PydanticCustomError("cron", "{reason}", {"reason": reason})
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+"""A cron schedule such as `0 8 * * 1-5` (minute hour day-of-month month day-of-week, numbers only)."""
+
+
+def _relative_file(value: str) -> str:
+    """A file inside the version's folder: no absolute path, no `.` or `..` segments."""
+    if any(part in (".", "..") for part in value.split("/")):
+        raise PydanticCustomError("file_name", "a file name inside the version's folder may not use . or ..")
+    return value
+
+
+FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"),
+                     AfterValidator(_relative_file)]
+"""A file's path relative to the version's folder, e.g. `model-00001-of-00004.safetensors`."""
+
 GpuType = Literal[tuple(GPU_MEMORY_GB)]  # type: ignore[valid-type]
 DType = Literal[tuple(BYTES_PER_PARAMETER)]  # type: ignore[valid-type]
 Cloud = Literal["aws", "gcp", "onprem"]
@@ -86,6 +138,42 @@ class Bounds(Section):
     max: int = Field(ge=1, le=1000, description="Most allowed.")
 
 
+DEFAULT_CACHE_PATH = "/var/lib/llmplane/model-cache"
+"""Where an on-prem node keeps its model cache when `nodeCache.path` is not given."""
+
+
+class NodeCache(Section):
+    """A model cache on the GPU nodes' local disks, filled ahead of time with the weights deployed on the pool."""
+
+    size_gi: int = Field(ge=1, le=100_000, description="Cache size in GiB; holds every version deployed on the pool.")
+    medium: Literal["nvme", "local-ssd", "host-path"] = Field(
+        description="nvme (AWS instance store, RAID0), local-ssd (GKE local SSDs) or host-path (on-prem disk).")
+    path: str | None = Field(
+        default=None, pattern=r"^/[A-Za-z0-9_./-]*$",
+        description=f"Host folder of the cache (host-path only; default {DEFAULT_CACHE_PATH}).")
+
+    @property
+    def host_path(self) -> str:
+        """The node folder the cache lives in."""
+        return self.path or DEFAULT_CACHE_PATH
+
+
+class HeadroomSchedule(Section):
+    """Extra warm slots during a known daily peak."""
+
+    cron: Cron = Field(description="When the window opens: a five-field cron schedule, e.g. `0 8 * * 1-5`.")
+    duration_minutes: int = Field(ge=1, le=1440, description="How long the window stays open, in minutes.")
+    slots: int = Field(ge=1, le=1000, description="Warm slots added on top of the pool's base slots.")
+
+
+class WarmHeadroom(Section):
+    """Spare GPU slots held by low-priority placeholder pods, which a real replica preempts at once."""
+
+    slots: int = Field(default=0, ge=0, le=1000,
+                       description="Slots kept warm, in replicas of the models on the pool.")
+    schedules: list[HeadroomSchedule] = Field(default_factory=list, description="Extra slots in daily peaks.")
+
+
 class GpuPool(Section):
     """A pool of identical GPU nodes in one cluster."""
 
@@ -96,6 +184,9 @@ class GpuPool(Section):
     capacity_type: CapacityType = Field(default="on-demand", description="on-demand, or spot above the on-demand base.")
     on_demand_base: int = Field(default=0, ge=0, description="Nodes kept on-demand under a spot pool.")
     gpu_hour_usd: float | None = Field(default=None, gt=0, description="Price of one GPU-hour; list price if omitted.")
+    node_cache: NodeCache | None = Field(default=None, description="Model cache on the nodes' local disks.")
+    image_prepull: bool = Field(default=True, description="Have the serving image on a node before a replica needs it.")
+    warm_headroom: WarmHeadroom | None = Field(default=None, description="Spare slots kept warm by placeholder pods.")
 
 
 class Cluster(Section):
@@ -135,10 +226,28 @@ class Artifact(Section):
     mirrors: dict[Cloud, Annotated[str, StringConstraints(pattern=r"^(s3|gs|https)://\S+$")]] = Field(
         default_factory=dict, description="The same archive in another cloud's storage, read there instead."
     )
+    files: dict[FileName, Sha256] = Field(
+        default_factory=dict,
+        description="sha256 of every file of the version (safetensors, config, tokenizer), which sit in the folder "
+                    "that holds the archive; required when the model streams its weights.")
 
     def uri_for(self, cloud: str) -> str:
         """Where a cluster in `cloud` fetches the archive: its mirror, else the primary URI."""
         return self.mirrors.get(cloud, self.uri)
+
+    def folder_for(self, cloud: str) -> str:
+        """The folder holding the version's files in the storage `cloud` reads: the archive's folder."""
+        return self.uri_for(cloud).rsplit("/", 1)[0] + "/"
+
+
+class Weights(Section):
+    """How a replica gets its weights."""
+
+    load_format: Literal["download", "runai_streamer"] = Field(
+        default="download",
+        description="download: the archive into the pod, verified, then loaded; runai_streamer: vLLM's "
+                    "`--load-format runai_streamer` reads the safetensors files concurrently.")
+    node_cache: bool = Field(default=True, description="Load from the pool's node cache when it has one.")
 
 
 class Engine(Section):
@@ -185,7 +294,8 @@ class Performance(Section):
 class ColdStart(Section):
     """How long a new replica takes before it serves, beyond loading the weights (`loadSeconds`)."""
 
-    node_seconds: int = Field(default=180, ge=0, le=3600, description="A new GPU node joining the cluster.")
+    node_seconds: int = Field(default=NODE_JOIN_SECONDS, ge=0, le=3600,
+                              description="A new GPU node joining the cluster.")
     image_pull_seconds: int = Field(default=90, ge=0, le=3600, description="Pulling the serving image.")
 
 
@@ -227,6 +337,12 @@ class Model(Section):
     load_seconds: int = Field(default=600, ge=30, le=7200, description="Worst-case weight download and load time.")
     performance: Performance = Field(default_factory=Performance, description="Per-replica throughput profile.")
     cold_start: ColdStart = Field(default_factory=ColdStart, description="Node and image delays of a new replica.")
+    weights: Weights = Field(default_factory=Weights, description="How replicas load the weights.")
+    engine_start_seconds: int = Field(
+        default=ENGINE_START_SECONDS, ge=0, le=3600,
+        description="vLLM's start after the weights are in GPU memory (torch.compile, CUDA graphs).")
+    compile_cache: bool = Field(
+        default=False, description="Keep vLLM's compile cache on the node cache, so a restart does not recompile.")
     fallback: Fallback | None = Field(default=None, description="Where requests go when this model cannot answer.")
 
     def weight_bytes(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -12,7 +13,8 @@ from facts.addressing import TUNNELS_PER_CONNECTION, gke_secondary_ranges, probl
 from .errors import Problem, inline, show
 from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered
 from facts.gpus import GPU_MEMORY_GB
-from .models import Bounds, Model, PlatformSpec
+from facts.loading import GIB, INSTANCE_STORE_GB
+from .models import Bounds, Cluster, GpuPool, Model, PlatformSpec
 from .tenancy import TENANCY_RULES
 
 KV_CACHE_SHARE = 0.10
@@ -361,6 +363,144 @@ def cluster_targets(spec: PlatformSpec) -> Iterable[Problem]:
                           f"remove {targets[0]}, or make the cluster cloud: onprem")
 
 
+CACHE_MEDIUM = {"aws": "nvme", "gcp": "local-ssd", "onprem": "host-path"}
+"""The node-cache medium of each cloud: AWS instance store NVMe (RAID0), GKE local SSDs, an on-prem host folder."""
+
+
+def _cached_models(spec: PlatformSpec, cluster: Cluster, pool: GpuPool) -> Iterable[tuple[str, Model]]:
+    """Models on `pool` of `cluster` that load their weights through the pool's node cache."""
+    for name, model in spec.models.items():
+        if model.pool == pool.name and cluster in spec.clusters_of(model) and model.weights.node_cache and \
+                model.weights.load_format == "runai_streamer":
+            yield name, model
+
+
+def cache_need_gib(spec: PlatformSpec, cluster: Cluster, pool: GpuPool) -> tuple[float, list[str]]:
+    """GiB of weights the pool's node cache must hold (every deployed version of every model loading through it),
+    and the versions that make it up."""
+    need, users = 0.0, []
+    for name, model in _cached_models(spec, cluster, pool):
+        gib = model.weight_bytes() / GIB
+        for v in model.versions:
+            need += gib
+            users.append(f"{name}:{v.version}={gib:.1f} GiB")
+    return need, users
+
+
+def streamed_weights(spec: PlatformSpec) -> Iterable[Problem]:
+    """A streamed model lists a sha256 per file of every deployed version, safetensors among them, and loads from
+    node caches: the prefetcher checks each file against its sha256 as it writes it there, before any replica
+    reads it (the streamer itself verifies nothing)."""
+    for name, model in spec.models.items():
+        if model.weights.load_format != "runai_streamer":
+            continue
+        for v in model.versions:
+            artifact = model.catalog.get(v.version)
+            if artifact is None:
+                continue
+            path = f"models.{name}.catalog.{v.version}.files"
+            if not artifact.files:
+                yield Problem(path, f"version {v.version} is streamed (weights.loadFormat: runai_streamer) but lists "
+                              "no per-file sha256", "(missing)",
+                              "add files: {<file>: <sha256>} for every file of the version (model-00001-of-00004."
+                              "safetensors, config.json, tokenizer.json, ...), or use loadFormat: download")
+            elif not any(f.endswith(".safetensors") for f in artifact.files):
+                yield Problem(path, "no .safetensors file is listed; the model streamer loads only safetensors",
+                              ", ".join(sorted(artifact.files)),
+                              "list the version's .safetensors files with their sha256")
+        if not model.weights.node_cache:
+            yield Problem(f"models.{name}.weights.nodeCache", "streamed weights are checked against their sha256 only "
+                          "as the prefetcher writes them into the node cache", "false",
+                          "set nodeCache: true and give the model's pools a nodeCache, or use loadFormat: download")
+            continue
+        for cluster, pool in _pools_for(spec, model):
+            if pool is not None and pool.node_cache is None:
+                need = math.ceil(cache_need_gib(spec, cluster, pool)[0])
+                yield Problem(f"clusters.{cluster.name}.pools.{pool.name}.nodeCache", f"model '{name}' streams its "
+                              "weights, which are verified into the pool's node cache, but the pool has none",
+                              "(missing)", f"add nodeCache: {{sizeGi: {need}, medium: {CACHE_MEDIUM[cluster.cloud]}}}, "
+                              f"or use loadFormat: download for {name}")
+
+
+def node_caches(spec: PlatformSpec) -> Iterable[Problem]:
+    """A node cache sits on its cloud's local medium, fits the machine's instance store (AWS), holds every version
+    deployed through it; a compile cache needs a node cache to live on."""
+    for cluster in spec.clusters:
+        for pool in cluster.pools:
+            cache = pool.node_cache
+            if cache is None:
+                continue
+            path = f"clusters.{cluster.name}.pools.{pool.name}.nodeCache"
+            expected = CACHE_MEDIUM[cluster.cloud]
+            if cache.medium != expected:
+                yield Problem(f"{path}.medium", f"a cache on {cluster.cloud} nodes is on {expected}, not "
+                              f"{cache.medium}", cache.medium, f"use medium: {expected}")
+            if cache.path is not None and cache.medium != "host-path":
+                yield Problem(f"{path}.path", f"only a host-path cache takes a path; {cache.medium} is mounted by "
+                              "the node's set-up", cache.path, "remove path")
+            shape = machine_shape(cluster.cloud, pool.gpu_type, pool.gpus_per_node)
+            if cluster.cloud == "aws" and cache.medium == "nvme" and shape is not None:
+                store = INSTANCE_STORE_GB.get(shape.machine_type, 0) * 1e9 / GIB
+                if cache.size_gi > store:
+                    yield Problem(f"{path}.sizeGi", f"{cache.size_gi} GiB do not fit the {store:.0f} GiB of NVMe "
+                                  f"instance store of {shape.machine_type}", str(cache.size_gi),
+                                  f"use at most {math.floor(store)} GiB, or a machine with more instance store")
+            need, users = cache_need_gib(spec, cluster, pool)
+            if cache.size_gi < need:
+                yield Problem(f"{path}.sizeGi", f"{cache.size_gi} GiB cannot hold the {need:.1f} GiB of weights "
+                              "deployed through the cache", ", ".join(users),
+                              f"raise sizeGi to at least {math.ceil(need)}")
+    for name, model in spec.models.items():
+        if not model.compile_cache:
+            continue
+        for cluster, pool in _pools_for(spec, model):
+            if pool is not None and pool.node_cache is None:
+                yield Problem(f"models.{name}.compileCache", f"the compile cache is kept on the node cache, and "
+                              f"{cluster.name}/{pool.name} has none", "true",
+                              f"add a nodeCache to {cluster.name}/{pool.name}, or set compileCache: false")
+
+
+def warm_headroom(spec: PlatformSpec) -> Iterable[Problem]:
+    """Warm slots, scheduled ones included, fit in the pool next to the most replicas its models may run; a slot
+    is a replica's worth of GPUs (the largest tensor-parallel size on the pool)."""
+    for cluster in spec.clusters:
+        for pool in cluster.pools:
+            headroom = pool.warm_headroom
+            if headroom is None:
+                continue
+            path = f"clusters.{cluster.name}.pools.{pool.name}.warmHeadroom"
+            models = [m for m in spec.models.values() if m.pool == pool.name and cluster in spec.clusters_of(m)]
+            if not models:
+                if headroom.slots or headroom.schedules:
+                    yield Problem(path, "no model runs on the pool, so its slots would warm nothing",
+                                  f"slots={headroom.slots}", "remove warmHeadroom or place a model on the pool")
+                continue
+            tp = max(m.engine.tensor_parallel_size for m in models)
+            replicas = sum(m.replicas_of(v).max * m.engine.tensor_parallel_size for m in models for v in m.versions)
+            scheduled = sum(s.slots for s in headroom.schedules)
+            capacity = pool.nodes.max * pool.gpus_per_node
+            need = replicas + (headroom.slots + scheduled) * tp
+            if replicas <= capacity < need:
+                yield Problem(f"{path}.slots", f"{headroom.slots} warm slots and {scheduled} scheduled ones of {tp} "
+                              f"GPU(s) each, next to the models' {replicas} GPUs at their replica maximums, need "
+                              f"{need} GPUs; the pool has {capacity}",
+                              f"slots={headroom.slots}, scheduled={scheduled}, nodes.max={pool.nodes.max}",
+                              f"raise nodes.max to at least {-(-need // pool.gpus_per_node)} or lower the slots")
+
+
+def scale_from_zero(spec: PlatformSpec) -> Iterable[Problem]:
+    """A model at zero replicas wakes on the first request the gateway holds for it."""
+    a = spec.autoscaling
+    if not a.scale_to_zero or a.activation_queue < 1:
+        return
+    asleep = [f"{name}:{v.version}" for name, m in spec.models.items() for v in m.versions if m.replicas_of(v).min == 0]
+    if asleep:
+        yield Problem("autoscaling.activationQueue", f"a version at zero replicas wakes only when more than "
+                      f"{a.activation_queue:g} requests are held for it, so a lone request waits for another",
+                      f"{a.activation_queue:g} (scaling to zero: {', '.join(asleep)})",
+                      "set activationQueue: 0 so the first held request wakes the version")
+
+
 RULES: tuple[Rule, ...] = (
     unique_names,
     min_at_most_max,
@@ -377,6 +517,10 @@ RULES: tuple[Rule, ...] = (
     tunnel_addresses,
     slo_measurable,
     cluster_targets,
+    streamed_weights,
+    node_caches,
+    warm_headroom,
+    scale_from_zero,
 )
 
 
