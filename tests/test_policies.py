@@ -258,6 +258,28 @@ def case(policy: str, name: str, violates: bool, resources, environment: str = "
     return pytest.param(policy, resources, environment, violates, id=f"{policy}:{'bad' if violates else 'ok'}:{name}")
 
 
+# --- the inference gateway (policies/gateway.py)
+GW_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+POOL_REF = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "llama-v1-0-0", "weight": 100}
+INFERENCE_POOL = k8s("kubernetes:inference.networking.k8s.io/v1:InferencePool", "llama-v1-0-0",
+                     {"selector": {"matchLabels": SELECTOR}, "targetPorts": [{"number": 8000}]})
+POOL_ROUTE = k8s(GW_ROUTE, "llama", {"parentRefs": [{"name": "llmplane", "namespace": "llmplane-gateway"}],
+                                     "rules": [{"backendRefs": [POOL_REF]}]})
+SERVICE_ROUTE = patched(POOL_ROUTE, (("spec", "rules", 0, "backendRefs"), [{"name": "llama-v1-0-0", "port": 8000}]))
+TENANT_KEYS = k8s("kubernetes:core/v1:Secret", "tenant-search-api-keys", labels={"llmplane.dev/tenant": "search"},
+                  namespace="llmplane-gateway", stringData={"search.searchApiKey": SECRET})
+BUDGET = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy", "tenant-budgets", {
+    "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "llmplane"}],
+    "rateLimit": {"global": {"rules": [{
+        "clientSelectors": [{"headers": [{"name": "x-llmplane-client", "type": "RegularExpression",
+                                          "value": r"^search\.[^.]+$"}]}],
+        "limit": {"requests": 10000, "unit": "Minute"}}]}}}, namespace="llmplane-gateway")
+ROUTE_AUTH = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy", "llama", {
+    "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "llama"}],
+    "apiKeyAuth": {"credentialRefs": [{"name": "tenant-search-api-keys"}], "extractFrom": [{"headers": ["x-api-key"]}]}})
+GATEWAY_AUTH = patched(ROUTE_AUTH, (("spec", "targetRefs"), [{"kind": "Gateway", "name": "llmplane"}]),
+                       (("metadata", "namespace"), "llmplane-gateway"))
+
 CASES = [
     # --- Kubernetes
     case("k8s-resources-requests-limits", "gpu requests = limits", OK, DEPLOY),
@@ -444,6 +466,20 @@ CASES = [
          patched(DEPLOY, (C + ("env", 1), {"name": "VLLM_API_KEY", "value": "sk-123"}))),
     case("platform-no-plaintext-secrets", "Secret data in plain text", BAD,
          patched(API_KEY, (("stringData",), {"api-key": "sk-123"}))),
+    case("platform-route-through-pool", "route to a pool", OK, [INFERENCE_POOL, POOL_ROUTE]),
+    case("platform-route-through-pool", "no pools in the cluster yet", OK, [SERVICE_ROUTE]),
+    case("platform-route-through-pool", "route to a Service beside pools", BAD, [INFERENCE_POOL, SERVICE_ROUTE]),
+    case("platform-tenant-budget", "budgeted tenant", OK, [TENANT_KEYS, BUDGET]),
+    case("platform-tenant-budget", "tenant without a rule", BAD, [TENANT_KEYS]),
+    case("platform-tenant-budget", "a rule for another tenant", BAD,
+         [TENANT_KEYS, patched(BUDGET, (("spec", "rateLimit", "global", "rules", 0, "clientSelectors", 0, "headers",
+                                         0, "value"), r"^searchers\.[^.]+$"))]),
+    case("platform-route-authenticated", "policy on the route", OK, [TENANT_KEYS, POOL_ROUTE, ROUTE_AUTH]),
+    case("platform-route-authenticated", "policy on the gateway", OK, [TENANT_KEYS, POOL_ROUTE, GATEWAY_AUTH]),
+    case("platform-route-authenticated", "no tenants served yet", OK, [POOL_ROUTE]),
+    case("platform-route-authenticated", "route without a policy", BAD, [TENANT_KEYS, POOL_ROUTE]),
+    case("platform-route-authenticated", "policy that does not authenticate", BAD,
+         [TENANT_KEYS, POOL_ROUTE, patched(ROUTE_AUTH, (("spec", "apiKeyAuth"), DELETE))]),
 ]
 
 
