@@ -56,7 +56,12 @@ PROMETHEUS_OPERATOR = CrdSource(
     tuple(f"example/prometheus-operator-crd/monitoring.coreos.com_{kind}.yaml"
           for kind in ("servicemonitors", "podmonitors", "prometheusrules")),
 )
-SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR)
+INFERENCE_EXTENSION = CrdSource(
+    "gateway-api-inference-extension", "sigs.k8s.io/gateway-api-inference-extension", "v1.6.2",
+    ("config/crd/bases/inference.networking.k8s.io_inferencepools.yaml",),
+)
+"""InferencePool v1 (group inference.networking.k8s.io): one pool per model version, routed to by HTTPRoutes."""
+SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION)
 
 
 def _module_dir(source: CrdSource) -> Path:
