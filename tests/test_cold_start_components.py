@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -239,7 +240,7 @@ def test_launch_loads_from_the_verified_node_cache(tmp_path):
         for _ in range(100):
             if argv.exists():
                 break
-            subprocess.run(["sleep", "0.1"], check=True)
+            time.sleep(0.1)
         assert json.loads(argv.read_text()) == ["serve", str(folder), "--port", "8000"]
     finally:
         process.terminate()
