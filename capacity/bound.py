@@ -1,10 +1,11 @@
 """A lower bound on the GPU-hours of any autoscaler that pays for start-up, even one that knows the future.
 
 The oracle adds replicas for free at window starts. A real autoscaler pays for a replica from the moment it asks
-for it, at least `load_seconds` (the weights going into GPU memory) before the replica serves, however early it
-asks. This bound is the oracle charged exactly that and nothing more, so no autoscaler, clairvoyant or not, can
-meet the TTFT objective on the trace with fewer GPU-hours. When it is above a GPU-hour target, tuning the policy
-cannot reach that target; only a faster start-up, a different GPU or a different objective can.
+for it, at least `Profile.startup_floor_seconds` (weights into GPU memory and the engine start, on a node that
+holds everything) before the replica serves, however early it asks. This bound is the oracle charged exactly that
+and nothing more, so no autoscaler, clairvoyant or not, can meet the TTFT objective on the trace with fewer
+GPU-hours. When it is above a GPU-hour target, tuning the policy cannot reach that target; only a faster start-up,
+a different GPU or a different objective can.
 
 The problem bounded, over fleets that change size at window starts (as the oracle's do), with each window's late
 requests as a function of its replicas measured as the oracle measures them:
@@ -13,7 +14,7 @@ requests as a function of its replicas measured as the oracle measures them:
     subject to  late requests over the trace <= the objective's allowance
 
 The k-th replica (level k) serves in a window when the fleet has at least k replicas there. A level that serves
-again after being off for g seconds is charged min(g, load_seconds): it was kept (billed through the gap) or asked
+again after being off for g seconds is charged min(g, startup): it was kept (billed through the gap) or asked
 for anew (billed while it loads). Levels serving at the trace's start are free.
 
 Three relaxations turn that into one small dynamic programme per level: each window's late requests are replaced
@@ -44,7 +45,8 @@ class Bound:
 
     gpu_hours: float
     startup_seconds: float
-    """What each replica added costs at least before it serves: the weight load."""
+    """What each replica added costs at least before it serves: the weight load and engine start on a node that
+    holds everything (`Profile.startup_floor_seconds`)."""
     price: float
     """The price of one late request, in replica-seconds, at which the bound is tightest."""
 
@@ -147,5 +149,6 @@ def startup_bound(trace: Trace, profile: Profile, windows: Windows | None = None
     objective with on this trace (`windows`: the oracle's, to share its replays)."""
     windows = windows or Windows(trace, profile, window)
     curves = [convex_envelope(curve) for curve in miss_curves(windows)]
-    seconds, price = lower_bound_seconds(curves, late_allowance(trace, profile), windows.window, profile.load_seconds)
-    return Bound(seconds * profile.tensor_parallel_size / 3600.0, profile.load_seconds, price)
+    startup = profile.startup_floor_seconds
+    seconds, price = lower_bound_seconds(curves, late_allowance(trace, profile), windows.window, startup)
+    return Bound(seconds * profile.tensor_parallel_size / 3600.0, startup, price)

@@ -9,17 +9,21 @@ its first cluster (or the one named).
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from facts.gpus import GPU_HOUR_USD, GPU_MEMORY_GB
+from facts.clouds import machine_shape
+from facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
 from stacks.autoscaling import policy_of
 from stacks.spec.models import Engine, GpuPool, PlatformSpec
 
-from .baselines import WINDOW_SECONDS, Windows, fluid_replicas, oracle, static_peak, window_attainment, window_need
+from .baselines import (WINDOW_SECONDS, Windows, feasible, fluid_replicas, oracle, static_peak, window_attainment,
+                        window_need)
 from .bound import Bound, startup_bound
 from .policy import AutoscalingPolicy
 from .simulator import PolicyController, Profile, Result, Simulator
+from .startup import Startup, StartupConfig, derive
 from .trace import ATTRIBUTION, Trace
 
 
@@ -38,6 +42,10 @@ class Target:
     pool: GpuPool
     policy: AutoscalingPolicy
     profile: Profile
+    startup: Startup
+    """How the replica's start-up was derived from the configuration."""
+    gpus_per_node: int = 1
+    """GPUs on one node of the pool: the most tensor parallelism a replica can have there."""
 
 
 VLLM_LARGE_GPU_GB = 70 * 2**30 / 1e9
@@ -84,20 +92,32 @@ def target(spec: PlatformSpec, model: str | None = None, version: str | None = N
     pool = next(p for p in where.pools if p.name == m.pool)
     policy = policy_of(spec.autoscaling, m, chosen, model)
     perf, cold = m.performance, m.cold_start
+    cached = pool.node_cache is not None and m.weights.node_cache
+    shape = machine_shape(where.cloud, pool.gpu_type, pool.gpus_per_node)
+    startup = derive(StartupConfig(
+        weight_bytes=m.weight_bytes(), load_format=m.weights.load_format, load_seconds=m.load_seconds,
+        node_seconds=cold.node_seconds, image_pull_seconds=cold.image_pull_seconds, image_prepull=pool.image_prepull,
+        cache_medium=pool.node_cache.medium if cached else None, machine_type=shape.machine_type if shape else None,
+        engine_start_seconds=m.engine_start_seconds, compile_cache=m.compile_cache and cached))
+    streamed = m.weights.load_format == "runai_streamer" and cached
     profile = Profile(
         prefill_tokens_per_second=perf.prefill_tokens_per_second,
         decode_tokens_per_second=perf.decode_tokens_per_second,
         max_concurrent_sequences=perf.max_concurrent_sequences,
-        node_seconds=cold.node_seconds,
-        image_pull_seconds=cold.image_pull_seconds,
-        load_seconds=m.load_seconds,
+        node_seconds=startup.node_seconds,
+        image_pull_seconds=startup.image_pull_seconds,
+        load_seconds=startup.load_seconds,
+        reload_seconds=startup.reload_seconds if streamed else None,
+        prefetch_seconds=startup.prefetch_seconds,
+        warm_slots=pool.warm_headroom.slots if pool.warm_headroom else 0,
         tensor_parallel_size=m.engine.tensor_parallel_size,
         gpu_hour_usd=pool.gpu_hour_usd or GPU_HOUR_USD[pool.gpu_type],
         ttft_seconds=m.slo.ttft_seconds,
         ttft_objective=m.slo.ttft_objective,
         prefill_chunk_tokens=step_token_budget(m.engine, pool.gpu_type),
     )
-    return Target(spec.environment, model, chosen.version, where.name, pool, policy, profile)
+    return Target(spec.environment, model, chosen.version, where.name, pool, policy, profile, startup,
+                  pool.gpus_per_node)
 
 
 def start_replicas(trace: Trace, profile: Profile, policy: AutoscalingPolicy) -> int:
@@ -116,7 +136,7 @@ def replay_policy(trace: Trace, profile: Profile, policy: AutoscalingPolicy,
     """The policy's replay."""
     controller = PolicyController(policy)
     sim = Simulator(trace, profile, controller, start_replicas=start_replicas(trace, profile, policy),
-                    sample_every=sample_every)
+                    sample_every=sample_every, warm_slots=profile.warm_slots)
     return sim.run("policy")
 
 
@@ -147,6 +167,10 @@ class Plan:
     """The trace's span from first to last request, idle gaps included."""
     idle_removed_seconds: float = 0.0
     """Idle time cut from long gaps before replaying (billed to the fleets that hold replicas through it)."""
+    unservable: int = 0
+    """Requests whose prefill alone, on an idle replica, takes longer than the TTFT SLO: no fleet serves them."""
+    advice: list[str] = field(default_factory=list)
+    """Configurations that would serve the unservable requests within the SLO."""
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -158,9 +182,12 @@ class Plan:
 
 
 def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: str | None = None,
-         cluster: str | None = None) -> Plan:
-    """Replay the policy and both baselines, and bound what any autoscaler could reach."""
+         cluster: str | None = None, profile: Profile | None = None) -> Plan:
+    """Replay the policy and both baselines, and bound what any autoscaler could reach (`profile`: replay another
+    replica profile than the spec's, e.g. an older start-up, for comparisons)."""
     t = target(spec, model, version, cluster)
+    if profile is not None:
+        t = dataclasses.replace(t, profile=profile)
     max_model_len = spec.models[t.model].engine.max_model_len
     trace, rejected = trace.servable(max_model_len)
     span = trace.duration
@@ -179,8 +206,36 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
         Row("static", str(n), static),
         Row("oracle", f"{min(counts, default=0)}-{max(counts, default=0)}", best),
     ]
+    unservable = sum(1 for rid in range(len(trace)) if not feasible(trace, t.profile, rid))
     return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows), rejected, max_model_len,
-                span, sum(removed for _, removed in cuts))
+                span, sum(removed for _, removed in cuts), unservable,
+                serving_advice(t, max(trace.prompt_tokens, default=0)) if unservable else [])
+
+
+def serving_advice(t: Target, longest_prompt: int) -> list[str]:
+    """What would prefill `longest_prompt` within the SLO: more tensor parallelism (prefill scales at best with
+    the GPUs, so this is the least that could do), a faster GPU (prefill is compute bound: the profile's rate
+    scaled by dense BF16 throughput, `facts.gpus.DENSE_BF16_TFLOPS`), or prefix caching (hits skip the cached
+    part of a prompt's prefill; the trace cannot tell whether prompts share prefixes)."""
+    prof = t.profile
+    factor = longest_prompt / (prof.prefill_tokens_per_second * prof.ttft_seconds)
+    tp = prof.tensor_parallel_size
+    needed_tp = math.ceil(factor * tp - 1e-9)
+    advice = []
+    if needed_tp <= t.gpus_per_node:
+        advice.append(f"engine.tensorParallelSize: {needed_tp} (from {tp}; prefill at best {needed_tp / tp:g}x "
+                      "faster)")
+    else:
+        advice.append(f"tensor parallelism of {needed_tp} GPUs, beyond the {t.gpus_per_node} GPUs per node of "
+                      f"{t.cluster}/{t.pool.name}: a pool with more GPUs per node")
+    own = DENSE_BF16_TFLOPS[t.pool.gpu_type]
+    faster = [gpu for gpu, tflops in sorted(DENSE_BF16_TFLOPS.items(), key=lambda kv: kv[1]) if tflops / own >= factor]
+    if faster:
+        advice.append(f"gpuType: {faster[0]} (~{DENSE_BF16_TFLOPS[faster[0]] / own:.1f}x the prefill of "
+                      f"{t.pool.gpu_type} at the same tensor parallelism)")
+    advice.append(f"prefix caching (engine.enablePrefixCaching) helps only if at least {1 - 1 / factor:.0%} of the "
+                  "longest prompts' tokens are a shared, cached prefix")
+    return advice
 
 
 def settle_seconds(profile: Profile, policy: AutoscalingPolicy) -> float:
@@ -215,9 +270,11 @@ def format_table(p: Plan) -> str:
         f"({len(p.trace):,} requests over {p.span_seconds / 60:.1f} min, taken as the version's whole stream)",
         f"replica: {prof.prefill_tokens_per_second:g} prefill tok/s, {prof.decode_tokens_per_second:g} decode tok/s "
         f"at {prof.max_concurrent_sequences} sequences, {prof.prefill_chunk_tokens} tokens per step, "
-        f"tp={prof.tensor_parallel_size}; cold start "
-        f"{prof.cold_start_seconds:g} s (node {prof.node_seconds:g} + image {prof.image_pull_seconds:g} + load "
-        f"{prof.load_seconds:g}); {t.pool.gpu_type} at ${prof.gpu_hour_usd:.2f}/GPU-hour ({t.cluster}/{t.pool.name})",
+        f"tp={prof.tensor_parallel_size}; {t.pool.gpu_type} at ${prof.gpu_hour_usd:.2f}/GPU-hour "
+        f"({t.cluster}/{t.pool.name})",
+        f"start-up: {prof.cold_start_seconds:.0f} s on a new node, {prof.warm_start_seconds:.0f} s on a recent "
+        f"replica's node" + (f", {prof.slot_start_seconds:.0f} s on one of {prof.warm_slots} warm slots (refilled in "
+                             f"{prof.refill_seconds:.0f} s)" if prof.warm_slots else "") + f": {t.startup.steps}",
         f"policy: replicas {pol.hpa_min_replicas}-{pol.max_replicas}, queue {pol.queue_per_replica:g}/replica, "
         f"KV cache {pol.kv_cache_target:g}, windows up {pol.scale_up_seconds} s / down {pol.scale_down_seconds} s, "
         f"polling {pol.polling_seconds} s" + (f", to zero after {pol.cooldown_seconds} s" if pol.scale_to_zero else ""),
@@ -227,6 +284,12 @@ def format_table(p: Plan) -> str:
     if p.idle_removed_seconds:
         lines[-1:-1] = [f"idle: {p.idle_removed_seconds / 3600:.1f} h without requests replayed as settled fleets "
                         "(replicas held through them are billed); the percentiles are of the requests"]
+    if p.unservable:
+        lines[-1:-1] = [f"unservable: {p.unservable:,} requests have prompts whose prefill alone takes longer than "
+                        f"{prof.ttft_seconds:g} s on an idle replica ({t.pool.gpu_type}, "
+                        f"tp={prof.tensor_parallel_size}); no number of replicas serves them within the SLO. What "
+                        "would:",
+                        *(f"  - {line}" for line in p.advice)]
     if p.rejected:
         total = len(p.trace) + p.rejected
         lines[-1:-1] = [f"rejected: {p.rejected:,} of {total:,} requests ({p.rejected / total:.2%}) have prompts "
@@ -249,7 +312,7 @@ def format_table(p: Plan) -> str:
     lines.append(fmt(header))
     lines.extend(fmt(b) for b in body)
     ratio = p.bound.gpu_hours / oracle_hours if oracle_hours > 0 else math.inf
-    lines += ["", f"bound: no autoscaler that pays the {p.bound.startup_seconds:g} s weight load of each replica it "
-              f"adds, even one that knows the future, meets the TTFT objective on this trace with fewer than "
-              f"{p.bound.gpu_hours:.2f} GPU-hours ({ratio:.2f}x oracle)", "", ATTRIBUTION]
+    lines += ["", f"bound: no autoscaler that pays the {p.bound.startup_seconds:.0f} s start-up of each replica it "
+              f"adds on a node that holds everything, even one that knows the future, meets the TTFT objective on "
+              f"this trace with fewer than {p.bound.gpu_hours:.2f} GPU-hours ({ratio:.2f}x oracle)", "", ATTRIBUTION]
     return "\n".join(lines)

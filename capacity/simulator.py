@@ -22,11 +22,19 @@ tau = max_concurrent_sequences / decode_tokens_per_second) and, with chunked pre
 The prefill emits the first token: TTFT = wait at the balancer + wait behind earlier prompts + own prefill.
 No prefix-cache hits and no speculative decoding are assumed.
 
-Replica lifecycle. A replica the autoscaler adds is billed at once (its GPU node is) and serves after the cold
-start: node join (skipped when an idle node of a replica removed less than `NODE_CONSOLIDATION_SECONDS` ago is
-still there), image pull, weight load. A removed replica stops taking requests, finishes its running sequences
-(graceful shutdown) and is billed until it is empty; its node then idles, billed, until reused or consolidated.
-GPU-hours = billed replica-seconds (and idle-node seconds) x tensor_parallel_size / 3600.
+Replica lifecycle. A replica the autoscaler adds is billed at once (its GPU node is) and serves after its start-up
+(`capacity.startup` derives the steps from the configuration). It lands, in this order of preference, on the idle
+node of a replica removed less than `NODE_CONSOLIDATION_SECONDS` ago (image pull unless pre-pulled, then the
+weights from that node's cache), on a warm headroom slot (the placeholder pod is preempted; image and weights are
+there, only the read from the node cache and the engine start remain; a replacement node for the slot is asked
+for at once and is warm after joining and filling its cache), or on a new node (node join, image pull, weight
+load). A removed replica stops taking requests, finishes its running sequences (graceful shutdown) and is billed
+until it is empty; its node then idles, billed, until reused or consolidated. Warm slots are billed all the time.
+GPU-hours = billed replica-seconds (and idle-node and slot seconds) x tensor_parallel_size / 3600.
+
+Scale from zero. With no replica the gateway holds the requests (they wait, they are not lost) and the held count
+is what wakes the version: one replica is asked for when it exceeds the activation threshold, and the held
+requests are served once that replica is ready, their TTFT counting the whole wait.
 
 Autoscaler: `capacity.policy` documents the HPA/KEDA semantics; `PolicyController` replays them every
 `polling_seconds`.
@@ -78,6 +86,13 @@ class Profile:
     ttft_objective: float = 0.99
     prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
     consolidation_seconds: float = NODE_CONSOLIDATION_SECONDS
+    reload_seconds: float | None = None
+    """Weights and engine start on a node that already holds the model (a warm slot, a recent replica's node);
+    None: no node cache, the same `load_seconds` as on a new node."""
+    prefetch_seconds: float = 0.0
+    """Filling a new node's cache with the weights: what a warm slot's replacement waits for after joining."""
+    warm_slots: int = 0
+    """Spare slots kept warm by placeholder pods (billed all the time); the policy's replay takes them first."""
 
     @property
     def decode_step_seconds(self) -> float:
@@ -90,9 +105,24 @@ class Profile:
         return self.node_seconds + self.image_pull_seconds + self.load_seconds
 
     @property
+    def startup_floor_seconds(self) -> float:
+        """The least any added replica waits: weights and engine on a node that holds everything."""
+        return self.load_seconds if self.reload_seconds is None else self.reload_seconds
+
+    @property
     def warm_start_seconds(self) -> float:
         """From request to serving on an idle node that is still there."""
-        return self.image_pull_seconds + self.load_seconds
+        return self.image_pull_seconds + self.startup_floor_seconds
+
+    @property
+    def slot_start_seconds(self) -> float:
+        """From request to serving on a warm slot: its placeholder already pulled the image and the weights."""
+        return self.startup_floor_seconds
+
+    @property
+    def refill_seconds(self) -> float:
+        """From taking a warm slot to its replacement being warm: a new node, the image, the cache filled."""
+        return self.node_seconds + self.image_pull_seconds + self.prefetch_seconds
 
 
 class Replica:
@@ -188,7 +218,7 @@ class Simulator:
     """Replays a trace against a fleet whose size a controller sets."""
 
     def __init__(self, trace: Trace, profile: Profile, controller: Controller | None = None,
-                 start_replicas: int = 1, sample_every: float | None = 15.0) -> None:
+                 start_replicas: int = 1, sample_every: float | None = 15.0, warm_slots: int = 0) -> None:
         self.trace = trace
         self.profile = profile
         self.controller = controller
@@ -201,6 +231,9 @@ class Simulator:
         self.replicas: list[Replica] = []
         self.billed: list[tuple[float, float]] = []  # closed billing intervals: retired replicas, reused idle nodes
         self.idle_nodes: list[float] = []  # release times of idle nodes
+        self.warm_slots = warm_slots
+        """Headroom slots held by placeholder pods, billed from start to end whether warm or refilling."""
+        self.slots: list[float] = [0.0] * warm_slots  # when each slot is (or becomes) warm again
         self.keep_nodes = True
         """Whether a released node idles (billed, reusable) until consolidated; the oracle's do not."""
         self.late = 0
@@ -229,6 +262,7 @@ class Simulator:
         other.done = array("d", self.done)
         other.replicas = [r.clone() for r in self.replicas]
         other.idle_nodes = list(self.idle_nodes)
+        other.slots = list(self.slots)
         other.billed = list(self.billed)
         other.samples = list(self.samples)
         other.controller = self.controller.clone() if self.controller else None
@@ -256,6 +290,14 @@ class Simulator:
         self.billed.append((self.idle_nodes.pop(), now))
         return True
 
+    def _take_slot(self) -> bool:
+        """Preempt the placeholder of a warm slot, if one is warm; its replacement node is asked for at once."""
+        warm = [i for i, at in enumerate(self.slots) if at <= self.now]
+        if not warm:
+            return False
+        self.slots[warm[0]] = self.now + self.profile.refill_seconds
+        return True
+
     def _release_node(self, at: float) -> None:
         if not self.keep_nodes:
             return
@@ -268,6 +310,8 @@ class Simulator:
             ready_at = self.now
         elif self._take_idle_node():
             ready_at = self.now + p.warm_start_seconds
+        elif self._take_slot():
+            ready_at = self.now + p.slot_start_seconds
         else:
             ready_at = self.now + p.cold_start_seconds
         replica = Replica(self.next_id, self.now, ready_at)
@@ -497,7 +541,7 @@ class Simulator:
         closed = sum(max(0.0, min(end, horizon) - start) for start, end in self.billed)
         live = sum(max(0.0, horizon - r.requested) for r in self.replicas)
         idle = sum(max(0.0, min(t + self.profile.consolidation_seconds, horizon) - t) for t in self.idle_nodes)
-        return closed + live + idle
+        return closed + live + idle + self.warm_slots * horizon
 
     def result(self, name: str, horizon: float) -> Result:
         p = self.profile

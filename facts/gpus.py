@@ -39,3 +39,17 @@ GPU_HOUR_USD: dict[str, float] = {
 """On-demand price of one GPU-hour in us-east-1: the single-GPU instance's hourly price (g6.xlarge, g5.xlarge,
 g6e.xlarge) or the 8-GPU instance's price divided by 8 (p4d, p4de, p5, p5e), AWS EC2 on-demand pricing page,
 2025-2026 list prices. Used for cost estimates only; a pool's `gpuHourUsd` overrides it."""
+
+DENSE_BF16_TFLOPS: dict[str, float] = {
+    "nvidia-l4": 121,
+    "nvidia-a10g": 70,
+    "nvidia-l40s": 362,
+    "nvidia-a100-40gb": 312,
+    "nvidia-a100-80gb": 312,
+    "nvidia-h100-80gb": 989,
+    "nvidia-h200-141gb": 989,
+}
+"""Dense (no sparsity) BF16 tensor throughput of one GPU, TFLOPS: NVIDIA data sheets (L4, L40S, A100, H100 SXM,
+H200 SXM: half the "with sparsity" figures); the A10G, AWS's variant of the A10, at the ~70 TFLOPS AWS and
+benchmarks report for it. Prefill is compute bound, so the planner scales a profile's prefill rate by these
+ratios when it suggests another GPU (an estimate: memory, kernels and batch shape shift it)."""
