@@ -23,8 +23,8 @@ from components.networking.global_routing import GlobalRouting, GlobalRoutingArg
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from components.serving.engine_args import EngineSettings
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
-from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace
-from components.serving.vllm_image import VllmImage
+from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
+from components.serving.vllm_image import VllmImage, VllmImageArgs
 from components.serving.vllm_service import resource_name
 from components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs
 
@@ -224,11 +224,11 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
         image: pulumi.Input[str] = spec.images.vllm
         if target.registry_login is not None:
-            image = VllmImage(f"{cluster.name}-vllm-image", target.registry_login,
-                              context=plugin_relative("images/vllm")).ref
-        serving = ServingNamespace(f"{cluster.name}-serving", api_key=secrets.api_key,
-                                   storage_credentials=dict(secrets.storage_credentials),
-                                   secret_data_out_of_band=bool(cluster.render_dir), opts=on_cluster)
+            image = VllmImage(f"{cluster.name}-vllm-image", VllmImageArgs(
+                login=target.registry_login, context=plugin_relative("images/vllm"))).ref
+        serving = ServingNamespace(f"{cluster.name}-serving", ServingNamespaceArgs(
+            api_key=secrets.api_key, storage_credentials=dict(secrets.storage_credentials),
+            secret_data_out_of_band=bool(cluster.render_dir)), opts=on_cluster)
         crds = _custom_resource_definitions(spec, cluster, on_cluster)
         # GKE serves the Gateway API itself (the cluster enables it); elsewhere the stack installs its CRDs.
         after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[crds] if crds else []))

@@ -135,17 +135,19 @@ def _pushed_ref(inputs: dict[str, Any]) -> str:
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, keeping each registration with its parent and raw (secret-marked) inputs."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks, sink: list[PlannedResource], stack: str):
+    def __init__(self, mocks: pulumi.runtime.Mocks, sink: list[PlannedResource], stack: str,
+                 project: str = PROJECT):
         super().__init__(mocks)
         self.sink = sink
         self.stack = stack
+        self.project = project
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """URNs as the engine writes them for this stack (the SDK's default reads settings that its worker
         threads do not see)."""
         if parent:
             type_ = parent.split("::")[2].split("$")[-1] + "$" + type_
-        return f"urn:pulumi:{self.stack}::{PROJECT}::{type_}::{name}"
+        return f"urn:pulumi:{self.stack}::{self.project}::{type_}::{name}"
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)
@@ -174,20 +176,25 @@ class DuplicateUrnError(RuntimeError):
     """Two resources of one plan share a URN: a spec rule is missing (a duplicate the validation let through)."""
 
 
+def record_program(program: Callable[[], None], project: str, stack: str, values: dict[str, str],
+                   secret_keys: list[str] | None = None) -> list[PlannedResource]:
+    """Run any Pulumi program under the mock runtime with these config values; every registration, sorted by
+    URN. The offline plan runs the stack's program so; tests run the examples so."""
+    resources: list[PlannedResource] = []
+    monitor = _RecordingMonitor(_Outputs(), resources, stack, project)
+    set_root_resource(None)
+    pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)
+    set_all_config(values, secret_keys or [])
+    _sync_await(run_pulumi_func(program))
+    return sorted(resources, key=lambda r: r.urn)
+
+
 def run_plan(config: StackConfig, program: Callable[[], None] | None = None) -> Plan:
     """Validate, then run the program under mocks; SpecError propagates before anything is registered."""
     spec = load_spec(config.values, config.environment)
     plan = Plan(config.environment, spec)
     values, secret_keys = _with_secret_placeholders(config, spec, plan.notes)
-    outputs = _Outputs()
-    monitor = _RecordingMonitor(outputs, plan.resources, config.environment)
-    set_root_resource(None)
-    pulumi_mocks.set_mocks(outputs, project=PROJECT, stack=config.environment, preview=True, monitor=monitor)
-    set_all_config(values, secret_keys)
-    if program is None:
-        program = main
-    _sync_await(run_pulumi_func(program))
-    plan.resources.sort(key=lambda r: r.urn)
+    plan.resources.extend(record_program(program or main, PROJECT, config.environment, values, secret_keys))
     duplicates = sorted(urn for urn, count in Counter(r.urn for r in plan.resources).items() if count > 1)
     if duplicates:
         raise DuplicateUrnError(f"the plan of '{config.environment}' registers these URNs more than once, which the "

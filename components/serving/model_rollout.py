@@ -30,6 +30,10 @@ class RolloutVersion:
     role: Literal["stable", "canary", "ab", "shadow"] = "stable"
     """stable or canary (weighted split), ab (also reachable by the variant header) or shadow (mirrored only)."""
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 100:
+            raise ValueError(f"RolloutVersion {self.version}: weight {self.weight} is not a percentage; give 0 to 100")
+
 
 @dataclass(frozen=True)
 class ModelRolloutArgs:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -19,6 +21,22 @@ ENTRYPOINT_SOURCE = Path(__file__).resolve().parents[2] / "images" / "vllm" / "e
 """The serving image's entrypoint, also shipped as a ConfigMap so the pinned upstream image can run it."""
 
 
+@dataclass(frozen=True)
+class ServingNamespaceArgs:
+    """The secrets every model server in the namespace shares."""
+
+    api_key: pulumi.Input[str]
+    """API key clients present to vLLM (a Pulumi secret; stored as the Secret `vllm-api-key`)."""
+    storage_credentials: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Object-storage credential files for the weights fetcher, by file name (`aws-credentials`,
+    `gcp-service-account.json`); empty where workload identity reads the weights."""
+    name: str = SERVING_NAMESPACE
+    """Name of the namespace (one per team or environment sharing a cluster)."""
+    secret_data_out_of_band: bool = False
+    """Create the Secrets without their data (when rendering to files, where the Kubernetes provider would write
+    data in clear); each then says in an annotation how to provide it."""
+
+
 class ServingNamespace(pulumi.ComponentResource):
     """Namespace `llmplane`, restricted Pod Security, the API key as a Kubernetes Secret, deny-by-default ingress."""
 
@@ -32,19 +50,14 @@ class ServingNamespace(pulumi.ComponentResource):
     storage_secret: pulumi.Output[str] | None
     """Name of the Secret holding object-storage credential files, when the environment supplies any."""
 
-    def __init__(self, name: str, api_key: pulumi.Input[str],
-                 storage_credentials: dict[str, pulumi.Input[str]] | None = None,
-                 secret_data_out_of_band: bool = False,
-                 opts: pulumi.ResourceOptions | None = None):
-        """`secret_data_out_of_band`: create the Secrets without their data (rendering to files, where the
-        Kubernetes provider would write data in clear); each says in an annotation how to provide it."""
+    def __init__(self, name: str, args: ServingNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:ServingNamespace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        labels = k8s_labels(name="llmplane", instance=SERVING_NAMESPACE, component="serving")
+        labels = k8s_labels(name="llmplane", instance=args.name, component="serving")
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
-                "name": SERVING_NAMESPACE,
+                "name": args.name,
                 "labels": {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
             },
             opts=child,
@@ -52,22 +65,22 @@ class ServingNamespace(pulumi.ComponentResource):
         meta = {"namespace": ns.metadata.name, "labels": labels}
 
         def secret(resource: str, secret_name: str, data: dict[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
-            if not secret_data_out_of_band:
+            if not args.secret_data_out_of_band:
                 return k8s.core.v1.Secret(resource, metadata={**meta, "name": secret_name}, type="Opaque",
                                           string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
                                           opts=child)
             files = " ".join(f"--from-file={key}=<file>" for key in data)
-            how = f"kubectl -n {SERVING_NAMESPACE} create secret generic {secret_name} {files}"
-            pulumi.log.warn(f"Secret {SERVING_NAMESPACE}/{secret_name} is rendered without its data; provide it "
+            how = f"kubectl -n {args.name} create secret generic {secret_name} {files}"
+            pulumi.log.warn(f"Secret {args.name}/{secret_name} is rendered without its data; provide it "
                             f"in the cluster with: {how}", resource=self)
             return k8s.core.v1.Secret(resource, type="Opaque", opts=child, metadata={
                 **meta, "name": secret_name, "annotations": {OUT_OF_BAND_ANNOTATION: how}})
 
-        api_key_secret = secret(f"{name}-api-key", API_KEY_SECRET, {"api-key": api_key})
+        api_key_secret = secret(f"{name}-api-key", API_KEY_SECRET, {"api-key": args.api_key})
         self.storage_secret = None
-        if storage_credentials:
+        if args.storage_credentials:
             self.storage_secret = secret(f"{name}-storage-credentials", STORAGE_SECRET,
-                                         dict(storage_credentials)).metadata.name
+                                         dict(args.storage_credentials)).metadata.name
         entrypoint = k8s.core.v1.ConfigMap(
             f"{name}-entrypoint",
             metadata={**meta, "name": ENTRYPOINT_CONFIGMAP},

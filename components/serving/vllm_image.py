@@ -37,21 +37,30 @@ class RegistryLogin:
     """Registry token (secret)."""
 
 
+@dataclass(frozen=True)
+class VllmImageArgs:
+    """Where to push the serving image, and what to build."""
+
+    login: RegistryLogin
+    """The registry and its short-lived credentials (`GpuCluster.registry_login`)."""
+    context: str = str(IMAGE_CONTEXT)
+    """images/vllm as the docker-build provider must see it (a program passes a path relative to where the
+    engine starts plugins, so the state holds the same value on every clone)."""
+
+
 class VllmImage(pulumi.ComponentResource):
     """The serving image in one registry; services use `ref`, which always carries the digest."""
 
     ref: pulumi.Output[str]
     """`repository:tag@sha256:digest` of the pushed image."""
 
-    def __init__(self, name: str, login: RegistryLogin, context: str = str(IMAGE_CONTEXT),
-                 opts: pulumi.ResourceOptions | None = None):
-        """`context` is images/vllm as the docker-build provider must see it (the program passes a path relative
-        to where the engine starts plugins, so state is the same on every clone)."""
+    def __init__(self, name: str, args: VllmImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:VllmImage", name, None, opts)
+        login = args.login
         tag = pulumi.Output.concat(login.repository, ":", content_tag())
         image = docker_build.Image(
             f"{name}-image",
-            context={"location": context},
+            context={"location": args.context},
             platforms=["linux/amd64"],
             push=True,
             tags=[tag],
