@@ -371,7 +371,8 @@ def rule_groups(rule: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(path: Path = ALERTS_FILE) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The alert rules file, parsed (libyaml's safe loader when present: the plan reads it on every run)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 class _Dumper(yaml.SafeDumper):

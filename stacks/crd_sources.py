@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from stacks.yaml_loader import SAFE_LOADER
+
 
 class CrdSourceError(RuntimeError):
     """A CRD module could not be fetched; the message says how to fix it."""
@@ -90,7 +92,7 @@ def crd_documents(source: CrdSource) -> tuple[dict, ...]:
     folder = _module_dir(source)
     documents = []
     for name in source.files:
-        for document in yaml.safe_load_all((folder / name).read_text()):
+        for document in yaml.load_all((folder / name).read_text(), Loader=SAFE_LOADER):
             if document and document.get("kind") == "CustomResourceDefinition":
                 documents.append(document)
     return tuple(documents)

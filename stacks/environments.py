@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from stacks.yaml_loader import SAFE_LOADER
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = PROJECT_ROOT / "environments"
 SECRET_PLACEHOLDER = "[secret]"
@@ -140,7 +142,7 @@ def _guarded_yaml(text: str, file: Path) -> Any:
             continue
         stack.append((node, True))
         stack.extend((child, False) for child in children if id(child) not in sizes)
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=SAFE_LOADER)
 
 
 def read_stack_config(environment: str, path: Path | None = None) -> StackConfig:
