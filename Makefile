@@ -5,6 +5,7 @@
 #   make render          the local stack's manifests in build/local/, for GitOps (own state in .state/render)
 #   make test            the whole test suite, with its own set-up (PYTEST_ARGS="-k engine" to pick tests)
 #   make plan ENV=prod   offline plan of a cloud environment (no credentials needed)
+#   make docs            the components' reference, from their docstrings, in build/docs/ (broken references fail)
 # The first run creates .venv and builds the Go tools into ~/.cache/llmplane (minutes; reused by every clone).
 
 VENV ?= .venv
@@ -40,7 +41,7 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 POLICY_CONFIG := .state/policy-config.$(STACK).json
 POLICY_PACK := --policy-pack policies --policy-pack-config '$(POLICY_CONFIG)'
 
-.PHONY: up down cluster-status render test test-setup plan toolchain
+.PHONY: up down cluster-status render test test-setup plan toolchain docs
 
 # `pulumi up` previews first, with the policy pack: a mandatory violation stops it before anything is written.
 up: toolchain
@@ -80,6 +81,9 @@ test: test-setup toolchain
 test-setup: $(VENV)/.installed
 	@bash .ci/services.sh install
 	@$(PYTHON) -m toolchain.checkov >/dev/null
+
+docs: $(VENV)/.installed
+	@$(PYTHON) -m toolchain.docs --out build/docs
 
 plan: $(VENV)/.installed
 	@$(LLMPLANE) plan '$(ENV)'

@@ -21,7 +21,7 @@ from stacks.spec.models import Engine, GpuPool, PlatformSpec
 from .baselines import (WINDOW_SECONDS, Windows, feasible, fluid_replicas, oracle, static_peak, window_attainment,
                         window_need)
 from .bound import Bound, startup_bound
-from .policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 from .simulator import PolicyController, Profile, Result, Simulator
 from .startup import Startup, StartupConfig, derive
 from .trace import ATTRIBUTION, Trace

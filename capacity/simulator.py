@@ -36,7 +36,7 @@ Scale from zero. With no replica the gateway holds the requests (they wait, they
 is what wakes the version: one replica is asked for when it exceeds the activation threshold, and the held
 requests are served once that replica is ready, their TTFT counting the whole wait.
 
-Autoscaler: `capacity.policy` documents the HPA/KEDA semantics; `PolicyController` replays them every
+Autoscaler: `components.autoscaling.policy` documents the HPA/KEDA semantics; `PolicyController` replays them every
 `polling_seconds`.
 """
 
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Protocol
 
-from .policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 from .trace import Trace
 
 INF = math.inf

@@ -4,7 +4,7 @@ The ScaledObject compose() deploys and the trace the capacity planner replays bo
 
 from __future__ import annotations
 
-from capacity.policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 
 from .spec.models import Autoscaling, DeployedVersion, Model
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from capacity.policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 from stacks.autoscaling import policy_of
 from tests.planning import plan_of, plan_with
 

@@ -10,7 +10,7 @@ import pytest
 
 from capacity.baselines import fluid_replicas, oracle, static_peak, window_attainment
 from capacity.planner import start_replicas, step_token_budget, target
-from capacity.policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 from stacks.autoscaling import policy_of
 from capacity.simulator import FixedController, PolicyController, Profile, Simulator
 from capacity.trace import ATTRIBUTION, TraceError, Trace, azure_trace_path, read_trace, synthetic_trace

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from capacity.planner import format_table, plan, replay_policy, target
-from capacity.policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 from capacity.simulator import PolicyController, Profile, Simulator
 from capacity.startup import StartupConfig, derive
 from capacity.trace import Trace, synthetic_trace

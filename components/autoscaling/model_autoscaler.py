@@ -1,6 +1,6 @@
 """ModelAutoscaler: exactly one autoscaler per vLLM Deployment, KEDA's ScaledObject or an HPA.
 
-Thresholds come from `capacity.policy.AutoscalingPolicy`, the same object the capacity planner replays.
+Thresholds come from `components.autoscaling.policy.AutoscalingPolicy`, the same object the capacity planner replays.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from capacity.policy import AutoscalingPolicy
+from components.autoscaling.policy import AutoscalingPolicy
 from components.labels import k8s_labels
 from components.serving.vllm_service import MONITORING_NAMESPACE
 from components.options import children_of
