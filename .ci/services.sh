@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the tests run against, nothing listening beyond 127.0.0.1. `make test` runs `install` first.
 #
-#   install  Debian's prometheus (with promtool) and prometheus-alertmanager;
+#   install  Debian's prometheus (with promtool), prometheus-alertmanager and lua5.4;
 #            Go tools built once from the Go module proxy into ~/.cache/llmplane
 #            (toolchain/gotools.py): the embedded cluster's etcd, kube-apiserver,
 #            kube-controller-manager, kube-scheduler, kubectl and KWOK, KEDA's
@@ -39,7 +39,8 @@ install_debian() {
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
-  [ ${#missing[@]} = 0 ] && { log "prometheus, promtool, alertmanager, node present"; return; }
+  command -v lua5.4 >/dev/null || missing+=(lua5.4)  # runs the gateway's token-usage Lua filter in its tests
+  [ ${#missing[@]} = 0 ] && { log "prometheus, promtool, alertmanager, node, lua present"; return; }
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # The packages' postinst would start system services; policy-rc.d 101 stops that.
