@@ -1,0 +1,20 @@
+"""Helm charts and images of the gateway layer, pinned: repository, chart and version in one place."""
+
+from components.clusters.charts import Chart
+
+ENVOY_GATEWAY = Chart("gateway-helm", "v1.9.1", "oci://docker.io/envoyproxy")
+"""Envoy Gateway v1.9.1 (the newest release of the Go module github.com/envoyproxy/gateway on the Go proxy; its
+chart is published with the release tag as version). Brings the Gateway API and Envoy Gateway CRDs."""
+CERT_MANAGER = Chart("cert-manager", "v1.21.2", "https://charts.jetstack.io")
+"""cert-manager v1.21.2 (newest github.com/cert-manager/cert-manager release on the Go proxy)."""
+EXTERNAL_DNS = Chart("external-dns", "1.22.0", "https://kubernetes-sigs.github.io/external-dns/")
+"""external-dns chart 1.22.0, app 0.22.0 (charts/external-dns/Chart.yaml in the module sigs.k8s.io/external-dns
+v0.23.0, whose chart had not moved on yet)."""
+JAEGER = Chart("jaeger", "4.11.1", "https://jaegertracing.github.io/helm-charts")
+"""Jaeger chart 4.11.1, Jaeger 2.19.0 (tag jaeger-4.11.1 of github.com/jaegertracing/helm-charts), Apache-2.0."""
+
+VALKEY_IMAGE = ("valkey/valkey:8.1.3-alpine"
+                "@sha256:d827e7f7552cdee40cc7482dbae9da020f42bc47669af6f71182a4ef76a22773")
+"""Valkey 8.1.3 (BSD-3-Clause, speaks Redis' protocol) for the global rate limiter's counters, by digest (as pinned
+for that patch tag in several public projects' scripts). Valkey rather than Redis: Redis 7.4+ is no longer under
+an open-source licence."""
