@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from facts.clouds import machine_shape
 from facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
 from stacks.autoscaling import policy_of
-from stacks.spec.models import Engine, GpuPool, PlatformSpec
+from stacks.spec.models import Engine, GpuPool, Model, PlatformSpec
 
 from .baselines import (WINDOW_SECONDS, Windows, feasible, fluid_replicas, oracle, static_peak, window_attainment,
                         window_need)
@@ -62,6 +62,19 @@ def step_token_budget(engine: Engine, gpu_type: str) -> int:
     return 8192 if large else 2048
 
 
+def startup_of(cloud: str, pool: GpuPool, m: Model) -> Startup:
+    """A replica's start-up on `pool` in a `cloud` cluster, derived from the configuration: what the planner replays
+    and what the deployed probes and held-request timeouts are sized to."""
+    cached = pool.node_cache is not None and m.weights.node_cache
+    shape = machine_shape(cloud, pool.gpu_type, pool.gpus_per_node)
+    return derive(StartupConfig(
+        weight_bytes=m.weight_bytes(), load_format=m.weights.load_format, load_seconds=m.load_seconds,
+        node_seconds=m.cold_start.node_seconds, image_pull_seconds=m.cold_start.image_pull_seconds,
+        image_prepull=pool.image_prepull, cache_medium=pool.node_cache.medium if cached else None,
+        machine_type=shape.machine_type if shape else None, engine_start_seconds=m.engine_start_seconds,
+        compile_cache=m.compile_cache and cached))
+
+
 def target(spec: PlatformSpec, model: str | None = None, version: str | None = None,
            cluster: str | None = None) -> Target:
     """Resolve the model (default: the first), the version (default: the stable one with the most traffic) and
@@ -91,15 +104,9 @@ def target(spec: PlatformSpec, model: str | None = None, version: str | None = N
         where = named[0]
     pool = next(p for p in where.pools if p.name == m.pool)
     policy = policy_of(spec.autoscaling, m, chosen, model)
-    perf, cold = m.performance, m.cold_start
-    cached = pool.node_cache is not None and m.weights.node_cache
-    shape = machine_shape(where.cloud, pool.gpu_type, pool.gpus_per_node)
-    startup = derive(StartupConfig(
-        weight_bytes=m.weight_bytes(), load_format=m.weights.load_format, load_seconds=m.load_seconds,
-        node_seconds=cold.node_seconds, image_pull_seconds=cold.image_pull_seconds, image_prepull=pool.image_prepull,
-        cache_medium=pool.node_cache.medium if cached else None, machine_type=shape.machine_type if shape else None,
-        engine_start_seconds=m.engine_start_seconds, compile_cache=m.compile_cache and cached))
-    streamed = m.weights.load_format == "runai_streamer" and cached
+    perf = m.performance
+    startup = startup_of(where.cloud, pool, m)
+    streamed = m.weights.load_format == "runai_streamer" and pool.node_cache is not None and m.weights.node_cache
     profile = Profile(
         prefill_tokens_per_second=perf.prefill_tokens_per_second,
         decode_tokens_per_second=perf.decode_tokens_per_second,

@@ -88,3 +88,20 @@ def stream_bytes_per_second(machine_type: str | None) -> float:
     """How fast the model streamer brings weights from object storage to a machine: the streamer's published rate,
     capped by the machine's network."""
     return min(STREAMER_OBJECT_STORE_BYTES_PER_SECOND, network_bytes_per_second(machine_type))
+
+
+NODE_CACHE_ROOTS: dict[str, str] = {
+    "nvme": "/mnt/k8s-disks/0/llmplane-model-cache",
+    "local-ssd": "/mnt/stateful_partition/kube-ephemeral-ssd/llmplane-model-cache",
+}
+"""Host folder of the node cache on a cloud node's local disks, by medium.
+
+- nvme: Karpenter's `instanceStorePolicy: RAID0` has the AL2023 node join its instance-store NVMe volumes into
+  one RAID0 array mounted under /mnt/k8s-disks/0, which also backs the kubelet's and containerd's folders
+  (Karpenter "NodeClasses" docs, instanceStorePolicy; amazon-eks-ami nodeadm local storage setup).
+- local-ssd: GKE's ephemeral-storage local SSDs (`ephemeral_storage_local_ssd_config`) are mounted at
+  /mnt/stateful_partition/kube-ephemeral-ssd on the node (GKE "Provision ephemeral storage with local SSDs").
+On-prem, the spec's `nodeCache.path` names the folder."""
+
+LOCAL_SSD_GB = 375
+"""Size of one GKE local SSD, GB (Google Cloud "About Local SSD disks")."""

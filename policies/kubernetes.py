@@ -8,6 +8,7 @@ from typing import Any
 
 from .base import (
     UNKNOWN,
+    as_list,
     WORKLOAD_TYPES,
     Context,
     Finding,
@@ -65,11 +66,17 @@ def requests_and_limits(view: ResourceView, _: Context) -> Iterator[str]:
 # ------------------------------------------------------------------ probes
 
 
+PAUSE_IMAGES = ("registry.k8s.io/pause:", "registry.k8s.io/pause@")
+"""The Kubernetes pause image: a container that sleeps and serves nothing."""
+
+
 def probes(view: ResourceView, _: Context) -> Iterator[str]:
     spec, _labels = pod_template(view)
     if k8s_kind(view.type) in ("Job", "CronJob"):
         return
     for container in containers(spec, init=False):
+        if str(container.get("image", "")).startswith(PAUSE_IMAGES):
+            continue  # runs nothing (a placeholder holding a slot, a pod kept after its init work): nothing to probe
         wanted = ["readinessProbe", "livenessProbe"] + (["startupProbe"] if gpu_container(container) else [])
         missing = [probe for probe in wanted if not container.get(probe)]
         if missing:
@@ -86,10 +93,22 @@ def _container_setting(pod_spec: Mapping[str, Any], container: Mapping[str, Any]
     return own if own is not None else get(pod_spec, "securityContext", key)
 
 
+def ownership_setup(container: Mapping[str, Any]) -> bool:
+    """An init container whose only power is CHOWN (every other capability dropped, no escalation): the one-shot
+    hand-over of a host folder the kubelet created root-owned, e.g. the node model cache's."""
+    context = container.get("securityContext") or {}
+    capabilities = context.get("capabilities") or {}
+    return ("ALL" in as_list(capabilities.get("drop")) and set(as_list(capabilities.get("add"))) <= {"CHOWN"}
+            and is_false(context.get("allowPrivilegeEscalation")))
+
+
 def run_as_non_root(view: ResourceView, _: Context) -> Iterator[str]:
     spec, _labels = pod_template(view)
+    setup = [c for c in as_list(spec.get("initContainers")) if isinstance(c, Mapping) and ownership_setup(c)]
     for container in containers(spec):
         name = container.get("name", "?")
+        if any(container is c for c in setup):
+            continue
         non_root = _container_setting(spec, container, "runAsNonRoot")
         user = number(_container_setting(spec, container, "runAsUser"))
         if user == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,14 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.autoscaling.keda import KedaInstall
+from components.autoscaling.scale_from_zero import (
+    KEDA_NAMESPACE,
+    HeldVersion,
+    ScaleFromZero,
+    ScaleFromZeroArgs,
+    http_trigger,
+    interceptor_backend_ref,
+)
 from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
 from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, WorkloadReaders
@@ -21,19 +30,38 @@ from components.observability.stack import ObservabilityArgs, ObservabilityStack
 from monitoring.rules import Slo
 from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, RoutedCluster, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
-from components.serving.engine_args import EngineSettings
+from components.serving.engine_args import VLLM_PORT, EngineSettings
+from components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
+from components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
 from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
 from components.serving.vllm_image import VllmImage, VllmImageArgs
 from components.serving.vllm_service import resource_name
-from components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs
+from components.serving.vllm_service import (
+    STORAGE_ENV,
+    ModelWeights,
+    VerifiedLoading,
+    VllmService,
+    VllmServiceArgs,
+    replica_memory_gi,
+)
+from components.serving.warm_headroom import (
+    SERVING_PRIORITY_CLASS,
+    HeadroomWindow,
+    ServingPriorities,
+    WarmHeadroom,
+    WarmHeadroomArgs,
+)
+from facts.loading import NODE_CACHE_ROOTS
+
+from capacity.planner import startup_of
 
 from .autoscaling import policy_of
 from .crd_sources import GATEWAY_API, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
 from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
-from .spec.models import Cluster, DeployedVersion, Model, PlatformSpec, Slo as SpecSlo
+from .spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec, Slo as SpecSlo
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
 """Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""
@@ -68,13 +96,22 @@ CLUSTER_KINDS: dict[str, type[GpuCluster]] = {"aws": AwsGpuCluster, "gcp": GcpGp
 """The component that makes (or reaches) a cluster of each cloud; everything after picks no kind."""
 
 
+def _local_cache_gb(pool: GpuPool) -> int:
+    """Local disk a cloud pool's nodes must bring for its node cache, GB (a host-path cache is the site's)."""
+    cache = pool.node_cache
+    if cache is None or cache.medium == "host-path":
+        return 0
+    return math.ceil(cache.size_gi * 2**30 / 1e9)
+
+
 def _cluster(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> GpuCluster:
     args = ClusterArgs(
         name=cluster.name,
         region=cluster.region,
         ownership=ownership(spec),
         pools=[GpuNodePool(name=p.name, gpu_type=p.gpu_type, gpus_per_node=p.gpus_per_node, nodes_min=p.nodes.min,
-                           nodes_max=p.nodes.max, capacity_type=p.capacity_type, on_demand_base=p.on_demand_base)
+                           nodes_max=p.nodes.max, capacity_type=p.capacity_type, on_demand_base=p.on_demand_base,
+                           local_cache_gb=_local_cache_gb(p), image_streaming=p.image_prepull)
                for p in cluster.pools],
         zones=list(cluster.zones),
         kubernetes_version=cluster.kubernetes_version,
@@ -144,16 +181,128 @@ def _observability(spec: PlatformSpec, cluster: Cluster, target: GpuCluster,
     ), opts=on_cluster)
 
 
+def _served_here(spec: PlatformSpec, cluster: Cluster) -> list[tuple[str, Model]]:
+    """The models deployed to the cluster, by name."""
+    return [(name, model) for name, model in spec.models.items() if cluster in spec.clusters_of(model)]
+
+
+def _pool_of(cluster: Cluster, model: Model) -> GpuPool:
+    return next(p for p in cluster.pools if p.name == model.pool)
+
+
+def node_cache_root(cache: NodeCache) -> str:
+    """Where a pool's node cache lives on its nodes: the local disks' mount (cloud) or the spec's folder."""
+    return cache.host_path if cache.medium == "host-path" else NODE_CACHE_ROOTS[cache.medium]
+
+
+def cache_account(pool: str) -> str:
+    """The service account a pool's prefetch reads object storage as."""
+    return f"{pool}-model-cache"
+
+
+def _cached(pool: GpuPool, model: Model) -> bool:
+    """Whether the model loads through the pool's node cache."""
+    return pool.node_cache is not None and model.weights.node_cache
+
+
+def _source_uri(model: Model, version: str, cloud: str) -> str:
+    """What a replica or a prefetch reads: the version's folder when the catalog lists its files, else the
+    archive."""
+    artifact = model.catalog[version]
+    return artifact.folder_for(cloud) if artifact.files else artifact.uri_for(cloud)
+
+
 def _weights_readers(spec: PlatformSpec, cluster: Cluster) -> WorkloadReaders:
-    """The cluster's vLLM service accounts and the URIs of the archives they fetch there."""
+    """The cluster's vLLM and prefetch service accounts, and the archives and folders they read there."""
     accounts, uris = [], []
-    for name, model in spec.models.items():
-        if cluster in spec.clusters_of(model):
-            for version in model.versions:
-                accounts.append(resource_name(name, version.version))
-                uris.append(model.catalog[version.version].uri_for(cluster.cloud))
-    return WorkloadReaders(namespace=SERVING_NAMESPACE, service_accounts=accounts, uris=uris,
+    for name, model in _served_here(spec, cluster):
+        for version in model.versions:
+            accounts.append(resource_name(name, version.version))
+            uris.append(_source_uri(model, version.version, cluster.cloud))
+    accounts += sorted({cache_account(p.name) for _, m in _served_here(spec, cluster)
+                        if _cached(p := _pool_of(cluster, m), m)})
+    return WorkloadReaders(namespace=SERVING_NAMESPACE, service_accounts=accounts, uris=sorted(set(uris)),
                            tags=ownership(spec).tags())
+
+
+def _verified_loading(cluster: Cluster, pool: GpuPool, model: Model, version: str) -> VerifiedLoading | None:
+    """The launcher's settings when the model streams its weights or reads the pool's node cache; None for the
+    download path."""
+    streamed = model.weights.load_format == "runai_streamer"
+    cached = _cached(pool, model)
+    if not (streamed or cached):
+        return None
+    artifact = model.catalog[version]
+    return VerifiedLoading(
+        files=dict(artifact.files),
+        stream_uri=artifact.folder_for(cluster.cloud) if streamed else None,
+        node_cache_path=node_cache_root(pool.node_cache) if cached and pool.node_cache else None,
+        compile_cache=model.compile_cache and cached,
+    )
+
+
+def _held_versions(spec: PlatformSpec, cluster: Cluster) -> dict[str, HeldVersion]:
+    """The cluster's versions that may scale to zero, by Service name: KEDA's HTTP interceptor holds their
+    requests until the first replica is ready, as long as the derived cold start on a new node."""
+    held = {}
+    for name, model in _served_here(spec, cluster):
+        for version in model.versions:
+            if policy_of(spec.autoscaling, model, version, name).scale_to_zero:
+                service = resource_name(name, version.version)
+                startup = startup_of(cluster.cloud, _pool_of(cluster, model), model)
+                held[service] = HeldVersion(service=service, port=VLLM_PORT, model=name, version=version.version,
+                                            hold_seconds=math.ceil(startup.cold_start_seconds),
+                                            generation_seconds=VllmServiceArgs.generation_seconds,
+                                            concurrency_per_replica=model.engine.max_num_seqs)
+    return held
+
+
+def _held_backend(held: Mapping[str, HeldVersion], service: str) -> dict | None:
+    """A version's route backend: KEDA's interceptor while it may be at zero replicas, else its Service."""
+    return interceptor_backend_ref(service) if service in held else None
+
+
+def _pool_layer(spec: PlatformSpec, cluster: Cluster, pool: GpuPool, serving: ServingNamespace,
+                image: pulumi.Input[str], annotations: Mapping[str, pulumi.Input[str]], secrets: Secrets,
+                priorities: ServingPriorities | None, on_cluster: pulumi.ResourceOptions,
+                after_keda: pulumi.ResourceOptions) -> None:
+    """What makes a pool's replicas start fast: the node cache and its prefetch, the image on every node before
+    a replica needs it, and warm slots held by placeholder pods."""
+    models = [(name, model) for name, model in _served_here(spec, cluster) if model.pool == pool.name]
+    if not models:
+        return
+    cached = [(name, model) for name, model in models if _cached(pool, model)]
+    if cached and pool.node_cache:
+        NodeModelCache(f"{cluster.name}-{pool.name}-cache", NodeModelCacheArgs(
+            pool=pool.name,
+            cache_path=node_cache_root(pool.node_cache),
+            versions=[CachedVersion(model=name, version=v.version, uri=_source_uri(model, v.version, cluster.cloud),
+                                    files=dict(model.catalog[v.version].files),
+                                    archive_sha256=None if model.catalog[v.version].files
+                                    else model.catalog[v.version].sha256)
+                      for name, model in cached for v in model.versions],
+            image=image,
+            namespace=serving.namespace,
+            service_account=cache_account(pool.name),
+            service_account_annotations=dict(annotations),
+            compile_cache=any(model.compile_cache for _, model in cached),
+            credentials_secret=serving.storage_secret,
+            credential_env={file: STORAGE_ENV[file] for file in secrets.storage_credentials},
+        ), opts=on_cluster)
+    if pool.image_prepull:
+        ImagePrepull(f"{cluster.name}-{pool.name}-prepull", ImagePrepullArgs(
+            pool=pool.name, images=[image], namespace=serving.namespace), opts=on_cluster)
+    headroom = pool.warm_headroom
+    if headroom and priorities and (headroom.slots or headroom.schedules):
+        widest = max(models, key=lambda item: item[1].engine.tensor_parallel_size)[1]
+        gpus = widest.engine.tensor_parallel_size
+        WarmHeadroom(f"{cluster.name}-{pool.name}-headroom", WarmHeadroomArgs(
+            pool=pool.name, namespace=serving.namespace, gpus=gpus, cpu=str(4 * gpus),
+            memory=f"{replica_memory_gi(widest.weight_bytes(), gpus)}Gi", slots=headroom.slots,
+            windows=[HeadroomWindow(cron=w.cron, duration_minutes=w.duration_minutes, slots=headroom.slots + w.slots)
+                     for w in headroom.schedules],
+            priority_class=priorities.headroom_class,
+        ), opts=after_keda if headroom.schedules else on_cluster)
 
 
 def engine_settings(model: Model) -> EngineSettings:
@@ -163,10 +312,11 @@ def engine_settings(model: Model) -> EngineSettings:
 
 def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, version: DeployedVersion,
                   serving: ServingNamespace, image: pulumi.Input[str], secrets: Secrets,
-                  annotations: Mapping[str, pulumi.Input[str]]) -> VllmServiceArgs:
+                  annotations: Mapping[str, pulumi.Input[str]], priorities: ServingPriorities | None,
+                  held: bool) -> VllmServiceArgs:
     """One deployed version in one cluster as VllmService arguments; its autoscaler owns the replica count."""
     artifact = model.catalog[version.version]
-    pool = next(p for p in cluster.pools if p.name == model.pool)
+    pool = _pool_of(cluster, model)
     return VllmServiceArgs(
         model_name=model_name,
         version=version.version,
@@ -184,6 +334,9 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         service_monitor=spec.observability.enabled,
         cloud=cluster.cloud,
         service_account_annotations=annotations or None,
+        loading=_verified_loading(cluster, pool, model, version.version),
+        priority_class=SERVING_PRIORITY_CLASS if priorities else None,
+        admit_namespaces=(KEDA_NAMESPACE,) if held else (),
     )
 
 
@@ -226,9 +379,13 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         if target.registry_login is not None:
             image = VllmImage(f"{cluster.name}-vllm-image", VllmImageArgs(
                 login=target.registry_login, context=plugin_relative("images/vllm"))).ref
+        served = _served_here(spec, cluster)
         serving = ServingNamespace(f"{cluster.name}-serving", ServingNamespaceArgs(
             api_key=secrets.api_key, storage_credentials=dict(secrets.storage_credentials),
-            secret_data_out_of_band=bool(cluster.render_dir)), opts=on_cluster)
+            secret_data_out_of_band=bool(cluster.render_dir),
+            node_cache=any(_cached(_pool_of(cluster, model), model) for _, model in served)), opts=on_cluster)
+        priorities = (ServingPriorities(f"{cluster.name}-priorities", opts=on_cluster)
+                      if any(_pool_of(cluster, m).warm_headroom for _, m in served) else None)
         crds = _custom_resource_definitions(spec, cluster, on_cluster)
         # GKE serves the Gateway API itself (the cluster enables it); elsewhere the stack installs its CRDs.
         after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[crds] if crds else []))
@@ -250,28 +407,39 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         after_monitoring = on_cluster.merge(pulumi.ResourceOptions(depends_on=[
             d for d in (observability, crds if cluster.addons == "external" else None) if d]))
         prometheus_url = (spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/")
-        for model_name, model in spec.models.items():
-            if cluster not in spec.clusters_of(model):
-                continue
+        for pool in cluster.pools:
+            _pool_layer(spec, cluster, pool, serving, image, annotations, secrets, priorities, on_cluster,
+                        after_keda)
+        held = _held_versions(spec, cluster)
+        if held:
+            ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
+                namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
+                install_addon=cluster.addons == "helm"), opts=after_keda)
+        for model_name, model in served:
             for version in model.versions:
                 policy = policy_of(spec.autoscaling, model, version, model_name)
+                kname = resource_name(model_name, version.version)
                 service = VllmService(
                     f"{cluster.name}-{model_name}-{version.version}",
-                    _service_args(spec, cluster, model_name, model, version, serving, image, secrets, annotations),
+                    _service_args(spec, cluster, model_name, model, version, serving, image, secrets, annotations,
+                                  priorities, kname in held),
                     opts=after_monitoring,
                 )
                 ModelAutoscaler(
                     f"{cluster.name}-{model_name}-{version.version}",
                     ModelAutoscalerArgs(policy=policy, deployment_name=service.deployment_name,
                                         namespace=serving.namespace, model=model_name, version=version.version,
-                                        prometheus_url=prometheus_url),
+                                        prometheus_url=prometheus_url,
+                                        extra_triggers=(http_trigger(kname),) if kname in held else ()),
                     opts=after_keda,
                 )
             ModelRollout(
                 f"{cluster.name}-{model_name}",
                 ModelRolloutArgs(
                     model_name=model_name,
-                    versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role) for v in model.versions],
+                    versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role,
+                                             backend_ref=_held_backend(held, resource_name(model_name, v.version)))
+                              for v in model.versions],
                     namespace=serving.namespace,
                     hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
                     gateway_name=gateway.gateway_name,

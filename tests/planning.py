@@ -49,3 +49,9 @@ PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+
+
+def model_servers(plan: Plan) -> list[PlannedResource]:
+    """The vLLM Deployments (not the warm-headroom placeholders or other Deployments)."""
+    return [d for d in plan.of_type(DEPLOYMENT)
+            if d.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "model-server"]

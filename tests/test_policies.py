@@ -280,6 +280,12 @@ ROUTE_AUTH = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy", "ll
 GATEWAY_AUTH = patched(ROUTE_AUTH, (("spec", "targetRefs"), [{"kind": "Gateway", "name": "llmplane"}]),
                        (("metadata", "namespace"), "llmplane-gateway"))
 
+PAUSE = "registry.k8s.io/pause:3.10@sha256:" + "e" * 64
+OWNERSHIP = {"name": "own", "image": "vllm@sha256:" + "a" * 64, "command": ["python3", "-c", "..."],
+             "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+                                 "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}}}
+"""The node cache's one root step: every capability dropped but CHOWN, no escalation."""
+
 CASES = [
     # --- Kubernetes
     case("k8s-resources-requests-limits", "gpu requests = limits", OK, DEPLOY),
@@ -295,7 +301,21 @@ CASES = [
     case("k8s-probes", "cpu container needs no startup probe", OK, CPU_DEPLOY),
     case("k8s-probes", "no readiness probe", BAD, patched(DEPLOY, (C + ("readinessProbe",), DELETE))),
     case("k8s-probes", "gpu container without startup probe", BAD, patched(DEPLOY, (C + ("startupProbe",), DELETE))),
+    case("k8s-probes", "a pause placeholder holding a GPU slot runs nothing to probe", OK,
+         patched(DEPLOY, (C + ("image",), PAUSE), (C + ("readinessProbe",), DELETE),
+                 (C + ("livenessProbe",), DELETE), (C + ("startupProbe",), DELETE))),
+    case("k8s-probes", "a look-alike of the pause image is probed", BAD,
+         patched(DEPLOY, (C + ("image",), "example.com/registry.k8s.io/pause:3.10@sha256:" + "e" * 64),
+                 (C + ("readinessProbe",), DELETE))),
     case("k8s-run-as-non-root", "pod runAsNonRoot", OK, DEPLOY),
+    case("k8s-run-as-non-root", "a CHOWN-only init container hands a host folder over", OK,
+         patched(DEPLOY, (POD + ("initContainers",), [OWNERSHIP]))),
+    case("k8s-run-as-non-root", "a root init container keeping other capabilities", BAD,
+         patched(DEPLOY, (POD + ("initContainers",), [
+             {**OWNERSHIP, "securityContext": {**OWNERSHIP["securityContext"],
+                                               "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "NET_RAW"]}}}]))),
+    case("k8s-run-as-non-root", "root as the main container, even with CHOWN only", BAD,
+         patched(DEPLOY, (C + ("securityContext",), OWNERSHIP["securityContext"]))),
     case("k8s-run-as-non-root", "not set", BAD, patched(DEPLOY, (POD + ("securityContext",), DELETE))),
     case("k8s-run-as-non-root", "container runs as uid 0", BAD,
          patched(DEPLOY, (C + ("securityContext", "runAsUser"), 0))),
@@ -620,7 +640,8 @@ def _without_network_policies(r: PlannedResource) -> PlannedResource | None:
 
 
 def _image_by_tag(r: PlannedResource) -> PlannedResource:
-    if r.type == "kubernetes:apps/v1:Deployment":
+    if r.type == "kubernetes:apps/v1:Deployment" and r.inputs["metadata"]["labels"].get(
+            "app.kubernetes.io/component") == "model-server":
         r.inputs["spec"]["template"]["spec"]["containers"][0]["image"] = "vllm/vllm-openai:latest"
     return r
 

@@ -10,6 +10,7 @@ import pytest
 from components.serving.engine_args import serve_args
 from components.serving.vllm_image import content_tag
 from components.serving.vllm_service import resource_name
+from stacks.compose import engine_settings
 from stacks.diff import diff_plans
 from stacks.program import uncredentialed_fetches
 from tests.planning import (
@@ -19,6 +20,7 @@ from tests.planning import (
     PDB,
     SERVICE,
     SERVICE_MONITOR,
+    model_servers,
     named,
     plan_of,
     plan_with,
@@ -44,14 +46,14 @@ def _deployed(plan):
 def test_one_deployment_per_version_per_cluster(environment):
     plan = plan_of(environment)
     expected = sorted(resource_name(n, v.version) for _, n, _, v in _deployed(plan))
-    actual = sorted(d.inputs["metadata"]["name"] for d in plan.of_type(DEPLOYMENT))
+    actual = sorted(d.inputs["metadata"]["name"] for d in model_servers(plan))
     assert actual == expected
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_deployments_request_their_gpus_and_are_hardened(environment):
     plan = plan_of(environment)
-    for deployment in plan.of_type(DEPLOYMENT):
+    for deployment in model_servers(plan):
         pod = deployment.inputs["spec"]["template"]["spec"]
         container = _container(deployment)
         model = plan.spec.models[deployment.inputs["metadata"]["labels"]["llmplane.dev/model"]]
@@ -75,18 +77,22 @@ def test_deployments_request_their_gpus_and_are_hardened(environment):
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_probes_wait_for_the_model_to_load(environment):
     plan = plan_of(environment)
-    for deployment in plan.of_type(DEPLOYMENT):
+    for deployment in model_servers(plan):
         container = _container(deployment)
         model = plan.spec.models[deployment.inputs["metadata"]["labels"]["llmplane.dev/model"]]
         startup = container["startupProbe"]
-        assert startup["httpGet"]["path"] == "/health"
+        # Through the launcher, a replica is started and ready only once every weight file matched its digest
+        # and vLLM answers /health (the launcher's gate); on the download path vLLM's /health says it.
+        launcher = "weights_cache.py" in " ".join(container["command"])
+        gate = {"path": "/ready", "port": 8001} if launcher else {"path": "/health", "port": "http"}
+        assert startup["httpGet"] == gate
         assert startup["periodSeconds"] * startup["failureThreshold"] >= model.load_seconds
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+        assert container["readinessProbe"]["httpGet"] == gate
+        assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
 
 
 def test_stopping_pods_drain_in_flight_generations():
-    deployment = plan_of("prod").of_type(DEPLOYMENT)[0]
+    deployment = model_servers(plan_of("prod"))[0]
     pod = deployment.inputs["spec"]["template"]["spec"]
     pre_stop = _container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
     assert "vllm:num_requests_running" in pre_stop[-1]
@@ -94,11 +100,11 @@ def test_stopping_pods_drain_in_flight_generations():
 
 
 def test_shared_memory_and_writable_caches_are_volumes():
-    deployment = plan_of("prod").of_type(DEPLOYMENT)[0]
+    deployment = model_servers(plan_of("prod"))[0]
     volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     mounts = {m["mountPath"] for m in _container(deployment)["volumeMounts"]}
-    assert {"/dev/shm", "/models", "/tmp"} <= mounts
+    assert {"/dev/shm", "/tmp", "/var/cache/vllm"} <= mounts
 
 
 def test_engine_arguments_come_from_the_spec():
@@ -106,7 +112,9 @@ def test_engine_arguments_come_from_the_spec():
     model = plan.spec.models["llama-3-70b"]
     deployment = named(plan, DEPLOYMENT, "llama-3-70b-v1-0-0")[0]
     args = _container(deployment)["args"]
-    assert args == serve_args("llama-3-70b", "1.0.0", model.engine)
+    # The launcher puts the model folder first (the verified node cache or the stream): every flag after it.
+    assert args[:-4] == serve_args("llama-3-70b", "1.0.0", engine_settings(model))[1:]
+    assert args[-4:-2] == ["--load-format", "runai_streamer"]
     assert args[args.index("--served-model-name") + 1] == "llama-3-70b:1.0.0"
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
     assert args[args.index("--max-model-len") + 1] == "16384"
@@ -128,7 +136,7 @@ def test_api_key_reaches_vllm_only_through_a_secret():
     plan = plan_of("prod")
     secrets = plan.of_type("kubernetes:core/v1:Secret")
     assert secrets and all(s.inputs["stringData"] == "[secret]" for s in secrets)
-    for deployment in plan.of_type(DEPLOYMENT):
+    for deployment in model_servers(plan):
         container = _container(deployment)
         env = {e["name"]: e for e in container["env"]}
         assert "VLLM_API_KEY" not in env, "the key is mounted as a file, not put in the environment"
@@ -158,7 +166,7 @@ def test_network_policy_admits_only_gateway_and_prometheus():
 
 
 def test_service_monitors_follow_observability():
-    assert len(plan_of("prod").of_type(SERVICE_MONITOR)) == len(plan_of("prod").of_type(DEPLOYMENT))
+    assert len(plan_of("prod").of_type(SERVICE_MONITOR)) == len(model_servers(plan_of("prod")))
     assert plan_of("local").of_type(SERVICE_MONITOR) == [], "local has observability disabled"
 
 
@@ -171,9 +179,18 @@ def test_http_route_weights_equal_the_environment(environment):
         model_name = route.inputs["metadata"]["name"]
         model = plan.spec.models[model_name]
         split = route.inputs["spec"]["rules"][-1]
-        weights = {b["name"]: b["weight"] for b in split["backendRefs"]}
+        weights = {_version_of(b): b["weight"] for b in split["backendRefs"]}
         expected = {resource_name(model_name, v.version): v.weight for v in model.versions if v.role != "shadow"}
         assert weights == expected
+
+
+def _version_of(backend: dict) -> str:
+    """The version a route backend serves: its Service, or the one KEDA's interceptor forwards to (a version that
+    may be at zero replicas)."""
+    if backend["name"] == "keda-add-ons-http-interceptor-proxy":
+        (header,) = backend["filters"][0]["requestHeaderModifier"]["set"]
+        return header["value"]
+    return backend["name"]
 
 
 def test_shadow_versions_are_mirrored_and_never_answer():
@@ -220,7 +237,7 @@ def test_startup_budget_grows_with_load_time():
     def slow(values):
         values["llmplane:models"]["llama-3-8b"]["loadSeconds"] = 1800
 
-    deployment = plan_with("local", slow).of_type(DEPLOYMENT)[0]
+    deployment = model_servers(plan_with("local", slow))[0]
     startup = _container(deployment)["startupProbe"]
     assert startup["failureThreshold"] == math.ceil(1800 / 10) + 6
 
@@ -234,7 +251,7 @@ def test_cloud_clusters_build_the_image_into_their_own_registry_and_serve_it_by_
         assert image.inputs["push"] is True
         assert image.inputs["registries"] == "[secret]", "the registry token never shows"
         assert image.inputs["tags"][0].rsplit(":", 1)[1] == content_tag()
-    for deployment in plan.of_type(DEPLOYMENT):
+    for deployment in model_servers(plan):
         cluster = deployment.urn.split("::")[-1].split("-llama")[0]
         image = _container(deployment)["image"]
         assert "@sha256:" in image
@@ -261,7 +278,7 @@ def test_storage_credentials_reach_the_fetcher_as_secret_files_only():
     secret = [s for s in plan.of_type("kubernetes:core/v1:Secret")
               if s.inputs["metadata"]["name"] == "model-storage-credentials"]
     assert len(secret) == 1 and secret[0].inputs["stringData"] == "[secret]"
-    deployment = plan.of_type(DEPLOYMENT)[0]
+    deployment = model_servers(plan)[0]
     env = {e["name"]: e["value"] for e in _container(deployment)["env"] if "value" in e}
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/var/run/secrets/llmplane-storage/aws-credentials"
     volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
@@ -291,23 +308,32 @@ def test_eks_service_accounts_may_read_exactly_their_catalogs_weights():
     associations = [a for a in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
                     if a.inputs["namespace"] == "llmplane"]
     aws_clusters = [c for c in plan.spec.clusters if c.cloud == "aws"]
-    per_cluster = sum(len(m.versions) for m in plan.spec.models.values())
-    assert len(associations) == per_cluster * len(aws_clusters)
+    # Every vLLM version's account, and each node-cached pool's prefetch account.
+    per_cluster = {resource_name(n, v.version) for n, m in plan.spec.models.items() for v in m.versions}
+    per_cluster |= {f"{p.name}-model-cache" for p in aws_clusters[0].pools if p.node_cache}
+    assert sorted(a.inputs["serviceAccount"] for a in associations) == sorted(sorted(per_cluster) * len(aws_clusters))
     for policy in [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if "-weights-" in p.name]:
-        statement = json.loads(policy.inputs["policy"])["Statement"][0]
-        assert statement["Action"] == ["s3:GetObject"]
-        assert all(arn.startswith("arn:aws:s3:::llmplane-models/") and arn.endswith("/weights.tar")
-                   for arn in statement["Resource"])
+        read, *listing = json.loads(policy.inputs["policy"])["Statement"]
+        assert read["Action"] == ["s3:GetObject"]
+        # The streamed versions' folders (their files and nothing beside them), listable by prefix only.
+        assert all(arn.startswith("arn:aws:s3:::llmplane-models/") and arn.endswith("/*") for arn in read["Resource"])
+        folders = {arn.removeprefix("arn:aws:s3:::llmplane-models/").removesuffix("*") for arn in read["Resource"]}
+        assert {s["Condition"]["StringLike"]["s3:prefix"][0].removesuffix("*") for s in listing} == folders
+        assert all(s["Action"] == ["s3:ListBucket"] and s["Resource"] == "arn:aws:s3:::llmplane-models"
+                   for s in listing)
 
 
 def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity():
     plan = plan_of("prod")
     uris = {}
-    for deployment in plan.of_type(DEPLOYMENT):
+    for deployment in model_servers(plan):
         cluster = deployment.urn.split("::")[-1].split("-llama")[0]
         env = {e["name"]: e.get("value") for e in _container(deployment)["env"]}
-        uris.setdefault(plan.spec.cluster(cluster).cloud, set()).add(env["LLMPLANE_MODEL_URI"].split("://")[0])
-    assert uris == {"aws": {"s3"}, "gcp": {"gs"}, "onprem": {"https"}}
+        source = env.get("LLMPLANE_STREAM_URI") or env["LLMPLANE_MODEL_URI"]
+        uris.setdefault(plan.spec.cluster(cluster).cloud, set()).add(
+            (source.split("://")[0], env.get("AWS_ENDPOINT_URL", "").split("://")[0]))
+    # The on-prem https mirror is streamed as S3-compatible storage at its https endpoint.
+    assert uris == {"aws": {("s3", "")}, "gcp": {("gs", "")}, "onprem": {("s3", "https")}}
     gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount") if "gcp-usc1" in a.urn]
     assert all(a.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for a in gke_accounts)
     bindings = plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
@@ -327,7 +353,7 @@ def _gi(quantity: str) -> float:
 def test_ephemeral_storage_covers_every_disk_backed_volume(environment):
     """The kubelet evicts a pod whose emptyDirs outgrow its ephemeral-storage limit: the weights cache alone is
     35Gi for an 8B model and 290Gi for a 70B one, so the request and limit must cover it all."""
-    for deployment in plan_of(environment).of_type(DEPLOYMENT):
+    for deployment in model_servers(plan_of(environment)):
         pod = deployment.inputs["spec"]["template"]["spec"]
         disk = sum(_gi(v["emptyDir"]["sizeLimit"]) for v in pod["volumes"]
                    if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory")
@@ -337,7 +363,7 @@ def test_ephemeral_storage_covers_every_disk_backed_volume(environment):
 
 
 def test_liveness_never_restarts_a_busy_server_while_readiness_reacts_in_seconds():
-    container = _container(plan_of("prod").of_type(DEPLOYMENT)[0])
+    container = _container(model_servers(plan_of("prod"))[0])
     live, ready = container["livenessProbe"], container["readinessProbe"]
     assert live["periodSeconds"] * live["failureThreshold"] >= 120, "two minutes of silence before a restart"
     assert live["timeoutSeconds"] >= 10, "a slow answer from a busy engine is still an answer"

@@ -34,11 +34,19 @@ class ModelAutoscalerArgs:
     """Version (labels)."""
     prometheus_url: str = PROMETHEUS_URL
     """Prometheus the triggers query."""
+    extra_triggers: tuple[dict, ...] = ()
+    """More KEDA triggers, e.g. the HTTP add-on's held requests, which wake a version from zero."""
+
+    def __post_init__(self) -> None:
+        if self.extra_triggers and not self.policy.keda:
+            raise ValueError(f"ModelAutoscaler {self.model}:{self.version}: extra_triggers are KEDA triggers, but the "
+                             "policy uses a plain HPA; set keda=True or drop them")
 
 
 def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str],
-                       prometheus_url: str = PROMETHEUS_URL) -> dict:
-    """KEDA ScaledObject spec: queue depth per replica (AverageValue) and KV-cache usage (Value)."""
+                       prometheus_url: str = PROMETHEUS_URL, extra_triggers: tuple[dict, ...] = ()) -> dict:
+    """KEDA ScaledObject spec: queue depth per replica (AverageValue) and KV-cache usage (Value), and any extra
+    triggers (held requests at the gateway, for scale from zero)."""
     spec = {
         "scaleTargetRef": {"name": deployment},
         "pollingInterval": policy.polling_seconds,
@@ -54,6 +62,7 @@ def scaled_object_spec(policy: AutoscalingPolicy, deployment: pulumi.Input[str],
             {"type": "prometheus", "name": "kv-cache", "metricType": "Value", "metadata": {
                 "serverAddress": prometheus_url, "query": policy.kv_cache_query,
                 "threshold": str(policy.kv_cache_target)}},
+            *extra_triggers,
         ],
     }
     return spec
@@ -93,7 +102,8 @@ class ModelAutoscaler(pulumi.ComponentResource):
             k8s.apiextensions.CustomResource(f"{name}-scaledobject", api_version="keda.sh/v1alpha1",
                                              kind="ScaledObject", metadata=metadata,
                                              spec=scaled_object_spec(args.policy, args.deployment_name,
-                                                                       args.prometheus_url), opts=child)
+                                                                       args.prometheus_url, args.extra_triggers),
+                                             opts=child)
             kind = "ScaledObject"
         else:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=metadata,

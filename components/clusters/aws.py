@@ -13,7 +13,7 @@ from components.aws_trust import POD_IDENTITY, trust_policy
 from components.labels import k8s_labels
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
-from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_object_arn
+from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_folder, s3_object_arn
 
 from .base import (
     GPU_TAINT,
@@ -240,6 +240,7 @@ class AwsGpuCluster(GpuCluster):
             WeightsAccess(name, WeightsAccessArgs(
                 cluster_name=self.network.eks_cluster_name, namespace=readers.namespace,
                 service_accounts=list(readers.service_accounts), object_arns=arns, tags=dict(readers.tags),
+                list_prefixes=sorted({f for f in map(s3_folder, readers.uris) if f}),
             ), opts=moved_under(self, provider=self.network.provider))
         return {}
 
@@ -279,6 +280,8 @@ class AwsGpuCluster(GpuCluster):
                 "securityGroupSelectorTerms": [{"tags": {"aws:eks:cluster-name": cluster}}],
                 "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {
                     "volumeSize": "300Gi", "volumeType": "gp3", "encrypted": True}}],
+                # Instance-store NVMe joined into one RAID0 array: pods' ephemeral storage and the model cache.
+                **({"instanceStorePolicy": "RAID0"} if pool.local_cache_gb else {}),
                 "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
                 "tags": tags,
             },

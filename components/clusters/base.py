@@ -41,6 +41,11 @@ class GpuNodePool:
     """on-demand, or spot above `on_demand_base` on-demand nodes."""
     on_demand_base: int = 0
     """Nodes kept on-demand under a spot pool."""
+    local_cache_gb: int = 0
+    """Local disk the nodes give pods and the model cache, GB: AWS joins the instance store into one RAID0 array
+    (the machine must have instance store); GKE attaches enough local SSDs. 0: network disks only."""
+    image_streaming: bool = False
+    """Start containers before their image is fully pulled where the cloud can (GKE image streaming)."""
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.serving.image_prepull import GkeImagePreload
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
 from facts.addressing import gke_secondary_ranges
+from facts.loading import LOCAL_SSD_GB
 
 from .base import (
     ClusterArgs,
@@ -204,6 +208,9 @@ class GcpGpuCluster(GpuCluster):
                     "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}],
                     "disk_size_gb": 300,
                     "disk_type": "pd-ssd",
+                    **({"ephemeral_storage_local_ssd_config": {
+                        "local_ssd_count": math.ceil(pool.local_cache_gb / LOCAL_SSD_GB)}} if pool.local_cache_gb else {}),
+                    **(GkeImagePreload().node_config() if pool.image_streaming else {}),
                 },
                 management={"auto_repair": True, "auto_upgrade": True},
                 opts=opts,

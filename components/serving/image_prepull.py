@@ -59,7 +59,7 @@ class ImagePrepullArgs:
 
     pool: str
     """Pool name: the `llmplane.dev/pool` node label the DaemonSet selects."""
-    images: Sequence[str]
+    images: Sequence[pulumi.Input[str]]
     """Images to keep on the pool's nodes (the serving image of this region), each by digest."""
     namespace: pulumi.Input[str]
     """Namespace of the DaemonSet (restricted Pod Security suffices)."""
@@ -81,7 +81,8 @@ class ImagePrepull(pulumi.ComponentResource):
         if not args.images:
             raise ValueError(f"image pre-pull of pool {args.pool}: no image given; pass the serving image")
         for image in (*args.images, args.pause_image):
-            if "@sha256:" not in image:
+            # An image pushed by this program (VllmImage.ref) is an output that always carries its digest.
+            if isinstance(image, str) and "@sha256:" not in image:
                 raise ValueError(f"image pre-pull of pool {args.pool}: image {image!r} is not pinned by digest; "
                                  "reference it as <repository>@sha256:<digest>")
         kname = f"image-prepull-{args.pool}"[:63].rstrip("-")

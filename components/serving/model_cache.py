@@ -82,7 +82,7 @@ class NodeModelCacheArgs:
     """Host folder of the cache on the node's local disk (instance-store RAID0, local SSD or a host path)."""
     versions: Sequence[CachedVersion]
     """Catalog versions deployed on the pool."""
-    image: str
+    image: pulumi.Input[str]
     """Image the prefetch runs in (the serving image: python3, boto3, google-cloud-storage), by digest."""
     namespace: pulumi.Input[str]
     """Namespace of the DaemonSet; it must admit hostPath (HOST_PATH_NAMESPACE_LABELS)."""
@@ -98,6 +98,27 @@ class NodeModelCacheArgs:
     """File name in that Secret to the variable naming its path, e.g. `aws-credentials`: AWS_SHARED_CREDENTIALS_FILE."""
     pause_image: str = PAUSE_IMAGE
     """The container left running once the cache is filled, by digest."""
+
+
+def _ownership(image: pulumi.Input[str]) -> dict:
+    """The one step that runs as root: the kubelet creates the host folder root-owned, so this container (no
+    network use, every capability dropped but CHOWN) hands its top folders to the serving user, and the
+    prefetch then downloads without root."""
+    folders = ("/cache", "/cache/weights", "/cache/compile")
+    return {
+        "name": "own",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "-c", "import os\n"
+                    f"for folder in {folders!r}:\n"
+                    "    os.makedirs(folder, exist_ok=True)\n"
+                    f"    os.chown(folder, {SERVING_UID}, {SERVING_UID})\n"],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True, "privileged": False,
+                            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+        "volumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+    }
 
 
 def host_weights_dir(cache_path: str, model: str, version: str) -> str:
@@ -197,10 +218,10 @@ class NodeModelCache(pulumi.ComponentResource):
             # No GPU: the prefetch must never hold the slot a replica needs.
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                           "limits": {"cpu": "2", "memory": "1Gi"}},
-            # Root owns the host folder; CHOWN hands the compile folders to the serving user. Nothing else.
-            "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True, "privileged": False,
-                                "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+            # The download runs as the serving user, in the folders `own` handed over to it.
+            "securityContext": {"runAsUser": SERVING_UID, "runAsGroup": SERVING_UID, "runAsNonRoot": True,
+                                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "privileged": False, "capabilities": {"drop": ["ALL"]}},
             "volumeMounts": [{"name": "cache", "mountPath": "/cache"},
                              {"name": "tool", "mountPath": SCRIPT_DIR, "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"}, *credential_mounts],
@@ -219,7 +240,7 @@ class NodeModelCache(pulumi.ComponentResource):
                         "nodeSelector": {POOL_LABEL: args.pool},
                         "tolerations": [GPU_TOLERATION],
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                        "initContainers": [prefetch],
+                        "initContainers": [_ownership(args.image), prefetch],
                         "containers": [pause_container(args.pause_image)],
                         "volumes": [
                             {"name": "cache", "hostPath": {"path": args.cache_path, "type": "DirectoryOrCreate"}},

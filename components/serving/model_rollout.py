@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -29,6 +29,9 @@ class RolloutVersion:
     """Percent of the model's traffic (0 for a shadow)."""
     role: Literal["stable", "canary", "ab", "shadow"] = "stable"
     """stable or canary (weighted split), ab (also reachable by the variant header) or shadow (mirrored only)."""
+    backend_ref: Mapping[str, Any] | None = None
+    """Where the version's traffic goes when not straight to its Service: its InferencePool, or KEDA's HTTP
+    interceptor while it may be at zero replicas (a Gateway API backendRef, without the weight)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight <= 100:
@@ -62,9 +65,11 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion]) -> list[dic
     prefix = f"/{model_name}/v1"
     rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}}
 
+    refs = {v.version: dict(v.backend_ref) if v.backend_ref else {"name": resource_name(model_name, v.version),
+                                                                   "port": VLLM_PORT} for v in versions}
+
     def backend(version: str, weight: int | None = None) -> dict:
-        ref = {"name": resource_name(model_name, version), "port": VLLM_PORT}
-        return ref if weight is None else {**ref, "weight": weight}
+        return refs[version] if weight is None else {**refs[version], "weight": weight}
 
     mirrors = [
         {"type": "RequestMirror", "requestMirror": {"backendRef": backend(v.version)}}

@@ -11,6 +11,9 @@ import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 
+from .model_cache import HOST_PATH_NAMESPACE_LABELS
+from .streaming import SCRIPT_NAME, SCRIPT_SOURCE
+
 SERVING_NAMESPACE = "llmplane"
 API_KEY_SECRET = "vllm-api-key"
 ENTRYPOINT_CONFIGMAP = "llmplane-entrypoint"
@@ -32,6 +35,9 @@ class ServingNamespaceArgs:
     `gcp-service-account.json`); empty where workload identity reads the weights."""
     name: str = SERVING_NAMESPACE
     """Name of the namespace (one per team or environment sharing a cluster)."""
+    node_cache: bool = False
+    """Pods here mount a node model cache (hostPath): Pod Security is then enforced at `privileged` (hostPath is
+    refused by `baseline` and `restricted`), while `restricted` is still warned about and audited."""
     secret_data_out_of_band: bool = False
     """Create the Secrets without their data (when rendering to files, where the Kubernetes provider would write
     data in clear); each then says in an annotation how to provide it."""
@@ -45,7 +51,8 @@ class ServingNamespace(pulumi.ComponentResource):
     api_key_secret: pulumi.Output[str]
     """Name of the Secret with the API key under `api-key`."""
     entrypoint_configmap: pulumi.Output[str]
-    """Name of the ConfigMap holding `entrypoint.py` (fetch, verify, exec vllm serve)."""
+    """Name of the ConfigMap holding `entrypoint.py` (fetch, verify, exec vllm serve) and the launcher
+    `weights_cache.py` (stream and/or read the node cache, verify every file, exec vllm serve)."""
 
     storage_secret: pulumi.Output[str] | None
     """Name of the Secret holding object-storage credential files, when the environment supplies any."""
@@ -58,7 +65,8 @@ class ServingNamespace(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata={
                 "name": args.name,
-                "labels": {**labels, "pod-security.kubernetes.io/enforce": "restricted"},
+                "labels": {**labels, **(HOST_PATH_NAMESPACE_LABELS if args.node_cache
+                                        else {"pod-security.kubernetes.io/enforce": "restricted"})},
             },
             opts=child,
         )
@@ -84,7 +92,7 @@ class ServingNamespace(pulumi.ComponentResource):
         entrypoint = k8s.core.v1.ConfigMap(
             f"{name}-entrypoint",
             metadata={**meta, "name": ENTRYPOINT_CONFIGMAP},
-            data={"entrypoint.py": ENTRYPOINT_SOURCE.read_text()},
+            data={"entrypoint.py": ENTRYPOINT_SOURCE.read_text(), SCRIPT_NAME: SCRIPT_SOURCE.read_text()},
             opts=child,
         )
         k8s.networking.v1.NetworkPolicy(

@@ -14,6 +14,8 @@ from components.labels import k8s_labels
 from components.options import children_of
 
 from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
+from .model_cache import vllm_volumes
+from .streaming import GATE_PORT, StreamerSettings, gate_probe, launch_command, launch_env, streamer_settings
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
@@ -61,6 +63,30 @@ class ModelWeights:
 
 
 @dataclass(frozen=True)
+class VerifiedLoading:
+    """Weights loaded by the launcher (`weights_cache.py launch`): streamed by vLLM's Run:ai streamer and/or read
+    from the pool's node cache, every file checked against the catalog's digest before the replica is ready."""
+
+    files: Mapping[str, str]
+    """sha256 of each file of the version, by its name in the version's folder; empty: the archive's digest
+    (`ModelWeights.sha256`) and the node cache's prefetch."""
+    stream_uri: str | None = None
+    """The version's folder to stream from (s3://, gs://, or an S3-compatible https:// mirror); None: read the
+    node cache only."""
+    node_cache_path: str | None = None
+    """Host folder of the pool's node cache (the prefetch DaemonSet fills it); None: no cache on the pool."""
+    compile_cache: bool = False
+    """Seed and publish vLLM's compile cache on the node cache, so a restart does not recompile."""
+    concurrency: int = 16
+    """Streamer reader threads (S3 connections)."""
+
+    def __post_init__(self) -> None:
+        if self.stream_uri is None and self.node_cache_path is None:
+            raise ValueError("VerifiedLoading: give stream_uri (stream the files), node_cache_path (read the node "
+                             "cache) or both; it has neither")
+
+
+@dataclass(frozen=True)
 class VllmServiceArgs:
     """What one VllmService needs: the model version, its weights and engine, and where to run it."""
 
@@ -97,6 +123,15 @@ class VllmServiceArgs:
     """Annotations of the pod's service account (GKE Workload Identity binds a Google service account so)."""
     generation_seconds: int = 300
     """Longest generation to let finish when a pod stops."""
+    loading: VerifiedLoading | None = None
+    """How the weights load; None: the entrypoint downloads the archive into the pod and checks its digest."""
+    priority_class: str | None = None
+    """PriorityClass of the pods (above warm-headroom placeholders, which they then preempt)."""
+    extra_args: tuple[str, ...] = ()
+    """More `vllm serve` flags, e.g. tracing's `--otlp-traces-endpoint`."""
+    admit_namespaces: tuple[str, ...] = ()
+    """Namespaces admitted to the vLLM port besides the gateway's and monitoring's (e.g. KEDA's HTTP interceptor,
+    the endpoint picker's)."""
 
 
 def resource_name(model: str, version: str) -> str:
@@ -106,7 +141,7 @@ def resource_name(model: str, version: str) -> str:
 
 def _memory_gi(args: VllmServiceArgs) -> int:
     """Host memory a replica needs: the weights pass through it while loading, plus room for the server."""
-    return max(16, math.ceil(args.weights.size_bytes / 2**30 * 1.2 / args.engine.tensor_parallel_size) + 8)
+    return replica_memory_gi(args.weights.size_bytes, args.engine.tensor_parallel_size)
 
 
 def _cache_gi(args: VllmServiceArgs) -> int:
@@ -115,8 +150,15 @@ def _cache_gi(args: VllmServiceArgs) -> int:
 
 
 def _disk_volumes(args: VllmServiceArgs) -> dict[str, int]:
-    """The pod's disk-backed emptyDirs and their size limits in GiB: the weights cache, /tmp, vLLM's caches."""
-    return {"model-cache": _cache_gi(args), "tmp": 4, "cache": 8}
+    """The pod's disk-backed emptyDirs and their size limits in GiB: the downloaded weights (unless the node cache
+    or the streamer provides them), /tmp, vLLM's caches."""
+    weights = {} if args.loading else {"model-cache": _cache_gi(args)}
+    return {**weights, "tmp": 4, "cache": 8}
+
+
+def replica_memory_gi(size_bytes: float, tensor_parallel_size: int) -> int:
+    """Host memory one replica requests, in GiB (warm-headroom placeholders hold the same)."""
+    return max(16, math.ceil(size_bytes / 2**30 * 1.2 / tensor_parallel_size) + 8)
 
 
 CREDENTIAL_ENDPOINTS = {"aws": "169.254.170.23/32", "gcp": "169.254.169.254/32"}
@@ -137,6 +179,40 @@ def egress_rules(weights_uri: str, cloud: str) -> list[dict]:
         rules.append({"to": [{"ipBlock": {"cidr": CREDENTIAL_ENDPOINTS[cloud]}}],
                       "ports": [{"port": 80, "protocol": "TCP"}]})
     return rules
+
+
+@dataclass(frozen=True)
+class _Load:
+    """How the vLLM container starts and where its weights come from."""
+
+    command: list[str]
+    args: list[str]
+    env: dict[str, str]
+    volumes: list[dict]
+    mounts: list[dict]
+
+
+def _loading(args: VllmServiceArgs) -> _Load:
+    """The download path (the entrypoint fetches and checks the archive into the pod's emptyDir), or the launcher
+    that streams and/or reads the node cache, checking every file, with vLLM's streamer flags."""
+    flags = [*serve_args(args.model_name, args.version, args.engine), *args.extra_args]
+    loading = args.loading
+    if loading is None:
+        return _Load(["python3", f"{ENTRYPOINT_DIR}/entrypoint.py"], flags,
+                     {"LLMPLANE_MODEL_URI": args.weights.uri, "LLMPLANE_MODEL_SHA256": args.weights.sha256,
+                      "LLMPLANE_MODEL_CACHE": "/models"},
+                     [], [{"name": "model-cache", "mountPath": "/models"}])
+    settings = (streamer_settings(loading.stream_uri, loading.concurrency) if loading.stream_uri
+                else StreamerSettings(()))
+    cache = (vllm_volumes(loading.node_cache_path, args.model_name, args.version, loading.compile_cache)
+             if loading.node_cache_path else None)
+    env = {**settings.env, **launch_env(dict(loading.files), settings.source, cache.node_cache_dir if cache else None,
+                                        cache.compile_cache_dir if cache else None, None,
+                                        None if loading.files else args.weights.sha256)}
+    # The launcher picks the model folder (the verified node cache, or the stream): flags after the model only.
+    # The API key file and any credential files are in the container's common environment already.
+    return _Load(launch_command(ENTRYPOINT_DIR), [*flags[1:], *settings.args], env,
+                 cache.volumes if cache else [], cache.mounts if cache else [])
 
 
 WRITABLE_LAYER_GI = 2
@@ -222,7 +298,7 @@ class VllmService(pulumi.ComponentResource):
                     {
                         "from": [
                             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-                            for ns in (GATEWAY_NAMESPACE, MONITORING_NAMESPACE)
+                            for ns in (GATEWAY_NAMESPACE, MONITORING_NAMESPACE, *args.admit_namespaces)
                         ],
                         "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
                     }
@@ -280,9 +356,13 @@ class VllmService(pulumi.ComponentResource):
         drain_budget = args.generation_seconds
         probe = {"httpGet": {"path": "/health", "port": "http"}}
         spread_selector = {"matchLabels": {"app.kubernetes.io/instance": kname}}
+        load = _loading(args)
+        startup_probe = {**(gate_probe() if args.loading else probe), "timeoutSeconds": 5, "periodSeconds": 10,
+                         "failureThreshold": math.ceil(args.weights.load_seconds / 10) + 6}
         return {
             "serviceAccountName": account,
             "automountServiceAccountToken": False,
+            **({"priorityClassName": args.priority_class} if args.priority_class else {}),
             "terminationGracePeriodSeconds": PRE_STOP_SECONDS + drain_budget + 30,
             "securityContext": {
                 "runAsNonRoot": True,
@@ -313,12 +393,10 @@ class VllmService(pulumi.ComponentResource):
                     "name": "vllm",
                     "image": args.image,
                     "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", f"{ENTRYPOINT_DIR}/entrypoint.py"],
-                    "args": serve_args(args.model_name, args.version, args.engine),
+                    "command": load.command,
+                    "args": load.args,
                     "env": [
-                        {"name": "LLMPLANE_MODEL_URI", "value": args.weights.uri},
-                        {"name": "LLMPLANE_MODEL_SHA256", "value": args.weights.sha256},
-                        {"name": "LLMPLANE_MODEL_CACHE", "value": "/models"},
+                        *({"name": key, "value": value} for key, value in load.env.items()),
                         {"name": "HOME", "value": "/tmp/home"},
                         {"name": "XDG_CACHE_HOME", "value": "/var/cache/vllm"},
                         {"name": "HF_HUB_OFFLINE", "value": "1"},
@@ -327,12 +405,15 @@ class VllmService(pulumi.ComponentResource):
                         *({"name": STORAGE_ENV[file], "value": f"{STORAGE_DIR}/{file}"}
                           for file in args.storage_files),
                     ],
-                    "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+                    "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"},
+                              *([{"name": "gate", "containerPort": GATE_PORT, "protocol": "TCP"}]
+                                if args.loading else [])],
                     "resources": {"requests": resources, "limits": resources},
-                    "startupProbe": {**probe, "timeoutSeconds": 5, "periodSeconds": 10,
-                                     "failureThreshold": math.ceil(args.weights.load_seconds / 10) + 6},
-                    # Readiness reacts in seconds: a replica that cannot answer leaves the rotation at once.
-                    "readinessProbe": {**probe, "timeoutSeconds": 3, "periodSeconds": 5, "failureThreshold": 2},
+                    "startupProbe": startup_probe,
+                    # Readiness reacts in seconds: a replica that cannot answer leaves the rotation at once. With
+                    # the launcher it also waits for every weight file's digest to match.
+                    "readinessProbe": {**(gate_probe() if args.loading else probe), "timeoutSeconds": 3,
+                                       "periodSeconds": 5, "failureThreshold": 2},
                     # Liveness restarts only a wedged server: a busy engine answers /health late, not never, so
                     # it must stay silent for LIVENESS_SILENCE_SECONDS before the kubelet restarts it.
                     "livenessProbe": {**probe, "timeoutSeconds": 20, "periodSeconds": 30,
@@ -351,7 +432,7 @@ class VllmService(pulumi.ComponentResource):
                         "capabilities": {"drop": ["ALL"]},
                     },
                     "volumeMounts": [
-                        {"name": "model-cache", "mountPath": "/models"},
+                        *load.mounts,
                         {"name": "dshm", "mountPath": "/dev/shm"},
                         {"name": "tmp", "mountPath": "/tmp"},
                         {"name": "cache", "mountPath": "/var/cache/vllm"},
@@ -364,6 +445,7 @@ class VllmService(pulumi.ComponentResource):
             ],
             "volumes": [
                 *({"name": name, "emptyDir": {"sizeLimit": f"{size}Gi"}} for name, size in disk.items()),
+                *load.volumes,
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{max(2, 4 * gpus)}Gi"}},
                 {"name": "entrypoint", "configMap": {"name": args.entrypoint_configmap, "defaultMode": 0o555}},
                 {"name": "api-key", "secret": {"secretName": args.api_key_secret, "defaultMode": 0o400}},

@@ -4,7 +4,7 @@ identity (EKS Pod Identity for s3://, GKE Workload Identity for gs://) and no st
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -24,14 +24,27 @@ class WeightsAccessArgs:
     service_accounts: list[str]
     """One per deployed model version."""
     object_arns: list[str]
-    """`arn:aws:s3:::bucket/key` of every weights archive they may fetch."""
+    """`arn:aws:s3:::bucket/key` of every weights archive they may fetch (`.../prefix/*` for a streamed folder)."""
     tags: dict[str, str]
     """Tags for the IAM role and associations."""
+    list_prefixes: list[tuple[str, str]] = field(default_factory=list)
+    """(bucket, prefix) of every streamed folder: the streamer lists the folder's safetensors files."""
 
 
 def s3_object_arn(uri: str) -> str | None:
-    """The object ARN of an s3:// URI, or None for other schemes."""
-    return f"arn:aws:s3:::{uri[len('s3://'):]}" if uri.startswith("s3://") else None
+    """The object ARN of an s3:// URI (a folder, ending in `/`, gives every object under it), or None for other
+    schemes."""
+    if not uri.startswith("s3://"):
+        return None
+    return f"arn:aws:s3:::{uri[len('s3://'):]}" + ("*" if uri.endswith("/") else "")
+
+
+def s3_folder(uri: str) -> tuple[str, str] | None:
+    """(bucket, prefix) of an s3:// folder URI (ending in `/`), which the model streamer lists; else None."""
+    if not (uri.startswith("s3://") and uri.endswith("/")):
+        return None
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    return bucket, prefix
 
 
 class WeightsAccess(pulumi.ComponentResource):
@@ -44,9 +57,13 @@ class WeightsAccess(pulumi.ComponentResource):
         super().__init__("llmplane:serving:WeightsAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(f"{name}-role", assume_role_policy=trust_policy(POD_IDENTITY), tags=args.tags, opts=child)
+        listing = [{"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
+                    "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}}
+                   for bucket, prefix in sorted(set(args.list_prefixes))]
         aws.iam.RolePolicy(f"{name}-read-weights", role=role.id, policy=json.dumps({
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": sorted(args.object_arns)}],
+            "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": sorted(args.object_arns)},
+                          *listing],
         }), opts=child)
         for account in args.service_accounts:
             aws.eks.PodIdentityAssociation(f"{name}-{account}", cluster_name=args.cluster_name,
