@@ -6,11 +6,12 @@ monitor keeps every registration (URN, type, name, parent, inputs with secrets r
 
 from __future__ import annotations
 
-from collections import Counter
-
+import gc
 import hashlib
 import json
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,11 @@ from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
-from pulumi.runtime.settings import set_root_resource
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.settings import is_dry_run, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from google.protobuf import struct_pb2
 
 from .environments import SECRET_PLACEHOLDER, StackConfig
 from .program import kubeconfig_keys, main, psk_keys
@@ -31,6 +34,7 @@ from .spec.load import NAMESPACE, SECRETS_KEY
 SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
 SIG_KEY = rpc._special_sig_key  # noqa: SLF001
 PROJECT = "llmplane"
+STACK_TYPE = "pulumi:pulumi:Stack"
 UNKNOWN_PLACEHOLDER = "[unknown]"
 """A value only known after the cloud creates something (an id, an endpoint)."""
 
@@ -132,6 +136,37 @@ def _pushed_ref(inputs: dict[str, Any]) -> str:
     return f"{tag}@sha256:{hashlib.sha256(str(tag).encode()).hexdigest()}"
 
 
+class _NotPlain(Exception):
+    """A value only the SDK's serializer knows how to send (a resource reference, an asset, an archive...)."""
+
+
+def _wire(value: Any) -> Any:
+    """A deserialized value as `rpc.serialize_property` sends it back (plain values as they are, unknowns as the
+    sentinel); anything else raises _NotPlain so that the SDK's serializer handles it."""
+    kind = type(value)
+    if kind is str or kind is bool or kind is int or kind is float or value is None:
+        return value
+    if kind is dict:
+        return {key: _wire(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_wire(item) for item in value]
+    if kind is Unknown:
+        return rpc.UNKNOWN
+    raise _NotPlain
+
+
+def _state_struct(state: dict[str, Any]) -> struct_pb2.Struct:
+    """`rpc.serialize_properties(state, {})` for a mock's state: the same Struct, without a round through the
+    event loop from the monitor's thread when every value is plain."""
+    try:
+        wire = {key: _wire(item) for key, item in state.items()}
+    except _NotPlain:
+        return _sync_await(rpc.serialize_properties(state, {}))
+    struct = struct_pb2.Struct()
+    struct.update({key: item for key, item in wire.items() if item is not None})  # None: an absent property
+    return struct
+
+
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, keeping each registration with its parent and raw (secret-marked) inputs."""
 
@@ -150,12 +185,24 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return f"urn:pulumi:{self.stack}::{self.project}::{type_}::{name}"
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
-            self.sink.append(PlannedResource(response.urn, request.type, request.name, request.parent,
-                                             redact(inputs), bool(request.protect)))
-        return response
+        """`MockMonitor.RegisterResource`, step for step, with the inputs deserialized once for the mocks and the
+        record (in a preview the SDK keeps unknowns in both) and the state sent back without `_sync_await`."""
+        if request.type == STACK_TYPE:
+            return super().RegisterResource(request)
+        _ensure_event_loop()  # deserializing a resource reference needs a loop on this thread
+        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        args = pulumi_mocks.MockResourceArgs(
+            typ=request.type, name=request.name,
+            inputs=inputs if is_dry_run() else rpc.deserialize_properties(request.object),
+            provider=request.provider, resource_id=request.importId, custom=request.custom or False,
+            transforms=pulumi_mocks._resolve_callbacks(request.transforms))  # noqa: SLF001 - as the SDK does
+        id_, state = self.mocks.new_resource(args)
+        obj = _state_struct(state)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        self.sink.append(PlannedResource(urn, request.type, request.name, request.parent, redact(inputs),
+                                         bool(request.protect)))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
 def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: list[str]):
@@ -176,6 +223,20 @@ class DuplicateUrnError(RuntimeError):
     """Two resources of one plan share a URN: a spec rule is missing (a duplicate the validation let through)."""
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a program registers its resources: nearly every object a plan
+    allocates lives until the plan ends, so each full collection walks the whole (growing) heap for nothing; the
+    collector's previous state comes back afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def record_program(program: Callable[[], None], project: str, stack: str, values: dict[str, str],
                    secret_keys: list[str] | None = None) -> list[PlannedResource]:
     """Run any Pulumi program under the mock runtime with these config values; every registration, sorted by
@@ -185,7 +246,8 @@ def record_program(program: Callable[[], None], project: str, stack: str, values
     set_root_resource(None)
     pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)
     set_all_config(values, secret_keys or [])
-    _sync_await(run_pulumi_func(program))
+    with collector_paused():
+        _sync_await(run_pulumi_func(program))
     return sorted(resources, key=lambda r: r.urn)
 
 
