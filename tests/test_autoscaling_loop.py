@@ -21,8 +21,7 @@ from toolchain.embedded_cluster import EmbeddedCluster
 
 NAMESPACE = "llmplane"
 DEPLOYMENT = "llama-3-8b-v1-0-0"
-MAX_REPLICAS = 4
-GPU_NODES = 2
+MAX_REPLICAS = 5
 
 
 class Loop:
@@ -32,6 +31,10 @@ class Loop:
     def replicas(self) -> int:
         deployment = json.loads(self.cluster.kubectl("get", "deployment", DEPLOYMENT, "-n", NAMESPACE, "-o", "json"))
         return deployment["spec"].get("replicas", 0)
+
+    def gpu_nodes(self) -> int:
+        """The fake GPU nodes of the local pool (its `nodes.max`), one GPU each."""
+        return len(self.cluster.kubectl("get", "nodes", "-l", "llmplane.dev/pool=inference", "-o", "name").split())
 
     def pods(self) -> list[dict[str, Any]]:
         listed = self.cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", "llmplane.dev/model=llama-3-8b",
@@ -48,6 +51,8 @@ def loop(embedded_cluster: EmbeddedCluster, tmp_path_factory: pytest.TempPathFac
     def short_windows(config: dict[str, Any]) -> None:
         config["llmplane:models"]["llama-3-8b"]["replicas"] = {"min": 1, "max": MAX_REPLICAS}
         config["llmplane:clusters"][0]["pools"][0]["nodes"]["max"] = MAX_REPLICAS
+        # Every GPU for replicas: no placeholder holds a warm slot here.
+        config["llmplane:clusters"][0]["pools"][0].pop("warmHeadroom", None)
         config["llmplane:observability"]["prometheusUrl"] = f"http://127.0.0.1:{prometheus_port}"
         config["llmplane:autoscaling"] = {"scaleToZero": False, "queuePerReplica": 4, "scaleUpSeconds": 0,
                                           "scaleDownSeconds": 20, "pollingSeconds": 2, "cooldownSeconds": 30}
@@ -73,15 +78,18 @@ def test_load_scales_up_to_the_pools_gpus_then_pods_wait_for_gpus_and_come_back_
     cluster_addons.set_load(loop.cluster, "llama-3-8b", "overload")
     wait_for(lambda: loop.replicas() == MAX_REPLICAS, f"{MAX_REPLICAS} replicas under load", timeout=240)
 
+    gpu_nodes = loop.gpu_nodes()
+    assert 1 < gpu_nodes < MAX_REPLICAS
+
     def running_and_waiting() -> bool:
         pods = loop.pods()
         running = [p for p in pods if p["status"].get("phase") == "Running"]
         pending = [p for p in pods if p["status"].get("phase") == "Pending"]
         reasons = " ".join(c.get("message", "") for p in pending for c in p["status"].get("conditions", []))
-        return len(running) == GPU_NODES and len(pending) == MAX_REPLICAS - GPU_NODES and \
+        return len(running) == gpu_nodes and len(pending) == MAX_REPLICAS - gpu_nodes and \
             "Insufficient nvidia.com/gpu" in reasons
 
-    wait_for(running_and_waiting, "two pods Running on the two GPU nodes and two Pending for lack of GPUs",
+    wait_for(running_and_waiting, "a pod Running on each GPU node and the rest Pending for lack of GPUs",
              timeout=120)
     for pod in loop.pods():
         if pod["status"].get("phase") == "Running":

@@ -128,7 +128,7 @@ def test_a_canary_step_previews_as_a_route_weight_change_only(deployed: Deployed
             config["llmplane:models"]["llama-3-8b"]["versions"] = [
                 {"version": "1.0.0", "weight": stable},
                 {"version": "1.1.0", "weight": weight, "role": "canary", "replicas": {"min": 1, "max": 1}}]
-            config["llmplane:clusters"][0]["pools"][0]["nodes"]["max"] = 3
+            config["llmplane:clusters"][0]["pools"][0]["nodes"]["max"] = 4  # both versions' replicas + the warm slot
         return engine.config_file(f"canary-{weight}", edit)
 
     engine.up(canary(90, 10))

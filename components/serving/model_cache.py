@@ -237,6 +237,8 @@ class NodeModelCache(pulumi.ComponentResource):
                     "metadata": {"labels": labels, "annotations": {"llmplane.dev/manifest-sha256": digest}},
                     "spec": {
                         "serviceAccountName": account.metadata.name,
+                        # Workload identity needs no Kubernetes API token (EKS Pod Identity projects its own).
+                        "automountServiceAccountToken": False,
                         "nodeSelector": {POOL_LABEL: args.pool},
                         "tolerations": [GPU_TOLERATION],
                         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
