@@ -219,6 +219,13 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
                 serving_advice(t, max(trace.prompt_tokens, default=0)) if unservable else [])
 
 
+def prefill_scale(gpu_from: str, gpu_to: str, tp_from: int = 1, tp_to: int = 1) -> float:
+    """How much faster a replica prefills on `gpu_to` at tensor parallelism `tp_to` than on `gpu_from` at
+    `tp_from`, at best: prefill is compute bound, so dense BF16 throughput (`facts.gpus.DENSE_BF16_TFLOPS`) times
+    the GPUs it shards over."""
+    return DENSE_BF16_TFLOPS[gpu_to] / DENSE_BF16_TFLOPS[gpu_from] * tp_to / tp_from
+
+
 def serving_advice(t: Target, longest_prompt: int) -> list[str]:
     """What would prefill `longest_prompt` within the SLO: more tensor parallelism (prefill scales at best with
     the GPUs, so this is the least that could do), a faster GPU (prefill is compute bound: the profile's rate
@@ -235,10 +242,10 @@ def serving_advice(t: Target, longest_prompt: int) -> list[str]:
     else:
         advice.append(f"tensor parallelism of {needed_tp} GPUs, beyond the {t.gpus_per_node} GPUs per node of "
                       f"{t.cluster}/{t.pool.name}: a pool with more GPUs per node")
-    own = DENSE_BF16_TFLOPS[t.pool.gpu_type]
-    faster = [gpu for gpu, tflops in sorted(DENSE_BF16_TFLOPS.items(), key=lambda kv: kv[1]) if tflops / own >= factor]
+    faster = [gpu for gpu in sorted(DENSE_BF16_TFLOPS, key=DENSE_BF16_TFLOPS.get)
+              if prefill_scale(t.pool.gpu_type, gpu) >= factor]
     if faster:
-        advice.append(f"gpuType: {faster[0]} (~{DENSE_BF16_TFLOPS[faster[0]] / own:.1f}x the prefill of "
+        advice.append(f"gpuType: {faster[0]} (~{prefill_scale(t.pool.gpu_type, faster[0]):.1f}x the prefill of "
                       f"{t.pool.gpu_type} at the same tensor parallelism)")
     advice.append(f"prefix caching (engine.enablePrefixCaching) helps only if at least {1 - 1 / factor:.0%} of the "
                   "longest prompts' tokens are a shared, cached prefix")
