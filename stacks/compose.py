@@ -57,7 +57,7 @@ from facts.loading import NODE_CACHE_ROOTS
 from capacity.planner import startup_of
 
 from .autoscaling import policy_of
-from .crd_sources import GATEWAY_API, PROMETHEUS_OPERATOR, crd_documents
+from .crd_sources import GATEWAY_API, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
 from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
@@ -139,14 +139,16 @@ def _kubeconfig(cluster: Cluster, secrets: Secrets) -> pulumi.Input[str] | None:
     return None
 
 
-def _custom_resource_definitions(spec: PlatformSpec, cluster: Cluster,
-                                 on_cluster: pulumi.ResourceOptions) -> CustomResourceDefinitions | None:
+def _custom_resource_definitions(spec: PlatformSpec, cluster: Cluster, on_cluster: pulumi.ResourceOptions,
+                                 holds_requests: bool) -> CustomResourceDefinitions | None:
     """The CRDs the stack installs in a cluster from the projects' pinned modules: the Gateway API wherever the
-    cloud does not serve it (all but GKE); KEDA's and the Prometheus Operator's where no chart brings them
-    (`addons: external`, e.g. the embedded cluster, which runs KEDA beside its control plane)."""
+    cloud does not serve it (all but GKE); KEDA's, its HTTP add-on's (when a version scales from zero) and the
+    Prometheus Operator's where no chart brings them (`addons: external`, e.g. the embedded cluster, which runs
+    KEDA beside its control plane)."""
     sources = [GATEWAY_API] if cluster.cloud != "gcp" else []
     if cluster.addons == "external":
         sources += [KEDA_CRDS] if spec.autoscaling.keda else []
+        sources += [KEDA_HTTP_ADDON] if holds_requests else []
         sources += [PROMETHEUS_OPERATOR]
     if not sources:
         return None
@@ -386,7 +388,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             node_cache=any(_cached(_pool_of(cluster, model), model) for _, model in served)), opts=on_cluster)
         priorities = (ServingPriorities(f"{cluster.name}-priorities", opts=on_cluster)
                       if any(_pool_of(cluster, m).warm_headroom for _, m in served) else None)
-        crds = _custom_resource_definitions(spec, cluster, on_cluster)
+        held = _held_versions(spec, cluster)
+        crds = _custom_resource_definitions(spec, cluster, on_cluster, holds_requests=bool(held))
         # GKE serves the Gateway API itself (the cluster enables it); elsewhere the stack installs its CRDs.
         after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[crds] if crds else []))
         gateway = RegionalGateway(
@@ -410,7 +413,6 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         for pool in cluster.pools:
             _pool_layer(spec, cluster, pool, serving, image, annotations, secrets, priorities, on_cluster,
                         after_keda)
-        held = _held_versions(spec, cluster)
         if held:
             ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
                 namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,

@@ -1,7 +1,8 @@
 """Custom resource definitions at pinned versions, read from the projects' own Go modules.
 
 Every CustomResource the stack creates (Gateway API Gateways and HTTPRoutes,
-KEDA ScaledObjects, Prometheus Operator ServiceMonitors and PrometheusRules)
+KEDA ScaledObjects, the HTTP add-on's InterceptorRoutes, Prometheus Operator ServiceMonitors and
+PrometheusRules)
 needs its CRD in the cluster first. Where no Helm chart installs them (an
 on-prem or embedded cluster; the Gateway API on EKS) the stack installs them
 itself, from the same release the projects publish: their Go module, fetched
@@ -63,7 +64,12 @@ INFERENCE_EXTENSION = CrdSource(
     ("config/crd/bases/inference.networking.k8s.io_inferencepools.yaml",),
 )
 """InferencePool v1 (group inference.networking.k8s.io): one pool per model version, routed to by HTTPRoutes."""
-SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION)
+KEDA_HTTP_ADDON = CrdSource(
+    "keda-http-add-on", "github.com/kedacore/http-add-on", "v0.15.0",
+    tuple(f"config/crd/bases/http.keda.sh_{kind}.yaml" for kind in ("interceptorroutes", "httpscaledobjects")),
+)
+"""The HTTP add-on's InterceptorRoute, at the version of the chart (keda-add-ons-http 0.15.0) clouds install."""
+SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION, KEDA_HTTP_ADDON)
 
 
 def _module_dir(source: CrdSource) -> Path:

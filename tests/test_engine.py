@@ -139,6 +139,33 @@ def test_a_canary_step_previews_as_a_route_weight_change_only(deployed: Deployed
     engine.up()  # back to the base configuration for the tests after this one
 
 
+def test_a_version_at_zero_replicas_is_reached_through_the_interceptor_that_holds_its_requests(
+        deployed: Deployed) -> None:
+    """Allowed to scale to zero, the version's route goes to KEDA's HTTP interceptor, whose InterceptorRoute holds
+    each request while the first replica starts and then forwards it; the server admits all of it."""
+    engine = deployed.engine
+
+    def to_zero(config: dict[str, Any]) -> None:
+        config["llmplane:models"]["llama-3-8b"]["replicas"] = {"min": 0, "max": 2}
+
+    # KEDA and its HTTP add-on run outside the stack here (`addons: external`); make up registers their namespace.
+    if not deployed.kubectl("get", "namespace", "keda", "--ignore-not-found", "-o", "name").strip():
+        deployed.kubectl("create", "namespace", "keda")
+    engine.up(engine.config_file("scale-to-zero", to_zero))
+    held = deployed.get("interceptorroute", DEPLOYMENT, "-n", NAMESPACE)["spec"]
+    assert held["target"] == {"service": DEPLOYMENT, "port": 8000}
+    readiness, request = (int(held["timeouts"][key].removesuffix("s")) for key in ("readiness", "request"))
+    assert 0 < readiness < request, held["timeouts"]
+    backends = deployed.get("httproute", "llama-3-8b", "-n", NAMESPACE)["spec"]["rules"][-1]["backendRefs"]
+    assert [(b["name"], b["namespace"]) for b in backends] == [("keda-add-ons-http-interceptor-proxy", "keda")]
+    grant = deployed.get("referencegrant", "llmplane-routes-to-interceptor", "-n", "keda")["spec"]
+    assert grant["from"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": NAMESPACE}]
+    assert deployed.get("scaledobject", DEPLOYMENT, "-n", NAMESPACE)["spec"]["minReplicaCount"] == 0
+    engine.up()  # back to the base configuration for the tests after this one
+    backends = deployed.get("httproute", "llama-3-8b", "-n", NAMESPACE)["spec"]["rules"][-1]["backendRefs"]
+    assert [b["name"] for b in backends] == [DEPLOYMENT]
+
+
 def test_an_object_the_server_refuses_fails_the_update_with_the_servers_message(
         deployed: Deployed, embedded_cluster: EmbeddedCluster, tmp_path: Path) -> None:
     """A negative backend weight passes the Python SDK but not the Gateway API CRD's validation."""
