@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as KEDA_HTTP_ADDON_CHART
 from stacks.yaml_loader import SAFE_LOADER
 
 
@@ -65,10 +66,11 @@ INFERENCE_EXTENSION = CrdSource(
 )
 """InferencePool v1 (group inference.networking.k8s.io): one pool per model version, routed to by HTTPRoutes."""
 KEDA_HTTP_ADDON = CrdSource(
-    "keda-http-add-on", "github.com/kedacore/http-add-on", "v0.15.0",
+    "keda-http-add-on", "github.com/kedacore/http-add-on", f"v{KEDA_HTTP_ADDON_CHART.version}",
     tuple(f"config/crd/bases/http.keda.sh_{kind}.yaml" for kind in ("interceptorroutes", "httpscaledobjects")),
 )
-"""The HTTP add-on's InterceptorRoute, at the version of the chart (keda-add-ons-http 0.15.0) clouds install."""
+"""The HTTP add-on's InterceptorRoute (and HTTPScaledObject, which its operator watches), at the version of the
+chart clouds install: one pin for both."""
 SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION, KEDA_HTTP_ADDON)
 
 
