@@ -50,6 +50,8 @@ class PlannedResource:
     inputs: dict[str, Any]
     protect: bool = False
     """Registered with `protect`: the engine refuses to delete it."""
+    dependencies: tuple[str, ...] = ()
+    """URNs it waits for, sorted (its `depends_on`, components expanded to their resources), for tests of order."""
 
     def as_json(self) -> dict[str, Any]:
         """The plan's published JSON shape (issue-defined keys; `protect` is for tests and policies in process)."""
@@ -201,7 +203,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
         self.sink.append(PlannedResource(urn, request.type, request.name, request.parent, redact(inputs),
-                                         bool(request.protect)))
+                                         bool(request.protect), tuple(sorted(request.dependencies))))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
