@@ -28,6 +28,9 @@ from components.gateway.certificates import (CertManagerArgs, CertManagerInstall
                                              GatewayCertificateArgs)
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
 from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
+from components.gateway.tenancy import TenantBudget
+from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
+from components.gateway.token_usage import TokenUsage, TokenUsageArgs
 from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
 from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
@@ -90,6 +93,8 @@ class Secrets:
     """VPN pre-shared keys by secret key name (`<link>-psk-<cluster>-<n>`), for links that bring their own."""
     storage_credentials: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Object-storage credential files for the weights fetcher, by file name (none: workload identity)."""
+    tenant_keys: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Tenants' gateway API keys by their key name (`tenants[].apiKeySecrets`)."""
 
 
 def ownership(spec: PlatformSpec) -> Ownership:
@@ -186,24 +191,24 @@ def _observability(spec: PlatformSpec, cluster: Cluster, target: GpuCluster,
 def _log_retention_days(spec: PlatformSpec, cluster: Cluster) -> int:
     """Days Loki keeps logs: the gateway's access logs (the audit record) may ask for longer than the rest."""
     days = spec.observability.log_retention_days
-    return max(days, spec.gateway.access_log_retention_days) if _installs_gateway(cluster) else days
+    return max(days, spec.gateway.access_log_retention_days) if installs_gateway(cluster) else days
 
 
-def _installs_gateway(cluster: Cluster) -> bool:
+def installs_gateway(cluster: Cluster) -> bool:
     """Whether the stack installs the gateway by its charts: not where add-ons run outside it (no Helm there)."""
     return cluster.addons == "helm"
 
 
 def _traces(spec: PlatformSpec, cluster: Cluster) -> bool:
     """Whether the cluster runs Jaeger and sends it the proxies' and vLLM's traces."""
-    return _installs_gateway(cluster) and spec.observability.enabled and spec.gateway.tracing
+    return installs_gateway(cluster) and spec.observability.enabled and spec.gateway.tracing
 
 
 def _envoy_gateway(spec: PlatformSpec, cluster: Cluster, observability: ObservabilityStack | None,
                    on_cluster: pulumi.ResourceOptions) -> EnvoyGatewayInstall | None:
     """Envoy Gateway on a cluster whose add-ons the stack installs, tracing to Jaeger in the monitoring namespace
     when the environment observes and traces."""
-    if not _installs_gateway(cluster):
+    if not installs_gateway(cluster):
         return None
     settings = spec.gateway
     tracing = None
@@ -235,6 +240,24 @@ def _certificates_and_dns(spec: PlatformSpec, cluster: Cluster, target: GpuClust
         ExternalDnsInstall(f"{cluster.name}-external-dns", ExternalDnsArgs(
             cluster_name=cluster.name, network=target.network, dns_zone=zone, global_hostname=spec.routing.hostname,
             gcp_managed_zone=settings.gcp_managed_zone, tags=owners), opts=on_cluster)
+
+
+def _tenants(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gateway: RegionalGateway,
+             routes: Mapping[str, pulumi.Input[str]], namespace: pulumi.Input[str],
+             after_gateway: pulumi.ResourceOptions) -> None:
+    """What the gateway enforces per request: tenants' keys and budgets on the model routes, and the token meter
+    that charges the budgets."""
+    TokenUsage(f"{cluster.name}-token-usage", TokenUsageArgs(
+        gateway_name=gateway.gateway_name, gateway_namespace=gateway.gateway_namespace), opts=after_gateway)
+    if not spec.tenants:
+        return
+    GatewayTenants(f"{cluster.name}-tenants", GatewayTenantsArgs(
+        tenants=[TenantBudget(name=t.name, models=tuple(t.models), key_names=tuple(t.api_key_secrets),
+                              tokens_per_minute=t.tokens_per_minute, tokens_per_day=t.tokens_per_day,
+                              priority=t.priority) for t in spec.tenants],
+        api_keys={key: secrets.tenant_keys[key] for t in spec.tenants for key in t.api_key_secrets},
+        routes=dict(routes), routes_namespace=namespace, gateway_name=gateway.gateway_name,
+        gateway_namespace=gateway.gateway_namespace), opts=after_gateway)
 
 
 def _served_here(spec: PlatformSpec, cluster: Cluster) -> list[tuple[str, Model]]:
@@ -475,6 +498,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
                 namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
                 install_addon=cluster.addons == "helm"), opts=after_keda)
+        routes: dict[str, pulumi.Output[str]] = {}
         for model_name, model in served:
             for version in model.versions:
                 policy = policy_of(spec.autoscaling, model, version, model_name)
@@ -493,7 +517,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                                         extra_triggers=(http_trigger(kname),) if kname in held else ()),
                     opts=after_keda,
                 )
-            ModelRollout(
+            routes[model_name] = ModelRollout(
                 f"{cluster.name}-{model_name}",
                 ModelRolloutArgs(
                     model_name=model_name,
@@ -506,7 +530,9 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     gateway_namespace=gateway.gateway_namespace,
                 ),
                 opts=after_gateway_api,
-            )
+            ).route_name
+        if envoy is not None:
+            _tenants(spec, cluster, secrets, gateway, routes, serving.namespace, after_gateway_api)
         outputs[f"{cluster.name}:cluster"] = target.cluster_name
     outputs.update(_hybrid_links(spec, targets, secrets))
     if spec.routing.hosted_zone:

@@ -27,7 +27,7 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 from google.protobuf import struct_pb2
 
 from .environments import SECRET_PLACEHOLDER, StackConfig
-from .program import kubeconfig_keys, main, psk_keys
+from .program import kubeconfig_keys, main, psk_keys, tenant_keys
 from .spec import PlatformSpec, load_spec
 from .spec.load import NAMESPACE, SECRETS_KEY
 
@@ -210,7 +210,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: list[str]):
     """Secrets are never readable offline: stand in a placeholder for each secret the spec needs."""
     key = f"{NAMESPACE}:{SECRETS_KEY}"
-    needed = ["vllmApiKey", *kubeconfig_keys(spec), *psk_keys(spec)]
+    needed = ["vllmApiKey", *kubeconfig_keys(spec), *psk_keys(spec), *tenant_keys(spec)]
     values = dict(config.values)
     present = json.loads(values[key]) if key in values else {}
     missing = [name for name in needed if name not in present]

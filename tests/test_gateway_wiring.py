@@ -1,11 +1,15 @@
 """The gateway as the environments get it (issue 17): Envoy Gateway on every cluster whose add-ons the stack
 installs, each cluster's Gateway on its class and waiting for it, traces to Jaeger, access logs kept as long as the
-spec asks; the embedded cluster keeps the stack's own Gateway API CRDs and no Helm."""
+spec asks, certificates and DNS, tenants' keys (secret) and budgets, the token meter; the embedded cluster keeps the
+stack's own Gateway API CRDs and no Helm."""
 
 from __future__ import annotations
 
-from stacks.plan import Plan, PlannedResource
+import json
+
 from stacks.environments import PROJECT_ROOT
+from stacks.plan import Plan, PlannedResource
+from stacks.report import as_json
 from tests.planning import model_servers, plan_of, plan_with
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -122,3 +126,41 @@ def test_vllm_sends_its_request_spans_to_the_cluster_jaeger_where_the_environmen
 def test_the_serving_image_carries_what_vllm_traces_with():
     requirements = (PROJECT_ROOT / "images/vllm/requirements.txt").read_text().split()
     assert {"opentelemetry-sdk==1.45.2", "opentelemetry-exporter-otlp-proto-grpc==1.45.2"} <= set(requirements)
+
+
+def test_each_prod_gateway_holds_its_tenants_keys_as_secrets_and_admits_them_to_their_models_only():
+    plan = plan_of("prod")
+    clusters = {c.name for c in plan.spec.clusters}
+    secrets = [r for r in plan.of_type("kubernetes:core/v1:Secret")
+               if "llmplane.dev/tenant" in r.inputs["metadata"].get("labels", {})]
+    assert {(_cluster_of(r, plan), r.inputs["metadata"]["labels"]["llmplane.dev/tenant"]) for r in secrets} == {
+        (c, t.name) for c in clusters for t in plan.spec.tenants}
+    published = {r["urn"]: r for r in json.loads(as_json(plan))["resources"]}
+    for secret in secrets:
+        assert published[secret.urn]["inputs"]["stringData"] == "[secret]"
+    policies = plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy")
+    for policy in policies:
+        [target] = policy.inputs["spec"]["targetRefs"]
+        model = target["name"]
+        assert target["kind"] == "HTTPRoute" and model in plan.spec.models
+        assert policy.inputs["metadata"]["name"] == f"{model}-tenants"
+    assert {_cluster_of(p, plan) for p in policies} == clusters
+
+
+def test_tenant_budgets_and_the_token_meter_apply_to_each_gateway_after_envoy_gateway():
+    plan = plan_of("prod")
+    for kind in ("BackendTrafficPolicy", "EnvoyExtensionPolicy"):
+        found = plan.of_type(f"kubernetes:gateway.envoyproxy.io/v1alpha1:{kind}")
+        assert {_cluster_of(r, plan) for r in found} == {c.name for c in plan.spec.clusters}, kind
+        for resource in found:
+            [chart] = [r for r in _releases(plan, "gateway-helm")
+                       if _cluster_of(r, plan) == _cluster_of(resource, plan)]
+            assert chart.urn in resource.dependencies, (kind, resource.urn)
+    budgets = plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy")
+    assert {r.inputs["spec"]["targetRefs"][0]["kind"] for r in budgets} == {"Gateway"}
+    assert all(r.inputs["spec"]["rateLimit"]["global"]["rules"] for r in budgets)
+
+
+def test_the_embedded_cluster_has_no_tenant_secrets_to_set():
+    assert not [r for r in plan_of("local").of_type("kubernetes:core/v1:Secret")
+                if "llmplane.dev/tenant" in r.inputs["metadata"].get("labels", {})]
