@@ -24,6 +24,14 @@ from components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, Workl
 from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
 from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
+from components.gateway.certificates import (CertManagerArgs, CertManagerInstall, GatewayCertificate,
+                                             GatewayCertificateArgs)
+from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
+from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
+from components.gateway.tenancy import TenantBudget
+from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
+from components.gateway.token_usage import TokenUsage, TokenUsageArgs
+from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
 from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
 from components.observability.stack import ObservabilityArgs, ObservabilityStack
@@ -85,6 +93,8 @@ class Secrets:
     """VPN pre-shared keys by secret key name (`<link>-psk-<cluster>-<n>`), for links that bring their own."""
     storage_credentials: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Object-storage credential files for the weights fetcher, by file name (none: workload identity)."""
+    tenant_keys: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Tenants' gateway API keys by their key name (`tenants[].apiKeySecrets`)."""
 
 
 def ownership(spec: PlatformSpec) -> Ownership:
@@ -141,17 +151,14 @@ def _kubeconfig(cluster: Cluster, secrets: Secrets) -> pulumi.Input[str] | None:
 
 def _custom_resource_definitions(spec: PlatformSpec, cluster: Cluster, on_cluster: pulumi.ResourceOptions,
                                  holds_requests: bool) -> CustomResourceDefinitions | None:
-    """The CRDs the stack installs in a cluster from the projects' pinned modules: the Gateway API wherever the
-    cloud does not serve it (all but GKE); KEDA's, its HTTP add-on's (when a version scales from zero) and the
-    Prometheus Operator's where no chart brings them (`addons: external`, e.g. the embedded cluster, which runs
-    KEDA beside its control plane)."""
-    sources = [GATEWAY_API] if cluster.cloud != "gcp" else []
-    if cluster.addons == "external":
-        sources += [KEDA_CRDS] if spec.autoscaling.keda else []
-        sources += [KEDA_HTTP_ADDON] if holds_requests else []
-        sources += [PROMETHEUS_OPERATOR]
-    if not sources:
+    """The CRDs the stack installs in a cluster from the projects' pinned modules where no chart brings them
+    (`addons: external`, e.g. the embedded cluster, which runs KEDA beside its control plane): the Gateway API's,
+    KEDA's, its HTTP add-on's (when a version scales from zero) and the Prometheus Operator's. Elsewhere Envoy
+    Gateway's chart brings the Gateway API's."""
+    if cluster.addons != "external":
         return None
+    sources = [GATEWAY_API, *([KEDA_CRDS] if spec.autoscaling.keda else []),
+               *([KEDA_HTTP_ADDON] if holds_requests else []), PROMETHEUS_OPERATOR]
     documents = [document for source in sources for document in crd_documents(source)]
     return CustomResourceDefinitions(f"{cluster.name}-crds", CustomResourceDefinitionsArgs(documents=documents),
                                      opts=on_cluster)
@@ -177,10 +184,82 @@ def _observability(spec: PlatformSpec, cluster: Cluster, target: GpuCluster,
         tags=ownership(spec).tags(),
         network=target.network,
         metrics_retention_days=settings.metrics_retention_days,
-        log_retention_days=settings.log_retention_days,
+        log_retention_days=_log_retention_days(spec, cluster),
         remote_write_url=settings.remote_write_url,
         protect=spec.protect,
     ), opts=on_cluster)
+
+
+def _log_retention_days(spec: PlatformSpec, cluster: Cluster) -> int:
+    """Days Loki keeps logs: the gateway's access logs (the audit record) may ask for longer than the rest."""
+    days = spec.observability.log_retention_days
+    return max(days, spec.gateway.access_log_retention_days) if installs_gateway(cluster) else days
+
+
+def installs_gateway(cluster: Cluster) -> bool:
+    """Whether the stack installs the gateway by its charts: not where add-ons run outside it (no Helm there)."""
+    return cluster.addons == "helm"
+
+
+def _traces(spec: PlatformSpec, cluster: Cluster) -> bool:
+    """Whether the cluster runs Jaeger and sends it the proxies' and vLLM's traces."""
+    return installs_gateway(cluster) and spec.observability.enabled and spec.gateway.tracing
+
+
+def _envoy_gateway(spec: PlatformSpec, cluster: Cluster, observability: ObservabilityStack | None,
+                   on_cluster: pulumi.ResourceOptions) -> EnvoyGatewayInstall | None:
+    """Envoy Gateway on a cluster whose add-ons the stack installs, tracing to Jaeger in the monitoring namespace
+    when the environment observes and traces."""
+    if not installs_gateway(cluster):
+        return None
+    settings = spec.gateway
+    tracing = None
+    if observability is not None and _traces(spec, cluster):
+        jaeger = TracingBackend(f"{cluster.name}-tracing", TracingBackendArgs(),
+                                opts=on_cluster.merge(pulumi.ResourceOptions(depends_on=[observability])))
+        tracing = TracingTarget(service=jaeger.service, namespace=jaeger.namespace)
+    return EnvoyGatewayInstall(f"{cluster.name}-envoy-gateway", EnvoyGatewayArgs(
+        cloud=cluster.cloud, access_log_retention_days=settings.access_log_retention_days, tracing=tracing,
+        tracing_sample_percent=settings.tracing_sample_percent), opts=on_cluster)
+
+
+def _certificates_and_dns(spec: PlatformSpec, cluster: Cluster, target: GpuCluster, gateway: RegionalGateway,
+                          on_cluster: pulumi.ResourceOptions) -> None:
+    """cert-manager with the cloud's issuer and the Gateway's certificate for both its names; external-dns, which
+    publishes the regional name in the zone, on cloud clusters (on-prem has no cloud DNS to write to)."""
+    settings = spec.gateway
+    zone = settings.dns_zone or spec.routing.hosted_zone
+    owners = ownership(spec).tags()
+    cert_manager = CertManagerInstall(f"{cluster.name}-cert-manager", CertManagerArgs(
+        cluster_name=cluster.name, issuer=settings.tls_issuer[cluster.cloud], network=target.network,
+        dns_zone=zone, acme_email=settings.acme_email, gcp_managed_zone=settings.gcp_managed_zone,
+        aws_region=cluster.region if cluster.cloud == "aws" else "us-east-1", tags=owners), opts=on_cluster)
+    GatewayCertificate(f"{cluster.name}-gateway-tls", GatewayCertificateArgs(
+        issuer_name=cert_manager.issuer_name, namespace=gateway.gateway_namespace,
+        hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)]),
+        opts=on_cluster.merge(pulumi.ResourceOptions(depends_on=[cert_manager, gateway])))
+    if target.network is not None and zone is not None:
+        ExternalDnsInstall(f"{cluster.name}-external-dns", ExternalDnsArgs(
+            cluster_name=cluster.name, network=target.network, dns_zone=zone, global_hostname=spec.routing.hostname,
+            gcp_managed_zone=settings.gcp_managed_zone, tags=owners), opts=on_cluster)
+
+
+def _tenants(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gateway: RegionalGateway,
+             routes: Mapping[str, pulumi.Input[str]], namespace: pulumi.Input[str],
+             after_gateway: pulumi.ResourceOptions) -> None:
+    """What the gateway enforces per request: tenants' keys and budgets on the model routes, and the token meter
+    that charges the budgets."""
+    TokenUsage(f"{cluster.name}-token-usage", TokenUsageArgs(
+        gateway_name=gateway.gateway_name, gateway_namespace=gateway.gateway_namespace), opts=after_gateway)
+    if not spec.tenants:
+        return
+    GatewayTenants(f"{cluster.name}-tenants", GatewayTenantsArgs(
+        tenants=[TenantBudget(name=t.name, models=tuple(t.models), key_names=tuple(t.api_key_secrets),
+                              tokens_per_minute=t.tokens_per_minute, tokens_per_day=t.tokens_per_day,
+                              priority=t.priority) for t in spec.tenants],
+        api_keys={key: secrets.tenant_keys[key] for t in spec.tenants for key in t.api_key_secrets},
+        routes=dict(routes), routes_namespace=namespace, gateway_name=gateway.gateway_name,
+        gateway_namespace=gateway.gateway_namespace), opts=after_gateway)
 
 
 def _served_here(spec: PlatformSpec, cluster: Cluster) -> list[tuple[str, Model]]:
@@ -339,6 +418,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         loading=_verified_loading(cluster, pool, model, version.version),
         priority_class=SERVING_PRIORITY_CLASS if priorities else None,
         admit_namespaces=(KEDA_NAMESPACE,) if held else (),
+        extra_args=tuple(vllm_tracing_args(grpc_endpoint())) if _traces(spec, cluster) else (),
     )
 
 
@@ -390,16 +470,19 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                       if any(_pool_of(cluster, m).warm_headroom for _, m in served) else None)
         held = _held_versions(spec, cluster)
         crds = _custom_resource_definitions(spec, cluster, on_cluster, holds_requests=bool(held))
-        # GKE serves the Gateway API itself (the cluster enables it); elsewhere the stack installs its CRDs.
-        after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[crds] if crds else []))
+        observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
+        envoy = _envoy_gateway(spec, cluster, observability, on_cluster)
+        # The Gateway and routes wait for the Gateway API: Envoy Gateway's chart, or the stack's own CRDs.
+        after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[d for d in (envoy, crds) if d]))
         gateway = RegionalGateway(
             f"{cluster.name}-gateway",
-            RegionalGatewayArgs(cloud=cluster.cloud, hostname=spec.routing.hostname,
+            RegionalGatewayArgs(hostname=spec.routing.hostname,
                                 regional_hostname=regional_hostname(cluster.name, spec.routing.hostname),
                                 serving_namespace=serving.namespace),
             opts=after_gateway_api,
         )
-        observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
+        if envoy is not None:
+            _certificates_and_dns(spec, cluster, target, gateway, on_cluster)
         annotations = target.bind_workload_identity(f"{cluster.name}-weights", _weights_readers(spec, cluster))
         keda = None
         if spec.autoscaling.keda:
@@ -417,6 +500,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
                 namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
                 install_addon=cluster.addons == "helm"), opts=after_keda)
+        routes: dict[str, pulumi.Output[str]] = {}
         for model_name, model in served:
             for version in model.versions:
                 policy = policy_of(spec.autoscaling, model, version, model_name)
@@ -435,7 +519,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                                         extra_triggers=(http_trigger(kname),) if kname in held else ()),
                     opts=after_keda,
                 )
-            ModelRollout(
+            routes[model_name] = ModelRollout(
                 f"{cluster.name}-{model_name}",
                 ModelRolloutArgs(
                     model_name=model_name,
@@ -448,7 +532,9 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     gateway_namespace=gateway.gateway_namespace,
                 ),
                 opts=after_gateway_api,
-            )
+            ).route_name
+        if envoy is not None:
+            _tenants(spec, cluster, secrets, gateway, routes, serving.namespace, after_gateway_api)
         outputs[f"{cluster.name}:cluster"] = target.cluster_name
     outputs.update(_hybrid_links(spec, targets, secrets))
     if spec.routing.hosted_zone:

@@ -27,7 +27,7 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 from google.protobuf import struct_pb2
 
 from .environments import SECRET_PLACEHOLDER, StackConfig
-from .program import kubeconfig_keys, main, psk_keys
+from .program import kubeconfig_keys, main, psk_keys, tenant_keys
 from .spec import PlatformSpec, load_spec
 from .spec.load import NAMESPACE, SECRETS_KEY
 
@@ -50,6 +50,8 @@ class PlannedResource:
     inputs: dict[str, Any]
     protect: bool = False
     """Registered with `protect`: the engine refuses to delete it."""
+    dependencies: tuple[str, ...] = ()
+    """URNs it waits for, sorted (its `depends_on`, components expanded to their resources), for tests of order."""
 
     def as_json(self) -> dict[str, Any]:
         """The plan's published JSON shape (issue-defined keys; `protect` is for tests and policies in process)."""
@@ -201,14 +203,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
         self.sink.append(PlannedResource(urn, request.type, request.name, request.parent, redact(inputs),
-                                         bool(request.protect)))
+                                         bool(request.protect), tuple(sorted(request.dependencies))))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
 
 
 def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: list[str]):
     """Secrets are never readable offline: stand in a placeholder for each secret the spec needs."""
     key = f"{NAMESPACE}:{SECRETS_KEY}"
-    needed = ["vllmApiKey", *kubeconfig_keys(spec), *psk_keys(spec)]
+    needed = ["vllmApiKey", *kubeconfig_keys(spec), *psk_keys(spec), *tenant_keys(spec)]
     values = dict(config.values)
     present = json.loads(values[key]) if key in values else {}
     missing = [name for name in needed if name not in present]

@@ -8,7 +8,7 @@ import pulumi
 from pulumi.runtime.config import CONFIG
 
 from .environments import PROJECT_ROOT
-from .compose import Secrets, compose, kubeconfig_file_key, psk_secret_key
+from .compose import Secrets, compose, installs_gateway, kubeconfig_file_key, psk_secret_key
 from .spec import PlatformSpec, SpecError, load_spec
 from facts.addressing import TUNNELS_PER_CONNECTION
 from .spec.load import SECRETS_KEY
@@ -31,7 +31,7 @@ def _secret_names() -> dict:
 
 
 def _secrets(spec_secret_keys: list[str], psk_keys: list[str], storage_clouds: set[str],
-             kubeconfig_files: list[str]) -> Secrets:
+             kubeconfig_files: list[str], tenant_keys: list[str]) -> Secrets:
     """Read `llmplane:secrets` as a Pulumi secret object; only the keys the spec references are required."""
     config = pulumi.Config("llmplane")
     raw = config.get_secret_object(SECRETS_KEY)
@@ -46,6 +46,7 @@ def _secrets(spec_secret_keys: list[str], psk_keys: list[str], storage_clouds: s
         kubeconfigs={**{key: secrets.apply(lambda s, k=key: _require(s, k)) for key in spec_secret_keys},
                      **{kubeconfig_file_key(path): _kubeconfig_file(path) for path in kubeconfig_files}},
         preshared_keys={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in psk_keys},
+        tenant_keys={key: secrets.apply(lambda s, k=key: _require(s, k)) for key in tenant_keys},
         storage_credentials={
             STORAGE_FILES[cloud]: secrets.apply(lambda s, c=cloud: s["storageCredentials"][c])
             for cloud in storage_clouds if cloud in STORAGE_FILES
@@ -103,6 +104,13 @@ def kubeconfig_keys(spec: PlatformSpec) -> list[str]:
     return [c.kubeconfig_secret for c in spec.clusters if c.kubeconfig_secret]
 
 
+def tenant_keys(spec: PlatformSpec) -> list[str]:
+    """Secret keys of the tenants' API keys, where a cluster installs the gateway that checks them."""
+    if not any(installs_gateway(c) for c in spec.clusters):
+        return []
+    return [key for tenant in spec.tenants for key in tenant.api_key_secrets]
+
+
 def psk_keys(spec: PlatformSpec) -> list[str]:
     """Secret keys of the pre-shared keys of links that bring their own."""
     return [psk_secret_key(link.name, cluster, i) for link in spec.hybrid if link.preshared_key_secrets
@@ -120,7 +128,8 @@ def main() -> None:
     for warning in uncredentialed_fetches(spec, storage_clouds):
         pulumi.log.warn(warning)
     files = [c.kubeconfig_file for c in spec.clusters if c.kubeconfig_file]
-    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec), storage_clouds, files),
+    outputs = compose(spec, _secrets(kubeconfig_keys(spec), psk_keys(spec), storage_clouds, files,
+                                     tenant_keys(spec)),
                       gcp_project=pulumi.Config("gcp").get("project"))
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -8,7 +8,7 @@ import pytest
 
 from stacks.spec import SpecError
 from facts.addressing import allocate, assign_tunnels, problem_with
-from tests.planning import plan_of, plan_with
+from tests.planning import model_servers, plan_of, plan_with
 
 PSK_FIELDS = ("tunnel1PresharedKey", "tunnel2PresharedKey", "sharedSecret")
 
@@ -62,7 +62,7 @@ def test_on_prem_side_configuration_is_a_secret_output_with_every_tunnel():
 
 def test_on_prem_serves_the_same_models_and_is_health_checked():
     plan = plan_of("prod")
-    onprem_deployments = [d for d in plan.of_type("kubernetes:apps/v1:Deployment") if "onprem-dc1-" in d.urn]
+    onprem_deployments = [d for d in model_servers(plan) if "onprem-dc1-" in d.urn]
     assert {d.inputs["metadata"]["name"] for d in onprem_deployments} == {"llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"}
     checks = {c.inputs.get("fqdn") for c in plan.of_type("aws:route53/healthCheck:HealthCheck")}
     assert "onprem-dc1.llm.llmplane.dev" in checks

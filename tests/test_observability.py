@@ -62,13 +62,15 @@ def test_aws_log_buckets_are_private_encrypted_versioned_and_expire():
     versioning = plan.of_type("aws:s3/bucketVersioning:BucketVersioning")
     assert {v.inputs["versioningConfiguration"]["status"] for v in versioning} == {"Enabled"}
     lifecycle = plan.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
-    assert {r.inputs["rules"][0]["expiration"]["days"] for r in lifecycle} == {plan.spec.observability.log_retention_days}
+    # The gateway's access logs are in the same store and may ask for longer (prod: 365 days against 90).
+    kept = max(plan.spec.observability.log_retention_days, plan.spec.gateway.access_log_retention_days)
+    assert {r.inputs["rules"][0]["expiration"]["days"] for r in lifecycle} == {kept} == {365}
 
 
 def test_gcp_log_bucket_enforces_private_access_and_retention():
     bucket = plan_of("prod").of_type("gcp:storage/bucket:Bucket")[0].inputs
     assert bucket["publicAccessPrevention"] == "enforced" and bucket["uniformBucketLevelAccess"] is True
-    assert bucket["lifecycleRules"][0]["condition"]["age"] == plan_of("prod").spec.observability.log_retention_days
+    assert bucket["lifecycleRules"][0]["condition"]["age"] == plan_of("prod").spec.gateway.access_log_retention_days
 
 
 def test_dcgm_exporter_tolerates_gpu_nodes():

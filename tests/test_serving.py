@@ -112,9 +112,11 @@ def test_engine_arguments_come_from_the_spec():
     model = plan.spec.models["llama-3-70b"]
     deployment = named(plan, DEPLOYMENT, "llama-3-70b-v1-0-0")[0]
     args = _container(deployment)["args"]
-    # The launcher puts the model folder first (the verified node cache or the stream): every flag after it.
-    assert args[:-4] == serve_args("llama-3-70b", "1.0.0", engine_settings(model))[1:]
-    assert args[-4:-2] == ["--load-format", "runai_streamer"]
+    # The launcher puts the model folder first (the verified node cache or the stream): every flag after it, the
+    # tracing flags, then the load format.
+    assert args[:-6] == serve_args("llama-3-70b", "1.0.0", engine_settings(model))[1:]
+    assert args[-6:-2] == ["--otlp-traces-endpoint", "http://jaeger.monitoring.svc.cluster.local:4317",
+                           "--load-format", "runai_streamer"]
     assert args[args.index("--served-model-name") + 1] == "llama-3-70b:1.0.0"
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
     assert args[args.index("--max-model-len") + 1] == "16384"
@@ -336,7 +338,8 @@ def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity()
     assert uris == {"aws": {("s3", "")}, "gcp": {("gs", "")}, "onprem": {("s3", "https")}}
     gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount") if "gcp-usc1" in a.urn]
     assert all(a.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for a in gke_accounts)
-    bindings = plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    bindings = [b for b in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+                if "[llmplane/" in b.inputs["member"]]  # cert-manager's and external-dns' are the gateway's
     assert {b.inputs["member"] for b in bindings} == {
         f"serviceAccount:llmplane-prod.svc.id.goog[llmplane/{a.inputs['metadata']['name']}]" for a in gke_accounts}
     readers = plan.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")

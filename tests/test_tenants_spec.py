@@ -219,6 +219,15 @@ def test_gateway__acme_needs_an_email(env_config, load):
     expect(load, config, "prod", tenancy.gateway, "gateway.acmeEmail", "ACME DNS-01 needs a contact address")
 
 
+def test_gateway__gcp_names_its_managed_zone(env_config, load):
+    config = env_config("prod")
+    del config["llmplane:gateway"]["gcpManagedZone"]
+    problem = expect(load, config, "prod", tenancy.gateway, "gateway.gcpManagedZone",
+                     "the gcp clusters write llmplane.dev through Cloud DNS, which names the zone by its managed zone",
+                     "(none)")
+    assert problem.fix == "set gateway.gcpManagedZone to the managed zone of llmplane.dev"
+
+
 def test_gateway__onprem_has_no_dns_for_acme(env_config, load):
     config = env_config("local")
     config["llmplane:gateway"]["tlsIssuer"] = {"onprem": "acme-dns01"}

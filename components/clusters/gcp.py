@@ -1,4 +1,4 @@
-"""GcpGpuCluster: VPC and subnet, private GKE with Workload Identity and Gateway API, GPU node pools, Artifact Registry."""
+"""GcpGpuCluster: VPC and subnet, private GKE with Workload Identity (Gateway API from Envoy Gateway's chart), GPU node pools, Artifact Registry."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class GcpGpuCluster(GpuCluster):
             master_authorized_networks_config={"cidr_blocks": [{"cidr_block": spec.network_cidr,
                                                                 "display_name": "vpc"}]},
             ip_allocation_policy={"cluster_secondary_range_name": "pods", "services_secondary_range_name": "services"},
-            gateway_api_config={"channel": "CHANNEL_STANDARD"},
+            gateway_api_config={"channel": "CHANNEL_DISABLED"},  # Envoy Gateway's chart owns the CRDs
             enable_shielded_nodes=True,
             logging_service="logging.googleapis.com/kubernetes",
             monitoring_service="monitoring.googleapis.com/kubernetes",

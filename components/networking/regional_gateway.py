@@ -1,4 +1,5 @@
-"""RegionalGateway: the TLS entry point of one cluster that model routes attach to."""
+"""RegionalGateway: the TLS entry point of one cluster that model routes attach to, on Envoy Gateway's class in
+every cloud (EnvoyGatewayInstall brings it; the embedded cluster runs without one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.gateway.envoy_gateway import GATEWAY_CLASS
 from components.labels import k8s_labels
 from components.serving.vllm_service import GATEWAY_NAMESPACE
 from components.options import children_of
@@ -15,20 +17,12 @@ GATEWAY_NAME = "llmplane"
 TLS_SECRET = "llmplane-tls"
 """Certificate Secret in the gateway namespace (issued by cert-manager, or synced from the cloud's CA)."""
 
-GATEWAY_CLASS = {
-    "aws": "aws-alb",
-    "gcp": "gke-l7-regional-external-managed",
-    "onprem": "envoy",
-}
-"""Gateway API class per cloud: AWS Load Balancer Controller, GKE's managed regional gateway, Envoy Gateway."""
 
 
 @dataclass(frozen=True)
 class RegionalGatewayArgs:
     """Where the gateway runs and what it serves."""
 
-    cloud: str
-    """aws, gcp or onprem: picks the gateway class."""
     hostname: str
     """Global hostname the HTTPS listener answers for."""
     regional_hostname: str
@@ -61,7 +55,7 @@ class RegionalGateway(pulumi.ComponentResource):
             metadata={"name": GATEWAY_NAME, "namespace": ns.metadata.name, "labels": labels,
                       "annotations": {"external-dns.alpha.kubernetes.io/hostname": args.regional_hostname}},
             spec={
-                "gatewayClassName": GATEWAY_CLASS[args.cloud],
+                "gatewayClassName": GATEWAY_CLASS,
                 "listeners": [
                     {
                         "name": listener,

@@ -426,6 +426,9 @@ class Gateway(Section):
     dns_zone: str | None = Field(
         default=None, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
         description="DNS zone external-dns and ACME DNS-01 write to; routing.hostedZone when omitted.")
+    gcp_managed_zone: str | None = Field(
+        default=None, pattern=r"^[a-z]([a-z0-9-]*[a-z0-9])?$",
+        description="Cloud DNS managed zone (its resource name) serving that zone, for the GCP clusters.")
     access_log_retention_days: int = Field(default=90, ge=1, le=3650,
                                            description="Days the gateway's access logs are kept (audit).")
     tracing: bool = Field(default=True, description="Send OpenTelemetry traces from the gateway and vLLM.")

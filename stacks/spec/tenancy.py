@@ -126,7 +126,7 @@ def _cycles(edges: dict[str, str]) -> Iterable[Problem]:
 
 def gateway(spec: PlatformSpec) -> Iterable[Problem]:
     """ACME DNS-01 issuers have a cloud DNS zone that holds the hostname and a contact address; on-prem clusters,
-    with no cloud DNS, use the private CA."""
+    with no cloud DNS, use the private CA; GKE clusters with a zone (external-dns, ACME) name its managed zone."""
     settings = spec.gateway
     clouds = {c.cloud for c in spec.clusters}
     acme = sorted(cloud for cloud in clouds if settings.tls_issuer.get(cloud) == "acme-dns01")
@@ -142,6 +142,9 @@ def gateway(spec: PlatformSpec) -> Iterable[Problem]:
     if cloud_acme and zone is None:
         yield Problem("gateway.dnsZone", f"ACME DNS-01 for the {' and '.join(cloud_acme)} clusters needs a DNS zone",
                       "(none)", "set gateway.dnsZone or routing.hostedZone, or use private-ca")
+    if "gcp" in clouds and zone is not None and settings.gcp_managed_zone is None:
+        yield Problem("gateway.gcpManagedZone", f"the gcp clusters write {zone} through Cloud DNS, which names the "
+                      "zone by its managed zone", "(none)", f"set gateway.gcpManagedZone to the managed zone of {zone}")
     if cloud_acme and settings.acme_email is None:
         yield Problem("gateway.acmeEmail", "ACME DNS-01 needs a contact address", "(none)",
                       "set gateway.acmeEmail to the team's address")
