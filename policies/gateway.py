@@ -32,6 +32,9 @@ TENANT_LABEL = "llmplane.dev/tenant"
 """Label of a tenant's API-key Secret; its value is the tenant's name."""
 CLIENT_PROBE_KEY = "any-key"
 """A key name no tenant uses: a rate-limit rule budgets a tenant if it selects `<tenant>.<this>`."""
+HOLDING_PROXY = ("keda", "keda-add-ons-http-interceptor-proxy")
+"""Namespace and name of KEDA's HTTP interceptor Service: a version that may be at zero replicas is reached through
+it, since it holds requests until a replica is ready (an endpoint picker with no endpoint would refuse them)."""
 AUTH_FIELDS = ("apiKeyAuth", "jwt", "basicAuth", "extAuth", "oidc")
 """SecurityPolicy fields that authenticate a caller (Envoy Gateway v1.9.1 SecurityPolicySpec)."""
 
@@ -46,8 +49,9 @@ def _name(view: ResourceView) -> str:
 
 
 def routes_through_pools(resources: Sequence[ResourceView], _: Context) -> Iterator[Finding]:
-    """In a cluster with InferencePools, a route sends users to pools (or failover Backends), never straight to
-    a Service: a Service backend would skip the endpoint picker's cache- and load-aware choice."""
+    """In a cluster with InferencePools, a route sends users to pools (or failover Backends, or KEDA's interceptor
+    for a version that may be at zero), never straight to a Service: a Service backend would skip the endpoint
+    picker's cache- and load-aware choice."""
     pools = _of_kind(resources, "InferencePool")
     for route in _of_kind(resources, "HTTPRoute"):
         if not any(same_scope(route, pool) for pool in pools):
@@ -55,7 +59,8 @@ def routes_through_pools(resources: Sequence[ResourceView], _: Context) -> Itera
         for rule in as_list(get(route.props, "spec", "rules")):
             for ref in as_list(as_dict(rule).get("backendRefs")):
                 kind = as_dict(ref).get("kind", "Service")
-                if kind == "Service":
+                holder = (get(ref, "namespace", default=namespace_of(route)), get(ref, "name"))
+                if kind == "Service" and holder != HOLDING_PROXY:
                     yield Finding(route.urn, f"{display(route)} sends traffic to Service '{get(ref, 'name')}' "
                                   "directly, bypassing its InferencePool")
 

@@ -188,8 +188,10 @@ def gpu_pool_max(view: ResourceView, _: Context) -> Iterator[str]:
 
 
 def traffic_weights(view: ResourceView, _: Context) -> Iterator[str]:
+    """The versions of a split sum to 100; Envoy Gateway Backends after them are the failover stand-bys, which
+    take traffic only while the versions cannot answer, so they are no part of the split."""
     for index, rule in enumerate(as_list(get(view.props, "spec", "rules"))):
-        backends = as_list(get(rule, "backendRefs"))
+        backends = [b for b in as_list(get(rule, "backendRefs")) if get(b, "kind", default="Service") != "Backend"]
         if len(backends) < 2:
             continue
         weights = [get(b, "weight", default=1) for b in backends]
@@ -315,7 +317,8 @@ RULES = [
     ),
     Rule(
         name="platform-traffic-weights",
-        description="An HTTPRoute rule that splits traffic over several versions has weights summing to 100.",
+        description="An HTTPRoute rule that splits traffic over several versions has weights summing to 100 "
+        "(failover Backends on stand-by are not part of the split).",
         remediation="Make the versions' weights add up to 100 (spec: models.<name>.versions[].weight).",
         resource_types=(HTTP_ROUTE,),
         check=traffic_weights,

@@ -27,6 +27,10 @@ from components.clusters.onprem import OnPremCluster
 from components.gateway.certificates import (CertManagerArgs, CertManagerInstall, GatewayCertificate,
                                              GatewayCertificateArgs)
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
+from components.gateway.inference_pool import EPP_POD_LABELS, ModelInferencePool, ModelInferencePoolArgs
+from components.gateway.routing import credential_filter, failover_backend_refs, failover_entry_rules, pool_backend_ref
+from components.gateway.upstream import (ModelFailover, ModelFailoverArgs, UpstreamCredential,
+                                         UpstreamCredentialArgs)
 from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
 from components.gateway.tenancy import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
@@ -44,7 +48,7 @@ from components.serving.model_cache import CachedVersion, NodeModelCache, NodeMo
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
 from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
 from components.serving.vllm_image import VllmImage, VllmImageArgs
-from components.serving.vllm_service import resource_name
+from components.serving.vllm_service import pod_selector, resource_name
 from components.serving.vllm_service import (
     STORAGE_ENV,
     ModelWeights,
@@ -65,9 +69,10 @@ from facts.loading import NODE_CACHE_ROOTS
 from capacity.planner import startup_of
 
 from .autoscaling import policy_of
-from .crd_sources import GATEWAY_API, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
+from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
+from .inference_routing import failover_chains, failover_targets, installs_gateway, pooled_versions, served_versions
 from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
 from .spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec, Slo as SpecSlo
 
@@ -150,15 +155,14 @@ def _kubeconfig(cluster: Cluster, secrets: Secrets) -> pulumi.Input[str] | None:
 
 
 def _custom_resource_definitions(spec: PlatformSpec, cluster: Cluster, on_cluster: pulumi.ResourceOptions,
-                                 holds_requests: bool) -> CustomResourceDefinitions | None:
-    """The CRDs the stack installs in a cluster from the projects' pinned modules where no chart brings them
-    (`addons: external`, e.g. the embedded cluster, which runs KEDA beside its control plane): the Gateway API's,
-    KEDA's, its HTTP add-on's (when a version scales from zero) and the Prometheus Operator's. Elsewhere Envoy
-    Gateway's chart brings the Gateway API's."""
-    if cluster.addons != "external":
-        return None
-    sources = [GATEWAY_API, *([KEDA_CRDS] if spec.autoscaling.keda else []),
-               *([KEDA_HTTP_ADDON] if holds_requests else []), PROMETHEUS_OPERATOR]
+                                 holds_requests: bool) -> CustomResourceDefinitions:
+    """The CRDs the stack installs in a cluster from the projects' pinned modules where no chart brings them:
+    where add-ons are external (e.g. the embedded cluster, which runs KEDA beside its control plane) the Gateway
+    API's, KEDA's, its HTTP add-on's (when a version scales from zero) and the Prometheus Operator's; where the
+    stack installs the gateway (whose chart brings the Gateway API's), the Inference Extension's InferencePool."""
+    sources = ([INFERENCE_EXTENSION] if installs_gateway(cluster) else
+               [GATEWAY_API, *([KEDA_CRDS] if spec.autoscaling.keda else []),
+                *([KEDA_HTTP_ADDON] if holds_requests else []), PROMETHEUS_OPERATOR])
     documents = [document for source in sources for document in crd_documents(source)]
     return CustomResourceDefinitions(f"{cluster.name}-crds", CustomResourceDefinitionsArgs(documents=documents),
                                      opts=on_cluster)
@@ -194,11 +198,6 @@ def _log_retention_days(spec: PlatformSpec, cluster: Cluster) -> int:
     """Days Loki keeps logs: the gateway's access logs (the audit record) may ask for longer than the rest."""
     days = spec.observability.log_retention_days
     return max(days, spec.gateway.access_log_retention_days) if installs_gateway(cluster) else days
-
-
-def installs_gateway(cluster: Cluster) -> bool:
-    """Whether the stack installs the gateway by its charts: not where add-ons run outside it (no Helm there)."""
-    return cluster.addons == "helm"
 
 
 def _traces(spec: PlatformSpec, cluster: Cluster) -> bool:
@@ -338,6 +337,15 @@ def _held_versions(spec: PlatformSpec, cluster: Cluster) -> dict[str, HeldVersio
     return held
 
 
+def _backend_ref(held: Mapping[str, HeldVersion], pooled: list[str], model: str, version: str,
+                 cluster: str) -> dict | None:
+    """Where a version's share of the route goes: KEDA's interceptor while it may be at zero, its InferencePool
+    behind the gateway, else (the embedded cluster, shadows) its Service."""
+    if resource_name(model, version) in held:
+        return _held_backend(held, resource_name(model, version))
+    return pool_backend_ref(model, version, cluster) if version in pooled else None
+
+
 def _held_backend(held: Mapping[str, HeldVersion], service: str) -> dict | None:
     """A version's route backend: KEDA's interceptor while it may be at zero replicas, else its Service."""
     return interceptor_backend_ref(service) if service in held else None
@@ -418,6 +426,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         loading=_verified_loading(cluster, pool, model, version.version),
         priority_class=SERVING_PRIORITY_CLASS if priorities else None,
         admit_namespaces=(KEDA_NAMESPACE,) if held else (),
+        admit_pods=EPP_POD_LABELS if installs_gateway(cluster) else None,
         extra_args=tuple(vllm_tracing_args(grpc_endpoint())) if _traces(spec, cluster) else (),
     )
 
@@ -454,6 +463,8 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
     """Register every component of the environment; return the stack outputs."""
     outputs: dict[str, pulumi.Output] = {}
     targets: dict[str, GpuCluster] = {}
+    chains = failover_chains(spec)
+    failed_over_into = failover_targets(chains)
     for cluster in spec.clusters:
         target = targets[cluster.name] = _cluster(spec, cluster, secrets, gcp_project)
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
@@ -500,6 +511,10 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
             ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
                 namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
                 install_addon=cluster.addons == "helm"), opts=after_keda)
+        # Behind the gateway, vLLM's own key is put on each request: tenants only ever hold theirs.
+        credential = (UpstreamCredential(f"{cluster.name}-upstream-credential", UpstreamCredentialArgs(
+            namespace=serving.namespace, api_key=secrets.api_key), opts=after_gateway_api)
+                      if envoy is not None else None)
         routes: dict[str, pulumi.Output[str]] = {}
         for model_name, model in served:
             for version in model.versions:
@@ -519,20 +534,39 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                                         extra_triggers=(http_trigger(kname),) if kname in held else ()),
                     opts=after_keda,
                 )
-            routes[model_name] = ModelRollout(
+            pooled = pooled_versions(model_name, model, held) if envoy is not None else []
+            for version_name in pooled:
+                ModelInferencePool(f"{cluster.name}-{model_name}-{version_name}", ModelInferencePoolArgs(
+                    model=model_name, version=version_name, namespace=serving.namespace,
+                    selector=pod_selector(model_name, version_name), target_port=VLLM_PORT,
+                    tracing_endpoint=grpc_endpoint() if _traces(spec, cluster) else None), opts=after_gateway_api)
+            chain = chains.get((cluster.name, model_name), [])
+            entries = (failover_entry_rules(model_name, served_versions(model, pooled), cluster.name)
+                       if (cluster.name, model_name) in failed_over_into and pooled else [])
+            route = ModelRollout(
                 f"{cluster.name}-{model_name}",
                 ModelRolloutArgs(
                     model_name=model_name,
                     versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role,
-                                             backend_ref=_held_backend(held, resource_name(model_name, v.version)))
+                                             backend_ref=_backend_ref(held, pooled, model_name, v.version,
+                                                                      cluster.name))
                               for v in model.versions],
                     namespace=serving.namespace,
                     hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
                     gateway_name=gateway.gateway_name,
                     gateway_namespace=gateway.gateway_namespace,
+                    request_filters=[credential_filter()] if credential is not None else [],
+                    fallback_refs=failover_backend_refs(chain),
+                    entry_rules=entries,
                 ),
-                opts=after_gateway_api,
-            ).route_name
+                opts=after_gateway_api.merge(pulumi.ResourceOptions(
+                    depends_on=[credential] if credential is not None else [])),
+            )
+            routes[model_name] = route.route_name
+            if chain:
+                ModelFailover(f"{cluster.name}-{model_name}-failover", ModelFailoverArgs(
+                    model=model_name, chain=chain, namespace=serving.namespace, route_name=route.route_name),
+                    opts=after_gateway_api)
         if envoy is not None:
             _tenants(spec, cluster, secrets, gateway, routes, serving.namespace, after_gateway_api)
         outputs[f"{cluster.name}:cluster"] = target.cluster_name

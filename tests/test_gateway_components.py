@@ -99,3 +99,10 @@ def test_a_route_to_the_service_beside_a_pool_is_caught():
     assert [f.message for f in findings] == [
         "HTTPRoute llmplane/llama-3-8b sends traffic to Service 'llama-3-8b-v1-0-0' directly, bypassing its "
         "InferencePool"]
+
+
+def test_a_version_held_by_kedas_interceptor_beside_a_pool_is_no_bypass():
+    held = {"kind": "Service", "name": "keda-add-ons-http-interceptor-proxy", "namespace": "keda", "port": 8080,
+            "weight": 10}
+    plan = _plan([held])
+    assert [f for rule in GATEWAY_RULES for f in rule.run(views(plan), Context("prod"))] == []

@@ -45,8 +45,8 @@ def one(found: Plan, type_: str, name: str | None = None) -> dict:
     return matches[0]
 
 
-def release(found: Plan, chart_suffix: str) -> dict:
-    [match] = [r.inputs for r in found.of_type(RELEASE) if r.inputs["chart"].endswith(chart_suffix)]
+def release(found: Plan, chart: str) -> dict:
+    [match] = [r.inputs for r in found.of_type(RELEASE) if r.inputs["chart"].rsplit("/", 1)[-1] == chart]
     return match
 
 

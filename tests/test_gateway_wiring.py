@@ -41,8 +41,9 @@ def test_every_prod_cluster_gets_envoy_gateway_its_class_and_a_gateway_that_wait
         assert {chart.urn, gateway_class.urn} <= set(gateway.dependencies), cluster
 
 
-def test_envoy_gateway_brings_the_gateway_api_so_the_stack_installs_no_crds_of_its_own_in_the_cloud():
-    assert plan_of("prod").of_type(CRDS) == []
+def test_envoy_gateway_brings_the_gateway_api_so_the_stack_installs_only_the_inference_pool_crd_in_the_cloud():
+    definitions = plan_of("prod").of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
+    assert {d.inputs["metadata"]["name"] for d in definitions} == {"inferencepools.inference.networking.k8s.io"}
     gke = plan_of("prod").of_type("gcp:container/cluster:Cluster")
     assert [c.inputs["gatewayApiConfig"] for c in gke] == [{"channel": "CHANNEL_DISABLED"}]
 
@@ -156,8 +157,9 @@ def test_tenant_budgets_and_the_token_meter_apply_to_each_gateway_after_envoy_ga
             [chart] = [r for r in _releases(plan, "gateway-helm")
                        if _cluster_of(r, plan) == _cluster_of(resource, plan)]
             assert chart.urn in resource.dependencies, (kind, resource.urn)
-    budgets = plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy")
-    assert {r.inputs["spec"]["targetRefs"][0]["kind"] for r in budgets} == {"Gateway"}
+    budgets = [r for r in plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy")
+               if r.inputs["spec"]["targetRefs"][0]["kind"] == "Gateway"]
+    assert {_cluster_of(r, plan) for r in budgets} == {c.name for c in plan.spec.clusters}
     assert all(r.inputs["spec"]["rateLimit"]["global"]["rules"] for r in budgets)
 
 

@@ -148,6 +148,14 @@ ROUTE = k8s("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "llama", spec={
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
 
 
+def with_standby(route: ResourceView, weight: int | None = None) -> ResourceView:
+    """The route with a failover Backend after the versions of its split (rule 1)."""
+    standby = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "failover-llama-c2",
+               **({} if weight is None else {"weight": weight})}
+    refs = [*route.props["spec"]["rules"][1]["backendRefs"], standby]
+    return patched(route, (("spec", "rules", 1, "backendRefs"), refs))
+
+
 def karpenter_pool(name: str, capacity: list[str] | None, limit: str | None = "8", pool: str = "inference",
                    scope: str = "c1") -> ResourceView:
     requirements = [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g6.xlarge"]}]
@@ -462,6 +470,9 @@ CASES = [
     case("platform-traffic-weights", "90 + 10 and a pinned A/B rule", OK, ROUTE),
     case("platform-traffic-weights", "80 + 10", BAD,
          patched(ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), 80))),
+    case("platform-traffic-weights", "90 + 10 then a failover Backend on stand-by", OK, with_standby(ROUTE)),
+    case("platform-traffic-weights", "80 + 10 then a failover Backend weighing 10", BAD, with_standby(
+        patched(ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), 80)), weight=10)),
     case("platform-traffic-weights", "weights left to default 1", BAD, patched(
         ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), DELETE),
         (("spec", "rules", 1, "backendRefs", 1, "weight"), DELETE))),

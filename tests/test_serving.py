@@ -158,13 +158,15 @@ def test_every_version_has_service_pdb_and_network_policy(environment):
         assert pdb.inputs["spec"]["maxUnavailable"] == 1
 
 
-def test_network_policy_admits_only_gateway_and_prometheus():
+def test_network_policy_admits_only_gateway_prometheus_and_the_endpoint_pickers():
     plan = plan_of("prod")
     policy = named(plan, NETWORK_POLICY, "llama-3-8b-v1-0-0")[0]
     assert policy.inputs["spec"]["podSelector"]["matchLabels"]["llmplane.dev/model-version"] == "1.0.0"
-    sources = {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-               for s in policy.inputs["spec"]["ingress"][0]["from"]}
-    assert sources == {"llmplane-gateway", "monitoring"}
+    sources = policy.inputs["spec"]["ingress"][0]["from"]
+    assert {s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for s in sources if "namespaceSelector" in s} == {"llmplane-gateway", "monitoring"}
+    assert [s for s in sources if "namespaceSelector" not in s] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "endpoint-picker"}}}]
 
 
 def test_service_monitors_follow_observability():
@@ -181,14 +183,15 @@ def test_http_route_weights_equal_the_environment(environment):
         model_name = route.inputs["metadata"]["name"]
         model = plan.spec.models[model_name]
         split = route.inputs["spec"]["rules"][-1]
-        weights = {_version_of(b): b["weight"] for b in split["backendRefs"]}
+        versions = [b for b in split["backendRefs"] if b.get("kind") != "Backend"]  # failover stand-bys follow
+        weights = {_version_of(b): b["weight"] for b in versions}
         expected = {resource_name(model_name, v.version): v.weight for v in model.versions if v.role != "shadow"}
         assert weights == expected
 
 
 def _version_of(backend: dict) -> str:
-    """The version a route backend serves: its Service, or the one KEDA's interceptor forwards to (a version that
-    may be at zero replicas)."""
+    """The version a route backend serves: its Service or InferencePool (named alike), or the one KEDA's interceptor
+    forwards to (a version that may be at zero replicas)."""
     if backend["name"] == "keda-add-ons-http-interceptor-proxy":
         (header,) = backend["filters"][0]["requestHeaderModifier"]["set"]
         return header["value"]
@@ -198,7 +201,8 @@ def _version_of(backend: dict) -> str:
 def test_shadow_versions_are_mirrored_and_never_answer():
     plan = plan_of("prod")
     route = named(plan, HTTP_ROUTE, "llama-3-70b")[0]
-    api_rules = [r for r in route.inputs["spec"]["rules"] if r["matches"][0]["path"]["type"] == "PathPrefix"]
+    api_rules = [r for r in route.inputs["spec"]["rules"]
+                 if r["matches"][0]["path"] == {"type": "PathPrefix", "value": "/llama-3-70b/v1"}]
     assert api_rules
     for rule in api_rules:
         mirrors = [f["requestMirror"]["backendRef"]["name"] for f in rule["filters"] if f["type"] == "RequestMirror"]
@@ -336,7 +340,8 @@ def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity()
             (source.split("://")[0], env.get("AWS_ENDPOINT_URL", "").split("://")[0]))
     # The on-prem https mirror is streamed as S3-compatible storage at its https endpoint.
     assert uris == {"aws": {("s3", "")}, "gcp": {("gs", "")}, "onprem": {("s3", "https")}}
-    gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount") if "gcp-usc1" in a.urn]
+    gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount")  # the endpoint pickers read no weights
+                    if "gcp-usc1" in a.urn and "llmplane:gateway:ModelInferencePool" not in a.urn]
     assert all(a.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for a in gke_accounts)
     bindings = [b for b in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
                 if "[llmplane/" in b.inputs["member"]]  # cert-manager's and external-dns' are the gateway's

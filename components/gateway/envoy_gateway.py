@@ -22,8 +22,8 @@ import pulumi_kubernetes as k8s
 from components.labels import k8s_labels
 from components.options import children_of
 
-from .charts import ENVOY_GATEWAY, VALKEY_IMAGE
-from .routing import SERVED_BY_HEADER
+from .charts import AI_GATEWAY, AI_GATEWAY_CRDS, ENVOY_GATEWAY, VALKEY_IMAGE
+from .routing import POOL_GROUP, SERVED_BY_HEADER
 from .tenancy import CLIENT_HEADER, USAGE_METADATA
 
 GATEWAY_CLASS = "envoy"
@@ -31,7 +31,12 @@ GATEWAY_CLASS = "envoy"
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 """Envoy Gateway's controller name (the chart's `config.envoyGateway.gateway.controllerName`)."""
 NAMESPACE = "envoy-gateway-system"
-"""Namespace of the controller, its rate limiter and (by default) the Envoy proxies."""
+"""Namespace of the controller and its rate limiter. The Envoy proxies run in each Gateway's own namespace
+(`deploy.type: GatewayNamespace`), the one the vLLM pods' NetworkPolicy admits."""
+AI_GATEWAY_NAMESPACE = "envoy-ai-gateway-system"
+"""Namespace of Envoy AI Gateway's controller, the extension server that resolves InferencePools."""
+AI_GATEWAY_EXTENSION = {"hostname": f"ai-gateway-controller.{AI_GATEWAY_NAMESPACE}.svc.cluster.local", "port": 1063}
+"""Where Envoy Gateway calls the extension server (the AI Gateway chart's controller Service and gRPC port)."""
 RATE_LIMIT_POD_LABELS = {"app.kubernetes.io/name": "envoy-ratelimit", "app.kubernetes.io/component": "ratelimit"}
 """Labels of the rate-limit pods Envoy Gateway deploys (internal/infrastructure/kubernetes/ratelimit/resource.go,
 v1.9.1): the only clients Valkey admits."""
@@ -129,24 +134,36 @@ class EnvoyGatewayArgs:
 
 def chart_values(redis_url: str) -> dict:
     """Envoy Gateway's chart values: the controller with its global rate limiter on Valkey, Backend resources
-    (failover) and Lua policies (token usage) switched on."""
+    (failover) and Lua policies (token usage) switched on, proxies in their Gateway's namespace, and InferencePool
+    backendRefs handed to Envoy AI Gateway's extension server (the hooks its install guide asks for). Extension
+    errors are not ignored (`failOpen: false`): a failed translation keeps the last good configuration rather
+    than pushing routes without their endpoint pickers."""
     return {"config": {"envoyGateway": {
         "gateway": {"controllerName": CONTROLLER_NAME},
-        "provider": {"type": "Kubernetes"},
+        "provider": {"type": "Kubernetes", "kubernetes": {"deploy": {"type": "GatewayNamespace"}}},
         "logging": {"level": {"default": "info"}},
         "rateLimit": {"backend": {"type": "Redis", "redis": {"url": redis_url}}},
         "extensionApis": {"enableBackend": True, "enableLua": True},
+        "extensionManager": {
+            "backendResources": [{"group": POOL_GROUP, "kind": "InferencePool", "version": "v1"}],
+            "hooks": {"xdsTranslator": {
+                "translation": {kind: {"includeAll": True} for kind in ("listener", "route", "cluster", "secret")},
+                "post": ["Translation", "Cluster", "Route"]}},
+            "service": {"fqdn": AI_GATEWAY_EXTENSION},
+            "failOpen": False,
+        },
     }}}
 
 
 class EnvoyGatewayInstall(pulumi.ComponentResource):
-    """Envoy Gateway's chart, the Valkey its rate limiter counts in, an EnvoyProxy with JSON access logs to stdout
-    (Alloy ships them to Loki) and OpenTelemetry traces, and the GatewayClass `envoy` using it."""
+    """Envoy Gateway's chart, Envoy AI Gateway's (the InferencePool extension), the Valkey its rate limiter counts
+    in, an EnvoyProxy with JSON access logs to stdout (Alloy ships them to Loki) and OpenTelemetry traces, and the
+    GatewayClass `envoy` using it, which waits for both controllers."""
 
     gateway_class: pulumi.Output[str]
     """Name of the GatewayClass Gateways use."""
     namespace: pulumi.Output[str]
-    """Namespace of the controller and proxies (where their access logs come from)."""
+    """Namespace of the controller and its rate limiter."""
     rate_limit_backend: pulumi.Output[str]
     """Valkey address the rate limiter counts in (host:port)."""
     access_log_retention_days: pulumi.Output[int]
@@ -162,6 +179,11 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
         redis_url = f"{valkey}.{NAMESPACE}.svc.cluster.local:{VALKEY_PORT}"
         release = ENVOY_GATEWAY.release(f"{name}-envoy-gateway", ns.metadata.name, chart_values(redis_url), child)
         after_chart = pulumi.ResourceOptions(parent=self, depends_on=[release])  # the chart brings the CRDs
+        ai_crds = AI_GATEWAY_CRDS.release(f"{name}-ai-gateway-crds", AI_GATEWAY_NAMESPACE, {}, after_chart,
+                                          create_namespace=True)
+        ai_gateway = AI_GATEWAY.release(f"{name}-ai-gateway", AI_GATEWAY_NAMESPACE, {},
+                                        pulumi.ResourceOptions(parent=self, depends_on=[ai_crds]),
+                                        create_namespace=True)
         telemetry: dict = {"accessLog": {"settings": [{
             "format": {"type": "JSON", "json": ACCESS_LOG_FIELDS},
             "sinks": [{"type": "File", "file": {"path": "/dev/stdout"}}],
@@ -195,7 +217,7 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
             spec={"controllerName": CONTROLLER_NAME, "parametersRef": {
                 "group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": "llmplane",
                 "namespace": ns.metadata.name}},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[release, proxy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[release, ai_gateway, proxy]),
         )
         self.gateway_class = gateway_class.metadata.apply(lambda m: m["name"])
         self.namespace = ns.metadata.name

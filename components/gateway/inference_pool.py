@@ -17,6 +17,7 @@ import yaml
 
 from components.labels import k8s_labels
 from components.options import children_of
+from components.serving.vllm_service import GATEWAY_NAMESPACE, MONITORING_NAMESPACE
 
 from .routing import POOL_GROUP, pool_name
 
@@ -29,6 +30,8 @@ EPP_IMAGE = (
 EXT_PROC_PORT = 9002
 HEALTH_PORT = 9003
 METRICS_PORT = 9090
+EPP_POD_LABELS = {"app.kubernetes.io/name": "endpoint-picker"}
+"""Labels every endpoint picker pod carries: what the vLLM pods' NetworkPolicy admits to their `/metrics`."""
 SCORER_WEIGHTS = {"queue-scorer": 2, "kv-cache-utilization-scorer": 2, "prefix-cache-scorer": 3}
 """Scorer weights: prefix-cache affinity first, queue depth and KV-cache use as the tie-breakers that keep one
 replica from being swamped by a popular prefix (the weights of the llm-d router chart's default profile)."""
@@ -69,10 +72,13 @@ class ModelInferencePoolArgs:
     """Endpoint picker image, by digest."""
     tracing_endpoint: str | None = None
     """OTLP gRPC endpoint the EPP sends traces to, or no tracing."""
+    gateway_namespace: str = GATEWAY_NAMESPACE
+    """Namespace of the Envoy proxies, the only callers of the EPP's ext_proc port."""
 
 
 class ModelInferencePool(pulumi.ComponentResource):
-    """InferencePool, EPP ServiceAccount, RBAC, config, Deployment and Service of one model version."""
+    """InferencePool, EPP ServiceAccount, RBAC, config, Deployment, Service and NetworkPolicy of one model
+    version."""
 
     pool_name: pulumi.Output[str]
     """Name of the InferencePool (what HTTPRoute backendRefs name)."""
@@ -84,7 +90,7 @@ class ModelInferencePool(pulumi.ComponentResource):
         child = children_of(self, opts)
         pool = pool_name(args.model, args.version)
         epp = f"{pool}-epp"[:63]
-        labels = k8s_labels(name="endpoint-picker", instance=epp, component="inference-gateway",
+        labels = k8s_labels(name=EPP_POD_LABELS["app.kubernetes.io/name"], instance=epp, component="inference-gateway",
                             version="v0.10.0", model=args.model, model_version=args.version)
         selector = {"app.kubernetes.io/instance": epp}
         meta = {"name": epp, "namespace": args.namespace, "labels": labels}
@@ -141,6 +147,18 @@ class ModelInferencePool(pulumi.ComponentResource):
             "selector": selector,
             "ports": [{"name": "grpc-ext-proc", "port": EXT_PROC_PORT, "appProtocol": "http2"},
                       {"name": "metrics", "port": METRICS_PORT}],
+        }, opts=child)
+        k8s.networking.v1.NetworkPolicy(f"{name}-epp", metadata=meta, spec={
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": args.gateway_namespace}}}],
+                 "ports": [{"port": EXT_PROC_PORT, "protocol": "TCP"}]},
+                {"from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
+                 "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]},
+            ],
         }, opts=child)
         inference_pool = k8s.apiextensions.CustomResource(
             f"{name}-pool",

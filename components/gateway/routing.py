@@ -29,7 +29,15 @@ MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
 """Header the endpoint picker reads to rewrite the request body's `model` before the model server sees it
 (`ModelNameRewriteKey` in the inference extension's `pkg/lwepp/metadata/consts.go`, v1.6.2)."""
 BACKEND_GROUP = "gateway.envoyproxy.io"
-"""API group of Envoy Gateway's Backend."""
+"""API group of Envoy Gateway's Backend and HTTPRouteFilter."""
+CREDENTIAL_FILTER = "vllm-credential"
+"""Name of the HTTPRouteFilter that puts vLLM's own key on every request the gateway forwards."""
+
+
+def credential_filter(name: str = CREDENTIAL_FILTER) -> dict:
+    """The HTTPRoute filter (an ExtensionRef to Envoy Gateway's HTTPRouteFilter) that injects vLLM's key: tenants
+    authenticate to the gateway with their own keys and never learn the model servers' one."""
+    return {"type": "ExtensionRef", "extensionRef": {"group": BACKEND_GROUP, "kind": "HTTPRouteFilter", "name": name}}
 
 
 def pool_name(model: str, version: str) -> str:

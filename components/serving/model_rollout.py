@@ -54,14 +54,23 @@ class ModelRolloutArgs:
     """Gateway the route attaches to."""
     gateway_namespace: pulumi.Input[str]
     """Namespace of that Gateway."""
+    request_filters: Sequence[Mapping[str, Any]] = ()
+    """Filters every rule applies before its backends, e.g. the gateway's injection of vLLM's own key."""
+    fallback_refs: Sequence[Mapping[str, Any]] = ()
+    """Stand-by backendRefs the weighted split lists after its versions (failover to other clusters or a fallback
+    model); neither the A/B pins nor the health path fail over, so global health checks see this cluster."""
+    entry_rules: Sequence[Mapping[str, Any]] = ()
+    """Rules other gateways fail over into (`components.gateway.routing.failover_entry_rules`)."""
 
 
-def route_rules(model_name: str, versions: Sequence[RolloutVersion]) -> list[dict]:
-    """HTTPRoute rules: A/B pins by header first, a health path for global health checks, then the weighted
-    split with shadows mirrored (always last).
+def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_filters: Sequence[Mapping] = (),
+                fallback_refs: Sequence[Mapping] = (), entry_rules: Sequence[Mapping] = ()) -> list[dict]:
+    """HTTPRoute rules: the failover entries, A/B pins by header, a health path for global health checks, then
+    the weighted split with shadows mirrored and the failover backends on stand-by (always last).
 
     Clients call `/<model>/v1/...`; the prefix is rewritten to `/v1` before vLLM sees it.
     """
+    extra = [dict(f) for f in request_filters]
     prefix = f"/{model_name}/v1"
     rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}}
 
@@ -80,7 +89,7 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion]) -> list[dic
         {
             "matches": [{"path": {"type": "PathPrefix", "value": prefix},
                          "headers": [{"name": VARIANT_HEADER, "value": v.version}]}],
-            "filters": [rewrite, *mirrors],
+            "filters": [rewrite, *extra, *mirrors],
             "backendRefs": [backend(v.version, 1)],
         }
         for v in versions
@@ -88,16 +97,18 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion]) -> list[dic
     ]
     split = {
         "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-        "filters": [rewrite, *mirrors],
+        "filters": [rewrite, *extra, *mirrors],
         "backendRefs": [backend(v.version, v.weight) for v in versions if v.role != "shadow"],
     }
     health = {
         "matches": [{"path": {"type": "Exact", "value": f"/{model_name}/health"}}],
         "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath",
-                                                                    "replaceFullPath": "/health"}}}],
+                                                                    "replaceFullPath": "/health"}}}, *extra],
         "backendRefs": split["backendRefs"],
     }
-    return [*pinned, health, split]
+    split["backendRefs"] = [*split["backendRefs"], *(dict(ref) for ref in fallback_refs)]
+    entries = [{**rule, "filters": [*rule.get("filters", []), *extra]} for rule in map(dict, entry_rules)]
+    return [*entries, *pinned, health, split]
 
 
 class ModelRollout(pulumi.ComponentResource):
@@ -126,7 +137,8 @@ class ModelRollout(pulumi.ComponentResource):
             spec={
                 "parentRefs": [{"name": args.gateway_name, "namespace": args.gateway_namespace}],
                 "hostnames": args.hostnames,
-                "rules": route_rules(args.model_name, args.versions),
+                "rules": route_rules(args.model_name, args.versions, args.request_filters, args.fallback_refs,
+                                     args.entry_rules),
             },
             opts=children_of(self, opts),
         )

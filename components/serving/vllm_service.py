@@ -130,8 +130,16 @@ class VllmServiceArgs:
     extra_args: tuple[str, ...] = ()
     """More `vllm serve` flags, e.g. tracing's `--otlp-traces-endpoint`."""
     admit_namespaces: tuple[str, ...] = ()
-    """Namespaces admitted to the vLLM port besides the gateway's and monitoring's (e.g. KEDA's HTTP interceptor,
-    the endpoint picker's)."""
+    """Namespaces admitted to the vLLM port besides the gateway's and monitoring's (e.g. KEDA's HTTP interceptor)."""
+    admit_pods: Mapping[str, str] | None = None
+    """Labels of pods in the serving namespace admitted to the vLLM port: the endpoint pickers, which read each
+    replica's `/metrics` to score it."""
+
+
+def pod_selector(model: str, version: str) -> dict[str, str]:
+    """Labels selecting a model version's vLLM pods (its Service's, PodDisruptionBudget's and InferencePool's)."""
+    return {"app.kubernetes.io/instance": resource_name(model, version), "llmplane.dev/model": model,
+            "llmplane.dev/model-version": version}
 
 
 def resource_name(model: str, version: str) -> str:
@@ -244,8 +252,7 @@ class VllmService(pulumi.ComponentResource):
             model=args.model_name,
             model_version=version,
         )
-        selector = {key: labels[key] for key in ("app.kubernetes.io/instance", "llmplane.dev/model",
-                                                  "llmplane.dev/model-version")}
+        selector = pod_selector(args.model_name, version)
         meta = {"name": kname, "namespace": args.namespace, "labels": labels}
         gpus = args.engine.tensor_parallel_size
 
@@ -297,8 +304,9 @@ class VllmService(pulumi.ComponentResource):
                 "ingress": [
                     {
                         "from": [
-                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-                            for ns in (GATEWAY_NAMESPACE, MONITORING_NAMESPACE, *args.admit_namespaces)
+                            *({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+                              for ns in (GATEWAY_NAMESPACE, MONITORING_NAMESPACE, *args.admit_namespaces)),
+                            *([{"podSelector": {"matchLabels": dict(args.admit_pods)}}] if args.admit_pods else []),
                         ],
                         "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
                     }
