@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitoring import tenant_usage
 from monitoring import vllm_metrics as vm
 
 with warnings.catch_warnings():
@@ -118,6 +119,18 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               "tokens.", "currencyUSD",
               (Target(f"count by ({BY}) ({vm.GPU_UTIL.name}{{{SEL}}}) * $gpu_hourly_usd / 3600\n/\n"
                       f"sum by ({BY}) ({_rate(vm.PROMPT_TOKENS)} + {_rate(vm.GENERATION_TOKENS)})\n* 1e6"),)),
+    )),
+    ("Tenants", (
+        Panel("Tokens per tenant", "Prompt and output tokens per second each tenant draws from each model, from "
+              "the gateway's access logs (Loki's ruler).", "short",
+              (Target(f"sum by (tenant, model) ({tenant_usage.TOKENS}) / 60", "{{tenant}} {{model}}"),)),
+        Panel("Cost per tenant", "Each model's GPUs apportioned to its tenants by their share of its tokens, at "
+              "$gpu_hourly_usd per GPU-hour.", "currencyUSD",
+              (Target(f"sum by (tenant) ({tenant_usage.GPUS}) * $gpu_hourly_usd", "{{tenant}} per hour"),)),
+        Panel("Refused requests per tenant", "Requests the gateway answered 401, 403 or 429 (key refused, model "
+              "not allowed, budget spent).", "reqps",
+              (Target(f'sum by (tenant, status) ({tenant_usage.REQUESTS}{{status=~"401|403|429"}}) / 60',
+                      "{{tenant}} {{status}}"),)),
     )),
     ("Request logs", (
         Panel("Log lines", "Request log lines per model version, from Loki.", "short",

@@ -32,6 +32,7 @@ import yaml
 from prometheus_client.utils import floatToGoString
 
 from monitoring import vllm_metrics as vm
+from monitoring.tenant_usage import tenant_cost_rules
 
 ALERTS_FILE = Path(__file__).with_name("alerts.yaml")
 
@@ -359,7 +360,8 @@ def prometheus_rule(params: AlertParams = AlertParams()) -> dict[str, Any]:
             },
         },
         "spec": {"groups": [builder.slo_group(), builder.capacity_group(),
-                            builder.rollout_group(), builder.fleet_group()]},
+                            builder.rollout_group(), builder.fleet_group(),
+                            builder.group("llmplane-tenant-cost", tenant_cost_rules())]},
     }
 
 

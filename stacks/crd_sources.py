@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as KEDA_HTTP_ADDON_CHART
+from components.gateway.charts import ENVOY_GATEWAY as ENVOY_GATEWAY_CHART
 from stacks.yaml_loader import SAFE_LOADER
 
 
@@ -71,7 +72,15 @@ KEDA_HTTP_ADDON = CrdSource(
 )
 """The HTTP add-on's InterceptorRoute (and HTTPScaledObject, which its operator watches), at the version of the
 chart clouds install: one pin for both."""
-SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION, KEDA_HTTP_ADDON)
+ENVOY_GATEWAY = CrdSource(
+    "envoy-gateway", "github.com/envoyproxy/gateway", ENVOY_GATEWAY_CHART.version,
+    tuple(f"charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_{kind}.yaml"
+          for kind in ("backends", "backendtrafficpolicies", "clienttrafficpolicies", "envoyextensionpolicies",
+                       "envoypatchpolicies", "envoyproxies", "httproutefilters", "securitypolicies")),
+)
+"""Envoy Gateway's own CRDs, as its chart (the same version) installs them in the clouds: the tests admit the
+gateway's objects against them."""
+SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, ENVOY_GATEWAY)
 
 
 def _module_dir(source: CrdSource) -> Path:

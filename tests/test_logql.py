@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 from components.observability.stack import alloy_stream_labels
+from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
 from monitoring.logql import ShippedQuery, parse, shipped_queries
 
 SHIPPED = shipped_queries()
 
 
-def test_the_dashboard_and_the_runbook_ship_log_queries():
-    assert {q.where for q in SHIPPED} == {"dashboard", "monitoring/runbook.md"}
+def test_the_dashboard_the_runbook_and_the_loki_ruler_ship_log_queries():
+    assert {q.where for q in SHIPPED} == {"dashboard", "monitoring/runbook.md", "loki ruler"}
     assert len(SHIPPED) >= 5
 
 
@@ -27,7 +28,9 @@ def test_each_shipped_query_parses_and_selects_pipeline_labels(parsed, shipped: 
     assert result.ok, (f"{shipped.where}: LogQL syntax error at offset {result.error_at}: "
                        f"{shipped.query[:result.error_at]}⟨here⟩{shipped.query[result.error_at:]}")
     assert result.labels, f"{shipped.query} selects no stream"
-    assert set(result.labels) <= alloy_stream_labels(), (shipped.query, result.labels)
+    # The ruler's queries also filter on the access lines' JSON fields (and on parse errors).
+    extracted = {*ACCESS_LOG_FIELDS, "__error__"} if shipped.where == "loki ruler" else set()
+    assert set(result.labels) <= alloy_stream_labels() | extracted, (shipped.query, result.labels)
 
 
 def test_the_grammar_finds_a_syntax_error_and_where_it_is():

@@ -42,9 +42,15 @@ def test_latency_panels_show_p50_p90_p99(board):
 
 
 def test_every_metric_panel_splits_by_model_and_version(board):
+    """...or, for the tenants' usage and cost, by tenant."""
     for panel in panels(board):
         for target in panel["targets"]:
             expr = target["expr"]
+            if "llmplane:gateway_" in expr or "llmplane:tenant_" in expr:
+                assert all("tenant" in {g.strip() for g in by.split(",")}
+                           for by in re.findall(r"\bby \(([^)]*)\)", expr)), panel["title"]
+                assert "{{tenant}}" in target["legendFormat"], panel["title"]
+                continue
             if panel["type"] == "logs":
                 assert 'model=~"$model", version=~"$version"' in expr, panel["title"]
                 continue

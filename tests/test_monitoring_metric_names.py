@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring import autoscaling, dashboards, rules, vllm_metrics as vm
+from monitoring import autoscaling, dashboards, rules, tenant_usage, vllm_metrics as vm
 from monitoring.simulator import MODES, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,9 @@ def _rule_queries() -> list[str]:
 
 
 def _recorded() -> set[str]:
-    return {r["record"] for g in rules.load()["spec"]["groups"] for r in g["rules"] if "record" in r}
+    """Series recorded by Prometheus' rules and, from the gateway's access logs, by Loki's ruler."""
+    loki = tenant_usage.loki_rule_groups()["groups"]
+    return {r["record"] for g in [*rules.load()["spec"]["groups"], *loki] for r in g["rules"] if "record" in r}
 
 
 def _autoscaler_queries() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from monitoring import dashboards
 from tests.planning import plan_of, plan_with
@@ -99,3 +100,32 @@ def test_alerts_hold_each_model_the_cluster_serves_to_its_own_slo():
     # A cluster that serves llama-3-8b alone holds it to its SLO, with no other model's branches.
     alone = alerts["gcp-usc1"]["VllmTtftBudgetBurnFast"]["expr"]
     assert "llama-3-70b" not in alone and "ratio_rate1h > 14.4 * 0.01\n" in alone
+
+
+def test_loki_records_tenant_usage_from_the_gateway_access_lines_into_prometheus():
+    plan = plan_of("prod")
+    [rules] = [r for r in plan.of_type("kubernetes:core/v1:ConfigMap")
+               if r.inputs["metadata"]["name"] == "llmplane-loki-rules" and "aws-use1" in r.urn]
+    groups = yaml.safe_load(rules.inputs["data"]["tenant-usage.yaml"])["groups"]
+    assert {r["record"] for g in groups for r in g["rules"]} == {
+        "llmplane:gateway_tokens:sum1m", "llmplane:gateway_requests:count1m"}
+    [loki] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+              if r.inputs["chart"] == "loki" and "aws-use1" in r.urn]
+    ruler = loki.inputs["values"]["loki"]["rulerConfig"]
+    assert ruler["remote_write"]["clients"]["prometheus"]["url"].endswith(":9090/api/v1/write")
+    assert {"name": "rules", "mountPath": "/etc/loki/rules/fake", "readOnly": True} in loki.inputs["values"][
+        "singleBinary"]["extraVolumeMounts"]
+    assert loki.inputs["values"]["loki"]["auth_enabled"] is False
+    [stack] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
+               if r.inputs["chart"] == "kube-prometheus-stack" and "aws-use1" in r.urn]
+    assert stack.inputs["values"]["prometheus"]["prometheusSpec"]["enableRemoteWriteReceiver"] is True
+
+
+def test_the_ruler_reads_fields_the_gateway_writes_from_the_namespace_its_proxies_run_in():
+    from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
+    from components.serving.vllm_service import GATEWAY_NAMESPACE
+    from monitoring import tenant_usage
+
+    assert tenant_usage.GATEWAY_NAMESPACE == GATEWAY_NAMESPACE
+    assert ACCESS_LOG_FIELDS["log"] == tenant_usage.ACCESS_LOG_KIND
+    assert {"tenant", "model", "total_tokens", "status"} <= set(ACCESS_LOG_FIELDS)

@@ -20,6 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
+from monitoring.tenant_usage import ACCESS_LOG_KIND
 from components.options import children_of
 
 from .charts import AI_GATEWAY, AI_GATEWAY_CRDS, ENVOY_GATEWAY, VALKEY_IMAGE
@@ -41,8 +42,6 @@ RATE_LIMIT_POD_LABELS = {"app.kubernetes.io/name": "envoy-ratelimit", "app.kuber
 """Labels of the rate-limit pods Envoy Gateway deploys (internal/infrastructure/kubernetes/ratelimit/resource.go,
 v1.9.1): the only clients Valkey admits."""
 VALKEY_PORT = 6379
-ACCESS_LOG_KIND = "llmplane-access"
-"""Value of the access log's `log` field: what LogQL selects gateway access lines by."""
 PROXY_SERVICE_ANNOTATIONS = {
     "aws": {"service.beta.kubernetes.io/aws-load-balancer-type": "external",
             "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",

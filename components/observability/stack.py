@@ -11,12 +11,14 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import yaml
 
 from components.aws_trust import POD_IDENTITY, trust_policy
 from components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
 from components.labels import k8s_labels
 from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
-from monitoring import dashboards
+from components.autoscaling.model_autoscaler import PROMETHEUS_URL
+from monitoring import dashboards, tenant_usage
 from monitoring.rules import AlertParams, Slo, prometheus_rule
 
 from .charts import ALLOY, DCGM_EXPORTER, KUBE_PROMETHEUS_STACK, LOKI
@@ -74,6 +76,7 @@ class ObservabilityStack(pulumi.ComponentResource):
                 "retention": f"{args.metrics_retention_days}d",
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
+                "enableRemoteWriteReceiver": True,  # Loki's ruler writes the tenant usage series here
                 "remoteWrite": [{"url": args.remote_write_url}] if args.remote_write_url else [],
             }},
             "kube-state-metrics": {"metricLabelsAllowlist": [
@@ -86,7 +89,14 @@ class ObservabilityStack(pulumi.ComponentResource):
         }
         operator = KUBE_PROMETHEUS_STACK.release(f"{name}-kube-prometheus-stack", ns.metadata.name,
                                                  prometheus_values, child)
-        LOKI.release(f"{name}-loki", ns.metadata.name, loki_storage, child)
+        rules = k8s.core.v1.ConfigMap(
+            f"{name}-loki-rules",
+            metadata={"name": LOKI_RULES_CONFIGMAP, "namespace": ns.metadata.name, "labels": labels},
+            data={"tenant-usage.yaml": yaml.safe_dump(tenant_usage.loki_rule_groups(), sort_keys=False)},
+            opts=child,
+        )
+        LOKI.release(f"{name}-loki", ns.metadata.name, loki_storage,
+                     pulumi.ResourceOptions(parent=self, depends_on=[rules]))
         ALLOY.release(f"{name}-alloy", ns.metadata.name, {"alloy": {"configMap": {"content": _alloy_config()}}}, child)
         DCGM_EXPORTER.release(f"{name}-dcgm-exporter", ns.metadata.name, {
             "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
@@ -118,8 +128,7 @@ class ObservabilityStack(pulumi.ComponentResource):
         """A private, encrypted, versioned bucket with the spec's retention (cloud), or local disks (on-prem)."""
         days, network = args.log_retention_days, args.network
         bucket_name = f"llmplane-{args.environment}-{args.cluster_name}-logs"
-        single = {"deploymentMode": "SingleBinary", "loki": {"limits_config": {"retention_period": f"{days * 24}h"},
-                                                             "compactor": {"retention_enabled": True}}}
+        single = _single_binary_loki(days)
         if isinstance(network, AwsNetwork):
             keep = pulumi.ResourceOptions(parent=self, provider=network.provider, protect=args.protect)
             on_aws = pulumi.ResourceOptions(parent=self, provider=network.provider)
@@ -160,6 +169,36 @@ class ObservabilityStack(pulumi.ComponentResource):
             storage = {"type": "gcs", "bucketNames": {"chunks": bucket_name, "ruler": bucket_name}}
             return bucket.name, {**single, "loki": {**single["loki"], "storage": storage}}
         return "", {**single, "loki": {**single["loki"], "storage": {"type": "filesystem"}}}
+
+
+LOKI_RULES_CONFIGMAP = "llmplane-loki-rules"
+"""ConfigMap holding the Loki ruler's recording rules (monitoring/tenant_usage.py)."""
+
+
+def _single_binary_loki(retention_days: int) -> dict:
+    """Loki chart values every cluster shares: one binary, the spec's retention, authentication off (one tenant,
+    `fake`: Alloy pushes without a tenant header), and the ruler inside the binary reading its rules from
+    `LOKI_RULES_CONFIGMAP` (mounted as that tenant's rules) and remote-writing their series to the cluster's
+    Prometheus."""
+    return {
+        "deploymentMode": "SingleBinary",
+        "loki": {
+            "auth_enabled": False,
+            "limits_config": {"retention_period": f"{retention_days * 24}h"},
+            "compactor": {"retention_enabled": True},
+            "rulerConfig": {
+                "storage": {"type": "local", "local": {"directory": "/etc/loki/rules"}},
+                "rule_path": "/var/loki/rules-temp",
+                "wal": {"dir": "/var/loki/ruler-wal"},
+                "remote_write": {"enabled": True, "clients": {
+                    "prometheus": {"url": f"{PROMETHEUS_URL}/api/v1/write"}}},
+            },
+        },
+        "singleBinary": {
+            "extraVolumes": [{"name": "rules", "configMap": {"name": LOKI_RULES_CONFIGMAP}}],
+            "extraVolumeMounts": [{"name": "rules", "mountPath": "/etc/loki/rules/fake", "readOnly": True}],
+        },
+    }
 
 
 def alloy_stream_labels() -> set[str]:

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitoring import dashboards
+from monitoring import dashboards, tenant_usage
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "monitoring" / "runbook.md"
@@ -59,6 +59,8 @@ def shipped_queries() -> list[ShippedQuery]:
         # The runbook's placeholders stand for label values; fill them as a reader would.
         query = match.group(2).rstrip().replace("<model>", "llama-3-8b").replace("<version>", "1.0.0")
         found.append(ShippedQuery("monitoring/runbook.md", query))
+    found += [ShippedQuery("loki ruler", rule["expr"])
+              for group in tenant_usage.loki_rule_groups()["groups"] for rule in group["rules"]]
     return found
 
 
