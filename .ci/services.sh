@@ -24,7 +24,7 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 CACHE=${LLMPLANE_CACHE:-$HOME/.cache/llmplane}
 LEZER_LOGQL_VERSION=$(sed -n 's/^LEZER_LOGQL_VERSION = "\(.*\)"$/\1/p' "$ROOT/monitoring/logql/__init__.py")
 # Longest builds first: with two at a time, a bare machine finishes them soonest.
-GO_TOOLS="pulumi-resource-kubernetes keda keda-adapter kube-apiserver pulumi kube-controller-manager kube-scheduler kubectl kwok etcd victoria-logs actionlint"
+GO_TOOLS="pulumi-resource-kubernetes keda keda-adapter kube-apiserver pulumi kube-controller-manager kube-scheduler kubectl kwok etcd victoria-logs actionlint epp epp-probe"
 # Where the Go toolchain's tarball installs, in case PATH lacks it.
 [ -x /usr/local/go/bin/go ] && PATH=$PATH:/usr/local/go/bin
 

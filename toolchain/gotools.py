@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -82,6 +83,14 @@ class GoTool:
         return self.cached if self.cached.exists() else None
 
 
+def _source_digest(module_dir: str) -> str:
+    """A version for a tool whose source is ours: the digest of its wrapper's files, so an edit rebuilds it."""
+    digest = hashlib.sha256()
+    for path in sorted((WRAPPERS / module_dir).iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 K8S_VERSION = "1.37.2"
 _K8S_LDFLAGS = (
     f"-X k8s.io/component-base/version.gitVersion=v{K8S_VERSION}",
@@ -124,6 +133,10 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     GoTool("keda-adapter", KEDA_VERSION, "github.com/kedacore/keda/v2/cmd/adapter", module_dir="keda"),
     GoTool("victoria-logs", "1.52.2", "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.2"),
     GoTool("actionlint", "1.7.10", "github.com/rhysd/actionlint/cmd/actionlint@v1.7.10"),
+    # The Inference Extension's own endpoint picker with the prefix-cache scorer (its later modules ship only a
+    # round-robin picker; the llm-d router clusters run is not on the module proxy), and our ext_proc client.
+    GoTool("epp", "1.3.0", "sigs.k8s.io/gateway-api-inference-extension/cmd/epp@v1.3.0"),
+    GoTool("epp-probe", _source_digest("epp-probe"), ".", module_dir="epp-probe"),
 )}
 
 
