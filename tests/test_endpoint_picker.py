@@ -66,7 +66,8 @@ def _pool_manifest() -> dict:
 
 def _pod(name: str, labels: dict[str, str]) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-            "spec": {"nodeName": NODE, "containers": [{"name": "vllm", "image": "vllm",
+            "spec": {"nodeName": NODE, "serviceAccountName": "replica", "automountServiceAccountToken": False,
+                     "containers": [{"name": "vllm", "image": "vllm",
                                                          "ports": [{"containerPort": VLLM_PORT}]}]}}
 
 
@@ -93,7 +94,11 @@ def picker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pool = _pool_manifest()
         labels = pool["spec"]["selector"]["matchLabels"]
         objects = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-                   {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}, pool,
+                   {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}},
+                   # Our own account: the namespace's default one may not exist yet when the pods arrive.
+                   {"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "replica", "namespace": NAMESPACE}},
+                   pool,
                    *(_pod(f"{POOL}-{index}", labels) for index in range(len(REPLICAS)))]
         cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(objects))
         for index, address in enumerate(REPLICAS):

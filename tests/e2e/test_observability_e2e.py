@@ -139,7 +139,13 @@ def test_normal_mode_stays_quiet(alerts: Stack):
     assert {(name, state) for m, name, state in alerts.seen if m == "normal"} == set()
 
 
-@pytest.mark.parametrize("expr", dashboards.queries()["promql"])
+PER_MODEL_QUERIES = [q for q in dashboards.queries()["promql"] if "tenant" not in q]
+"""The dashboard's queries of vLLM's and the GPUs' series. The Tenants row reads series Loki's ruler records from
+the gateways' access lines, which this stack has no gateway to write: monitoring/tests/tenant_cost.yaml feeds
+those series to promtool instead."""
+
+
+@pytest.mark.parametrize("expr", PER_MODEL_QUERIES)
 def test_every_dashboard_query_returns_data_per_model_and_version(alerts: Stack, expr: str):
     result = alerts.promql(fill(expr))
     assert result, f"no data for {fill(expr)}"
