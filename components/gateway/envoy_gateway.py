@@ -24,7 +24,7 @@ from monitoring.tenant_usage import ACCESS_LOG_KIND
 from components.options import children_of
 
 from .charts import AI_GATEWAY, AI_GATEWAY_CRDS, ENVOY_GATEWAY, VALKEY_IMAGE
-from .routing import POOL_GROUP, SERVED_BY_HEADER
+from .routing import EG_API, POOL_GROUP, SERVED_BY_HEADER
 from .tenancy import CLIENT_HEADER, USAGE_METADATA
 
 GATEWAY_CLASS = "envoy"
@@ -196,7 +196,7 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
             }
         proxy = k8s.apiextensions.CustomResource(
             f"{name}-proxy",
-            api_version="gateway.envoyproxy.io/v1alpha1",
+            api_version=EG_API,
             kind="EnvoyProxy",
             metadata={"name": "llmplane", "namespace": ns.metadata.name, "labels": labels},
             spec={

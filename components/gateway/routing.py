@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from components.serving.vllm_service import resource_name
+
 POOL_GROUP = "inference.networking.k8s.io"
 """API group of InferencePool v1 (CRD `inference.networking.k8s.io_inferencepools.yaml` of the Go module
 sigs.k8s.io/gateway-api-inference-extension v1.6.2)."""
@@ -30,6 +32,8 @@ MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite"
 (`ModelNameRewriteKey` in the inference extension's `pkg/lwepp/metadata/consts.go`, v1.6.2)."""
 BACKEND_GROUP = "gateway.envoyproxy.io"
 """API group of Envoy Gateway's Backend and HTTPRouteFilter."""
+EG_API = f"{BACKEND_GROUP}/v1alpha1"
+"""apiVersion of every Envoy Gateway resource (policies, Backends, filters, EnvoyProxy)."""
 CREDENTIAL_FILTER = "vllm-credential"
 """Name of the HTTPRouteFilter that puts vLLM's own key on every request the gateway forwards."""
 
@@ -42,7 +46,7 @@ def credential_filter(name: str = CREDENTIAL_FILTER) -> dict:
 
 def pool_name(model: str, version: str) -> str:
     """Name of a model version's InferencePool: the name its Deployment and Service already carry."""
-    return f"{model}-v{version.replace('.', '-').replace('+', '-')}".lower()[:63].rstrip("-")
+    return resource_name(model, version)
 
 
 def served_by(model: str, version: str, cluster: str) -> str:

@@ -19,9 +19,10 @@ import pulumi_kubernetes as k8s
 from components.labels import k8s_labels
 from components.options import children_of
 
+from .routing import EG_API
+
 LUA_SOURCE = (Path(__file__).with_name("token_usage.lua")).read_text(encoding="utf-8")
 """The filter's Lua source, inlined into the EnvoyExtensionPolicy."""
-EG_API = "gateway.envoyproxy.io/v1alpha1"
 _QUANTITY = re.compile(r"^[1-9][0-9]*([EPTGMK]i|[EPTGMk])?$")
 """Envoy Gateway's pattern for `bufferLimit` (api/v1alpha1/connection_types.go, v1.9.1)."""
 

@@ -17,9 +17,8 @@ import pulumi_kubernetes as k8s
 from components.labels import k8s_labels
 from components.options import children_of
 
-from .routing import BACKEND_GROUP, CREDENTIAL_FILTER, Hop, failover_backend
+from .routing import CREDENTIAL_FILTER, EG_API, Hop, failover_backend
 
-EG_API = f"{BACKEND_GROUP}/v1alpha1"
 CREDENTIAL_SECRET = "vllm-upstream-credential"
 """Secret holding `Bearer <vLLM's key>` for the credential filter."""
 RETRY_STATUS_CODES = (429, 503)
