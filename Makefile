@@ -43,6 +43,9 @@ POLICY_PACK := --policy-pack policies --policy-pack-config '$(POLICY_CONFIG)'
 
 .PHONY: up down cluster-status render test test-setup plan toolchain docs
 
+# One set-up for both commands (toolchain/prerequisites.py knows every external tool and which target runs it).
+SETUP_TARGET := $(if $(filter test test-setup,$(MAKECMDGOALS)),test,up)
+
 # `pulumi up` previews first, with the policy pack: a mandatory violation stops it before anything is written.
 up: toolchain
 	@$(LLMPLANE) validate '$(STACK)'
@@ -75,12 +78,11 @@ render: toolchain
 test: test-setup toolchain
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-# What the tests run against: Debian's Prometheus, VictoriaLogs, the embedded cluster's binaries, KEDA,
-# actionlint, the LogQL grammar from npm, vLLM's wheel (read as source) and checkov; each installed or built
-# once and cached in ~/.cache/llmplane.
+# What the tests run against: what `make up` runs, and Debian's promtool, alertmanager and lua, VictoriaLogs,
+# actionlint, the endpoint picker, the LogQL grammar from npm, vLLM's wheel (read as source) and checkov; each
+# installed or built once and cached in ~/.cache/llmplane.
 test-setup: $(VENV)/.installed
-	@bash .ci/services.sh install
-	@$(PYTHON) -m toolchain.checkov >/dev/null
+	@$(PYTHON) -m toolchain.prerequisites install test
 
 docs: $(VENV)/.installed
 	@$(PYTHON) -m toolchain.docs --out build/docs
@@ -88,11 +90,15 @@ docs: $(VENV)/.installed
 plan: $(VENV)/.installed
 	@$(LLMPLANE) plan '$(ENV)'
 
+# Everything the local stack runs (Prometheus, the cluster's binaries, KEDA, the Pulumi toolchain), checked
+# first and then installed or built, once.
 toolchain: $(VENV)/.installed
+	@$(PYTHON) -m toolchain.prerequisites install up
 	@$(PYTHON) -m toolchain.bootstrap
 
 # Reinstall only when the dependencies may have changed.
 $(VENV)/.installed: pyproject.toml
+	@python3 -m toolchain.prerequisites announce $(SETUP_TARGET)
 	@test -x $(PYTHON) || { echo "venv: creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "venv: installing llmplane with its dependencies (pip install -e '.[test]')"
 	@$(PYTHON) -m pip install --disable-pip-version-check -e '.[test]' > $(VENV)/pip-install.log 2>&1 \

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+VLLM_VERSION = "0.14.0"
+"""The vLLM release the serving image runs; the tests read this release's wheel as source."""
+
 VLLM_IMAGE = (
     "vllm/vllm-openai:v0.14.0@sha256:1d6866b87630d94f5e0cdae55ab5abb4ce0b03fcb84d9d10612f9d518d19d4fd"
 )

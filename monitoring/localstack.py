@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ import yaml
 
 from monitoring import rules, vllm_metrics as vm
 from monitoring.logship import Shipper
+from toolchain import prerequisites
 
 ROOT = Path(__file__).resolve().parents[1]
 LOKI_PUSH_PATH = "/insert/loki/api/v1/push"
@@ -142,10 +142,8 @@ def prometheus_argv(workdir: Path, sd_urls: list[str], params: rules.AlertParams
     rule_file.write_text(rules.dump(rules.rule_groups(rules.prometheus_rule(params))), encoding="utf-8")
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump(prometheus_config(sd_urls, rule_file, interval)), encoding="utf-8")
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise FileNotFoundError("prometheus is not installed: run `make test-setup` (apt-get install prometheus)")
-    return [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
+    binary = prerequisites.binary("prometheus")
+    return [str(binary), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}",
             f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn"]
 
 

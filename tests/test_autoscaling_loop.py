@@ -10,6 +10,7 @@ becomes an HPA in kube-controller-manager, which reads KEDA's external metrics t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +98,17 @@ def test_load_scales_up_to_the_pools_gpus_then_pods_wait_for_gpus_and_come_back_
             assert node["metadata"]["labels"]["llmplane.dev/gpu-type"] == "nvidia-l4"
     cluster_addons.set_load(loop.cluster, "llama-3-8b", "idle")
     wait_for(lambda: loop.replicas() == 1, "back to one replica after the scale-down window", timeout=300)
+
+
+def test_every_program_the_local_stack_launches_is_one_make_up_installs(loop: Loop) -> None:
+    """`make up` installs what it runs: each process beside the control plane (Prometheus, KEDA, the simulator)
+    is either the project's own Python or a tool `make up`'s set-up installs, not one only `make test` brings."""
+    from toolchain import prerequisites
+
+    up_tools = {str(path): tool.name for tool in prerequisites.needed(prerequisites.UP)
+                if (path := prerequisites.locate(tool)) is not None}
+    launched = loop.cluster.commands()
+    assert {"prometheus", "keda-operator", "keda-metrics-apiserver", "etcd", "kube-apiserver"} <= set(launched)
+    outside = {name: argv[0] for name, argv in launched.items()
+               if argv[0] not in up_tools and Path(argv[0]).name not in ("python", "python3")}
+    assert not outside, f"launched by the local stack but not installed by `make up`'s set-up: {outside}"

@@ -12,7 +12,7 @@ import zipfile
 from functools import cache
 from pathlib import Path
 
-VLLM_VERSION = "0.14.0"
+from facts.images import VLLM_VERSION
 
 
 def wheel() -> Path:

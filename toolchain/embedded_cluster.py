@@ -81,10 +81,12 @@ class FakeNode:
 
 @dataclass
 class ClusterState:
-    """What `up` recorded: ports and pids, read back by `status` and `down`."""
+    """What `up` recorded: ports, pids and each process's command line, read back by `status` and `down` (and by
+    the test that every program the local stack launches is one `make up` installs)."""
 
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -215,7 +217,8 @@ class EmbeddedCluster:
         if not self.state_file.exists():
             return ClusterState()
         data = json.loads(self.state_file.read_text())
-        return ClusterState(ports=data.get("ports", {}), pids=data.get("pids", {}))
+        return ClusterState(ports=data.get("ports", {}), pids=data.get("pids", {}),
+                            commands=data.get("commands", {}))
 
     def _write_state(self, state: ClusterState) -> None:
         self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
@@ -223,6 +226,10 @@ class EmbeddedCluster:
     def running(self) -> dict[str, int]:
         """Processes of this cluster that are alive, by name."""
         return {name: pid for name, pid in self._read_state().pids.items() if _alive(pid)}
+
+    def commands(self) -> dict[str, list[str]]:
+        """The command line each process of this cluster was started with, by name."""
+        return dict(self._read_state().commands)
 
     def api_url(self) -> str | None:
         port = self._read_state().ports.get("kube-apiserver")
@@ -267,6 +274,7 @@ class EmbeddedCluster:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=self.dir, start_new_session=True)
             state.pids[name] = proc.pid
+            state.commands[name] = argv
             self._write_state(state)
 
         etcd, peer = state.ports["etcd"], state.ports["etcd-peer"]
@@ -495,5 +503,6 @@ class EmbeddedCluster:
                                 cwd=cwd or self.dir, start_new_session=True, env=env)
         state = self._read_state()
         state.pids[name] = proc.pid
+        state.commands[name] = argv
         self._write_state(state)
         return proc.pid

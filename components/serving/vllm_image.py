@@ -9,9 +9,9 @@ from pathlib import Path
 import pulumi
 import pulumi_docker_build as docker_build
 
+from facts.images import VLLM_VERSION
+
 IMAGE_CONTEXT = Path(__file__).resolve().parents[2] / "images" / "vllm"
-VLLM_VERSION = "0.14.0"
-"""vLLM version of the pinned base image; the tag starts with it."""
 
 
 def content_tag(context: Path = IMAGE_CONTEXT) -> str:

@@ -21,7 +21,7 @@ from monitoring import dashboards, tenant_usage
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "monitoring" / "runbook.md"
 CHECKER = Path(__file__).with_name("check.cjs")
-LEZER_LOGQL_VERSION = "0.4.2"
+from toolchain.prerequisites import LEZER_LOGQL_VERSION, lezer_logql_dir
 _RUNBOOK_QUERY = re.compile(r"^- [^:`]+: (``? ?)(\{.*?)\1$", re.M)
 """A runbook bullet `- what: `query`` (double backticks where the query holds one)."""
 GRAFANA_VARIABLES = {"$__auto": "1m", "$__rate_interval": "1m", "$model": ".+", "$version": ".+"}
@@ -42,8 +42,7 @@ class Parsed:
 
 
 def grammar_dir() -> Path:
-    cache = Path(os.environ.get("LLMPLANE_CACHE", Path.home() / ".cache" / "llmplane"))
-    return cache / "npm" / f"lezer-logql-{LEZER_LOGQL_VERSION}" / "node_modules"
+    return lezer_logql_dir() / "node_modules"
 
 
 def interpolate(expr: str) -> str:
