@@ -1,5 +1,6 @@
-"""Gateway policies: model traffic goes through its InferencePool, every tenant has a token budget, and no route
-of a gateway that serves tenants bypasses authentication.
+"""Gateway policies: model traffic goes through its InferencePool, one pool per route rule, every tenant has a token
+budget that no route's own traffic policy drops, and no route of a gateway that serves tenants bypasses
+authentication.
 
 Each rule judges what a stack has: the pool rule applies in a cluster that has InferencePools, the budget and
 authentication rules in a cluster that has tenant key Secrets (label `TENANT_LABEL`). A stack without the
@@ -36,7 +37,7 @@ HOLDING_PROXY = ("keda", "keda-add-ons-http-interceptor-proxy")
 """Namespace and name of KEDA's HTTP interceptor Service: a version that may be at zero replicas is reached through
 it, since it holds requests until a replica is ready (an endpoint picker with no endpoint would refuse them)."""
 AUTH_FIELDS = ("apiKeyAuth", "jwt", "basicAuth", "extAuth", "oidc")
-"""SecurityPolicy fields that authenticate a caller (Envoy Gateway v1.9.1 SecurityPolicySpec)."""
+"""SecurityPolicy fields that authenticate a caller (Envoy Gateway v1.8.1 SecurityPolicySpec)."""
 
 
 def _of_kind(resources: Sequence[ResourceView], kind: str) -> list[ResourceView]:
@@ -49,9 +50,9 @@ def _name(view: ResourceView) -> str:
 
 
 def routes_through_pools(resources: Sequence[ResourceView], _: Context) -> Iterator[Finding]:
-    """In a cluster with InferencePools, a route sends users to pools (or failover Backends, or KEDA's interceptor
-    for a version that may be at zero), never straight to a Service: a Service backend would skip the endpoint
-    picker's cache- and load-aware choice."""
+    """In a cluster with InferencePools, a route sends users to pools (or KEDA's interceptor for a version that
+    may be at zero), never straight to a Service: a Service backend would skip the endpoint picker's cache- and
+    load-aware choice."""
     pools = _of_kind(resources, "InferencePool")
     for route in _of_kind(resources, "HTTPRoute"):
         if not any(same_scope(route, pool) for pool in pools):
@@ -63,6 +64,45 @@ def routes_through_pools(resources: Sequence[ResourceView], _: Context) -> Itera
                 if kind == "Service" and holder != HOLDING_PROXY:
                     yield Finding(route.urn, f"{display(route)} sends traffic to Service '{get(ref, 'name')}' "
                                   "directly, bypassing its InferencePool")
+
+
+def one_pool_per_rule(resources: Sequence[ResourceView], _: Context) -> Iterator[Finding]:
+    """An HTTPRoute rule that names an InferencePool names nothing else: Envoy AI Gateway v1.1.0 refuses a rule
+    with several pools ("at most one inferencepool can be referenced per route rule",
+    internal/extensionserver/post_route_modify.go), and Envoy Gateway, whose extension does not fail open, then
+    publishes no new configuration for the whole Gateway; other backends in the rule would share the pool's
+    ORIGINAL_DST cluster."""
+    for route in _of_kind(resources, "HTTPRoute"):
+        for index, rule in enumerate(as_list(get(route.props, "spec", "rules"))):
+            refs = as_list(as_dict(rule).get("backendRefs"))
+            pools = [get(ref, "name") for ref in refs if as_dict(ref).get("kind") == "InferencePool"]
+            if pools and len(refs) > 1:
+                others = [str(get(ref, "name")) for ref in refs if as_dict(ref).get("kind") != "InferencePool"]
+                yield Finding(route.urn, f"{display(route)}: rule {index} names InferencePool(s) "
+                              f"{', '.join(map(str, pools))}" + (f" beside {', '.join(others)}" if others else "")
+                              + "; a rule with a pool must name only that pool")
+
+
+MERGE_TYPES = ("StrategicMerge", "JSONMerge")
+"""BackendTrafficPolicy `mergeType` values that keep a Gateway policy's settings under a route's own policy
+(api/v1alpha1/backendtrafficpolicy_types.go, Envoy Gateway v1.8.1)."""
+
+
+def budgets_kept_on_routes(resources: Sequence[ResourceView], _: Context) -> Iterator[Finding]:
+    """A route's own BackendTrafficPolicy merges with its Gateway's when the Gateway's carries the tenants' rate
+    limits: without `mergeType` Envoy Gateway applies only the most specific policy, marks the Gateway's
+    `Overridden`, and the route serves without budgets (internal/gatewayapi/backendtrafficpolicy.go)."""
+    policies = _of_kind(resources, "BackendTrafficPolicy")
+    budgets = [p for p in policies if ("Gateway" in {kind for kind, _ in _targets(p)})
+               and get(p.props, "spec", "rateLimit") not in (None, {})]
+    for policy in policies:
+        if not any(kind == "HTTPRoute" for kind, _ in _targets(policy)):
+            continue
+        if not any(same_scope(policy, budget) for budget in budgets):
+            continue
+        if get(policy.props, "spec", "mergeType") not in MERGE_TYPES:
+            yield Finding(policy.urn, f"{display(policy)} targets a route without mergeType, so it replaces the "
+                          "Gateway's BackendTrafficPolicy there and the tenants' token budgets are dropped")
 
 
 def _selects(rule: object, tenant: str) -> bool:
@@ -124,11 +164,28 @@ RULES: list[Rule] = [
     Rule(
         name="platform-route-through-pool",
         description="Where a cluster has InferencePools, every HTTPRoute sends model traffic to InferencePools "
-        "(or failover Backends), never straight to a Service.",
+        "(or KEDA's interceptor), never straight to a Service.",
         remediation="Build the route's backendRefs with components.gateway.routing.pool_backend_ref (group "
         "inference.networking.k8s.io, kind InferencePool); mirror shadows with a RequestMirror filter instead.",
         resource_types=None,
         check=routes_through_pools,
+    ),
+    Rule(
+        name="platform-one-pool-per-rule",
+        description="An HTTPRoute rule that names an InferencePool names only that pool (Envoy AI Gateway refuses "
+        "more, and then the whole Gateway gets no new configuration).",
+        remediation="Split versions with ModelRolloutArgs(split='version_header'): one rule per version, chosen by "
+        "the gateway's version split (components.gateway.version_split).",
+        resource_types=None,
+        check=one_pool_per_rule,
+    ),
+    Rule(
+        name="platform-budget-kept-on-routes",
+        description="A BackendTrafficPolicy on a route sets mergeType where the Gateway's policy holds the "
+        "tenants' token budgets, so the route keeps them.",
+        remediation="Set spec.mergeType: StrategicMerge on the route's BackendTrafficPolicy.",
+        resource_types=None,
+        check=budgets_kept_on_routes,
     ),
     Rule(
         name="platform-tenant-budget",

@@ -188,10 +188,9 @@ def gpu_pool_max(view: ResourceView, _: Context) -> Iterator[str]:
 
 
 def traffic_weights(view: ResourceView, _: Context) -> Iterator[str]:
-    """The versions of a split sum to 100; Envoy Gateway Backends after them are the failover stand-bys, which
-    take traffic only while the versions cannot answer, so they are no part of the split."""
+    """The versions of a split sum to 100 (every backendRef counts: Gateway API reads a missing weight as 1)."""
     for index, rule in enumerate(as_list(get(view.props, "spec", "rules"))):
-        backends = [b for b in as_list(get(rule, "backendRefs")) if get(b, "kind", default="Service") != "Backend"]
+        backends = as_list(get(rule, "backendRefs"))
         if len(backends) < 2:
             continue
         weights = [get(b, "weight", default=1) for b in backends]
@@ -317,8 +316,7 @@ RULES = [
     ),
     Rule(
         name="platform-traffic-weights",
-        description="An HTTPRoute rule that splits traffic over several versions has weights summing to 100 "
-        "(failover Backends on stand-by are not part of the split).",
+        description="An HTTPRoute rule that splits traffic over several backends has weights summing to 100.",
         remediation="Make the versions' weights add up to 100 (spec: models.<name>.versions[].weight).",
         resource_types=(HTTP_ROUTE,),
         check=traffic_weights,

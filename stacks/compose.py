@@ -28,13 +28,13 @@ from components.gateway.certificates import (CertManagerArgs, CertManagerInstall
                                              GatewayCertificateArgs)
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
 from components.gateway.inference_pool import EPP_POD_LABELS, ModelInferencePool, ModelInferencePoolArgs
-from components.gateway.routing import credential_filter, failover_backend_refs, failover_entry_rules, pool_backend_ref
-from components.gateway.upstream import (ModelFailover, ModelFailoverArgs, UpstreamCredential,
-                                         UpstreamCredentialArgs)
+from components.gateway.routing import credential_filter, pool_backend_ref, served_by
+from components.gateway.upstream import UpstreamCredential, UpstreamCredentialArgs
 from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
 from components.gateway.tenancy import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
 from components.gateway.token_usage import TokenUsage, TokenUsageArgs
+from components.gateway.version_split import lua_source as version_split_lua
 from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
 from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
@@ -72,7 +72,7 @@ from .autoscaling import policy_of
 from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
-from .inference_routing import failover_chains, failover_targets, installs_gateway, pooled_versions, served_versions
+from .inference_routing import installs_gateway, pooled_versions, version_shares
 from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
 from .spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec, Slo as SpecSlo
 
@@ -248,8 +248,10 @@ def _tenants(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gateway: Re
              after_gateway: pulumi.ResourceOptions) -> None:
     """What the gateway enforces per request: tenants' keys and budgets on the model routes, and the token meter
     that charges the budgets."""
+    splits = {name: version_shares(model) for name, model in _served_here(spec, cluster)}
     TokenUsage(f"{cluster.name}-token-usage", TokenUsageArgs(
-        gateway_name=gateway.gateway_name, gateway_namespace=gateway.gateway_namespace), opts=after_gateway)
+        gateway_name=gateway.gateway_name, gateway_namespace=gateway.gateway_namespace,
+        lua_before=(version_split_lua(splits),)), opts=after_gateway)
     if not spec.tenants:
         return
     GatewayTenants(f"{cluster.name}-tenants", GatewayTenantsArgs(
@@ -337,13 +339,12 @@ def _held_versions(spec: PlatformSpec, cluster: Cluster) -> dict[str, HeldVersio
     return held
 
 
-def _backend_ref(held: Mapping[str, HeldVersion], pooled: list[str], model: str, version: str,
-                 cluster: str) -> dict | None:
+def _backend_ref(held: Mapping[str, HeldVersion], pooled: list[str], model: str, version: str) -> dict | None:
     """Where a version's share of the route goes: KEDA's interceptor while it may be at zero, its InferencePool
     behind the gateway, else (the embedded cluster, shadows) its Service."""
     if resource_name(model, version) in held:
         return _held_backend(held, resource_name(model, version))
-    return pool_backend_ref(model, version, cluster) if version in pooled else None
+    return pool_backend_ref(model, version) if version in pooled else None
 
 
 def _held_backend(held: Mapping[str, HeldVersion], service: str) -> dict | None:
@@ -463,8 +464,6 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
     """Register every component of the environment; return the stack outputs."""
     outputs: dict[str, pulumi.Output] = {}
     targets: dict[str, GpuCluster] = {}
-    chains = failover_chains(spec)
-    failed_over_into = failover_targets(chains)
     for cluster in spec.clusters:
         target = targets[cluster.name] = _cluster(spec, cluster, secrets, gcp_project)
         on_cluster = pulumi.ResourceOptions(providers=[target.provider])
@@ -540,33 +539,26 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     model=model_name, version=version_name, namespace=serving.namespace,
                     selector=pod_selector(model_name, version_name), target_port=VLLM_PORT,
                     tracing_endpoint=grpc_endpoint() if _traces(spec, cluster) else None), opts=after_gateway_api)
-            chain = chains.get((cluster.name, model_name), [])
-            entries = (failover_entry_rules(model_name, served_versions(model, pooled), cluster.name)
-                       if (cluster.name, model_name) in failed_over_into and pooled else [])
             route = ModelRollout(
                 f"{cluster.name}-{model_name}",
                 ModelRolloutArgs(
                     model_name=model_name,
                     versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role,
-                                             backend_ref=_backend_ref(held, pooled, model_name, v.version,
-                                                                      cluster.name))
+                                             backend_ref=_backend_ref(held, pooled, model_name, v.version))
                               for v in model.versions],
                     namespace=serving.namespace,
                     hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
                     gateway_name=gateway.gateway_name,
                     gateway_namespace=gateway.gateway_namespace,
                     request_filters=[credential_filter()] if credential is not None else [],
-                    fallback_refs=failover_backend_refs(chain),
-                    entry_rules=entries,
+                    split="version_header" if envoy is not None else "weights",
+                    served_by={v.version: served_by(model_name, v.version, cluster.name) for v in model.versions
+                               if v.role != "shadow"} if envoy is not None else None,
                 ),
                 opts=after_gateway_api.merge(pulumi.ResourceOptions(
                     depends_on=[credential] if credential is not None else [])),
             )
             routes[model_name] = route.route_name
-            if chain:
-                ModelFailover(f"{cluster.name}-{model_name}-failover", ModelFailoverArgs(
-                    model=model_name, chain=chain, namespace=serving.namespace, route_name=route.route_name),
-                    opts=after_gateway_api)
         if envoy is not None:
             _tenants(spec, cluster, secrets, gateway, routes, serving.namespace, after_gateway_api)
         outputs[f"{cluster.name}:cluster"] = target.cluster_name

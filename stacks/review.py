@@ -7,6 +7,7 @@ URN and compared property by property; policy verdicts that appear or disappear 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
@@ -110,6 +111,25 @@ def _cell(value: Any) -> str:
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 4] + "…`"
 
 
+def _changed_lines(before: Any, after: Any) -> tuple[str, str] | None:
+    """For a multi-line text (an inline script), the lines it lost and the lines it gained, as table cells: a
+    rollout step in the gateway's version split reads as its weight lines, not as two whole scripts."""
+    if not (isinstance(before, str) and isinstance(after, str) and ("\n" in before or "\n" in after)):
+        return None
+    delta = list(difflib.ndiff(before.splitlines(), after.splitlines()))
+
+    def cell(sign: str) -> str:
+        lines = [line[2:].strip() for line in delta if line.startswith(sign)]
+        return "<br>".join(_cell(line) for line in lines) if lines else "*(none)*"
+
+    return cell("- "), cell("+ ")
+
+
+def _row(change: Any) -> str:
+    cells = _changed_lines(change.before, change.after) or (_cell(change.before), _cell(change.after))
+    return f"| `{change.path}` | {cells[0]} | {cells[1]} |"
+
+
 def markdown(result: Review) -> str:
     """The review as Markdown: a summary line, one section per changed resource, then policy verdict changes."""
     counts = {kind: sum(1 for c in result.changes if c.kind == kind) for kind in SYMBOL}
@@ -121,7 +141,7 @@ def markdown(result: Review) -> str:
         lines += ["", f"`{SYMBOL[change.kind]}` **{change.kind}** `{change.urn.split('::')[-1]}` ({change.type})"]
         if change.properties:
             lines += ["", "| property | before | after |", "|---|---|---|"]
-            lines += [f"| `{p.path}` | {_cell(p.before)} | {_cell(p.after)} |" for p in change.properties]
+            lines += [_row(p) for p in change.properties]
     for title, items in (("New policy violations", result.new_violations),
                          ("Resolved policy violations", result.fixed_violations)):
         if items:

@@ -54,13 +54,13 @@ def _one(plan, type_: str):
 
 
 def test_a_version_gets_a_pool_whose_picker_scores_prefix_queue_and_kv_cache():
-    plan = _plan([pool_backend_ref("llama-3-8b", "1.0.0", "c1", 100)])
+    plan = _plan([pool_backend_ref("llama-3-8b", "1.0.0", 100)])
     pool = _one(plan, "kubernetes:inference.networking.k8s.io/v1:InferencePool")
     assert pool["metadata"]["name"] == "llama-3-8b-v1-0-0"
     assert pool["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/instance": "llama-3-8b-v1-0-0"}}
     assert pool["spec"]["targetPorts"] == [{"number": 8000}]
     assert pool["spec"]["endpointPickerRef"] == {"name": "llama-3-8b-v1-0-0-epp", "port": {"number": 9002},
-                                                 "failureMode": "FailOpen"}
+                                                 "failureMode": "FailClose"}
     deployment = _one(plan, "kubernetes:apps/v1:Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == EPP_IMAGE and "@sha256:" in container["image"]
@@ -75,7 +75,7 @@ def test_a_version_gets_a_pool_whose_picker_scores_prefix_queue_and_kv_cache():
 
 
 def test_tenant_keys_are_secrets_and_each_route_admits_its_tenants_only():
-    plan = _plan([pool_backend_ref("llama-3-8b", "1.0.0", "c1", 100)])
+    plan = _plan([pool_backend_ref("llama-3-8b", "1.0.0", 100)])
     secrets = {r.inputs["metadata"]["name"]: r.inputs for r in plan.of_type("kubernetes:core/v1:Secret")}
     assert secrets["tenant-search-api-keys"]["stringData"] == "[secret]"
     assert "sk-search" not in str([r.inputs for r in plan.resources])
@@ -88,7 +88,7 @@ def test_tenant_keys_are_secrets_and_each_route_admits_its_tenants_only():
 
 
 def test_what_the_components_build_passes_the_gateway_policies():
-    plan = _plan([pool_backend_ref("llama-3-8b", "1.0.0", "c1", 100)])
+    plan = _plan([pool_backend_ref("llama-3-8b", "1.0.0", 100)])
     resources = views(plan)
     assert [f for rule in GATEWAY_RULES for f in rule.run(resources, Context("prod"))] == []
 

@@ -1,5 +1,5 @@
 """The gateway logic that is ours, on concrete cases: spec -> rate-limit rules, tenant -> keys and models,
-model -> fallback chain and backendRefs."""
+model version -> pool and backendRef, versions -> route rules with one pool each."""
 
 from __future__ import annotations
 
@@ -7,17 +7,7 @@ import re
 
 import pytest
 
-from components.gateway.routing import (
-    FAILOVER_HEADER,
-    Hop,
-    ServedVersion,
-    failover_backend,
-    failover_backend_refs,
-    failover_entry_rules,
-    fallback_chain,
-    pool_backend_ref,
-    pool_name,
-)
+from components.gateway.routing import pool_backend_ref, pool_name
 from components.gateway.tenancy import (
     TenantBudget,
     allowed_models,
@@ -29,7 +19,7 @@ from components.gateway.tenancy import (
     tenant_pattern,
     tenants_of_model,
 )
-from components.serving.vllm_service import resource_name
+from components.serving.model_rollout import RolloutVersion, route_rules
 
 SEARCH = TenantBudget("search", ("llama-3-8b", "llama-3-70b"), ("searchApiKey",), tokens_per_minute=10_000,
                       priority=10)
@@ -106,58 +96,34 @@ def test_priorities_other_than_the_default():
 HOSTS = {"a": "a.llm.example", "b": "b.llm.example", "c": "c.llm.example"}
 
 
-def test_a_model_in_clusters_a_and_b_with_fallback_m2_fails_over_a_then_b_then_m2():
-    assert fallback_chain("m1", "a", ["a", "b"], HOSTS, fallback_model="m2", fallback_clusters=["a", "b"]) == [
-        Hop("m1", "b", "b.llm.example"), Hop("m2", "a", "a.llm.example")]
-    assert fallback_chain("m1", "b", ["a", "b"], HOSTS, fallback_model="m2", fallback_clusters=["a", "b"]) == [
-        Hop("m1", "a", "a.llm.example"), Hop("m2", "b", "b.llm.example")]
+def test_a_pool_backend_ref_names_the_versions_pool_and_carries_no_filters():
+    assert pool_backend_ref("llama-3-8b", "1.1.0", 10) == {
+        "group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "llama-3-8b-v1-1-0", "weight": 10}
 
 
-def test_a_fallback_model_elsewhere_and_a_pinned_version():
-    chain = fallback_chain("m1", "a", ["a", "b"], HOSTS, other_clusters=False, fallback_model="m2",
-                           fallback_version="1.0.0", fallback_clusters=["c"])
-    assert chain == [Hop("m2", "c", "c.llm.example", "1.0.0")]
-    assert chain[0].target == "m2@1.0.0"
-    assert chain[0].backend_name == "failover-m2-v1-0-0-c"
+@pytest.mark.parametrize(("version", "name"), [("1.0.0", "llama-3-8b-v1-0-0"), ("1.1.0", "llama-3-8b-v1-1-0"),
+                                               ("2.0.0-rc.1", "llama-3-8b-v2-0-0-rc-1")])
+def test_a_pool_is_named_like_its_versions_deployment(version, name):
+    assert pool_name("llama-3-8b", version) == name
 
 
-def test_a_single_cluster_model_without_fallback_has_no_chain():
-    assert fallback_chain("m1", "a", ["a"], HOSTS) == []
+POOLS = [RolloutVersion("1.0.0", 90, "stable", pool_backend_ref("m", "1.0.0")),
+         RolloutVersion("1.1.0", 10, "canary", pool_backend_ref("m", "1.1.0"))]
 
 
-def test_a_chain_needs_every_hostname():
-    with pytest.raises(ValueError, match="no regional hostname for cluster"):
-        fallback_chain("m1", "a", ["a", "z"], HOSTS)
+def test_two_pools_cannot_share_a_weighted_rule():
+    with pytest.raises(ValueError, match="one rule may name at most one pool .*split='version_header'"):
+        route_rules("m", POOLS)
 
 
-def test_failover_backends_name_the_model_to_answer_and_stand_by_only():
-    chain = [Hop("m1", "b", "b.llm.example"), Hop("m2", "a", "a.llm.example")]
-    refs = failover_backend_refs(chain)
-    assert [(r["kind"], r["name"], r["filters"][0]["requestHeaderModifier"]["set"]) for r in refs] == [
-        ("Backend", "failover-m1-b", [{"name": FAILOVER_HEADER, "value": "m1"}]),
-        ("Backend", "failover-m2-a", [{"name": FAILOVER_HEADER, "value": "m2"}])]
-    assert failover_backend(chain[0]) == {
-        "endpoints": [{"fqdn": {"hostname": "b.llm.example", "port": 443}}], "fallback": True,
-        "tls": {"wellKnownCACertificates": "System", "sni": "b.llm.example"}}
-
-
-def test_a_pool_backend_ref_names_who_answered():
-    assert pool_backend_ref("llama-3-8b", "1.1.0", "aws-use1", 10) == {
-        "group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "llama-3-8b-v1-1-0", "weight": 10,
-        "filters": [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
-            "set": [{"name": "x-llmplane-served-by", "value": "llama-3-8b@1.1.0/aws-use1"}]}}]}
-
-
-@pytest.mark.parametrize("version", ["1.0.0", "1.1.0", "2.0.0-rc.1"])
-def test_a_pool_is_named_like_its_versions_service(version):
-    assert pool_name("llama-3-8b", version) == resource_name("llama-3-8b", version)
-
-
-def test_the_failover_entry_answers_with_the_split_or_a_pinned_version_and_never_fails_over_again():
-    rules = failover_entry_rules("m2", [ServedVersion("1.0.0", 90), ServedVersion("1.1.0", 10)], "a")
-    assert [r["matches"][0]["headers"][0]["value"] for r in rules] == ["m2@1.0.0", "m2@1.1.0", "m2"]
-    assert [(b["name"], b["weight"]) for b in rules[-1]["backendRefs"]] == [("m2-v1-0-0", 90), ("m2-v1-1-0", 10)]
-    assert all(b["kind"] == "InferencePool" for r in rules for b in r["backendRefs"])
-    assert {r["filters"][0]["requestHeaderModifier"]["set"][0]["value"] for r in rules} == {"m2"}
-    with pytest.raises(ValueError, match="no version that answers users"):
-        failover_entry_rules("m2", [], "a")
+def test_by_version_header_each_version_gets_one_rule_and_the_rest_goes_to_stable():
+    rules = route_rules("m", POOLS, split="version_header", served_by={"1.0.0": "m@1.0.0/a", "1.1.0": "m@1.1.0/a"})
+    serving = [r for r in rules if r["matches"][0]["path"]["value"] == "/m/v1"]
+    assert [(r["matches"][0].get("headers"), [b["name"] for b in r["backendRefs"]]) for r in serving] == [
+        ([{"name": "x-llmplane-version", "value": "1.0.0"}], ["m-v1-0-0"]),
+        ([{"name": "x-llmplane-version", "value": "1.1.0"}], ["m-v1-1-0"]),
+        (None, ["m-v1-0-0"])]
+    assert [f["responseHeaderModifier"]["set"][0]["value"] for r in serving for f in r["filters"]
+            if f["type"] == "ResponseHeaderModifier"] == ["m@1.0.0/a", "m@1.1.0/a", "m@1.0.0/a"]
+    [health] = [r for r in rules if r["matches"][0]["path"]["value"] == "/m/health"]
+    assert [b["name"] for b in health["backendRefs"]] == ["m-v1-0-0"]

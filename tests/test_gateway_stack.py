@@ -72,7 +72,7 @@ def _envoy_gateway(**overrides) -> Plan:
 def test_envoy_gateway_is_pinned_and_counts_budgets_in_its_own_valkey():
     found = _envoy_gateway()
     chart = release(found, "gateway-helm")
-    assert (chart["chart"], chart["version"]) == ("oci://docker.io/envoyproxy/gateway-helm", "v1.9.1")
+    assert (chart["chart"], chart["version"]) == ("oci://docker.io/envoyproxy/gateway-helm", "v1.8.1")
     config = chart["values"]["config"]["envoyGateway"]
     assert config["rateLimit"]["backend"] == {
         "type": "Redis", "redis": {"url": "ratelimit-valkey.envoy-gateway-system.svc.cluster.local:6379"}}

@@ -1,12 +1,16 @@
-"""Inference-aware routing as the environments get it (issue 17): an InferencePool and endpoint picker per version
-that answers users, routes that split by the spec's weights over those pools and name who answered, vLLM's own key
-put on by the gateway, failover to the model's other clusters and then its fallback model, in the spec's order."""
+"""Inference-aware routing as the environments get it: an InferencePool and endpoint picker per version that
+answers users, one rule per version naming exactly one pool (the gateway's version split picks the rule at the
+spec's weights, tests/test_gateway_version_split.py), who answered named by each rule, vLLM's own key put on by
+the gateway, and no stand-by backend that could take a share of a model's traffic."""
 
 from __future__ import annotations
 
 import json
 
-from components.gateway.routing import FAILOVER_HEADER, SERVED_BY_HEADER
+import pytest
+
+from components.gateway.routing import SERVED_BY_HEADER
+from stacks.spec.errors import SpecError
 from stacks.plan import Plan, PlannedResource
 from stacks.report import as_json
 from tests.planning import plan_of, plan_with
@@ -34,9 +38,20 @@ def _route(plan: Plan, cluster: str, model: str) -> dict:
 
 
 def _split(route: dict, model: str) -> dict:
+    """The rule a request without a version header lands on (weighted where versions are Services)."""
     [split] = [rule for rule in route["rules"]
                if rule["matches"] == [{"path": {"type": "PathPrefix", "value": f"/{model}/v1"}}]]
     return split
+
+
+def _version_rules(route: dict) -> dict[str, dict]:
+    return {h["value"]: rule for rule in route["rules"] for m in rule["matches"] for h in m.get("headers", [])
+            if h["name"] == "x-llmplane-version"}
+
+
+def _served_by(rule: dict) -> list[str]:
+    return [entry["value"] for f in rule["filters"] if f["type"] == "ResponseHeaderModifier"
+            for entry in f["responseHeaderModifier"]["set"] if entry["name"] == SERVED_BY_HEADER]
 
 
 def test_each_prod_cluster_pools_every_version_that_answers_users_and_not_the_shadow():
@@ -64,20 +79,68 @@ def test_a_pool_selects_exactly_its_versions_vllm_pods_and_asks_its_own_picker()
         assert container["args"][:2] == ["--pool-name", name]
 
 
-def test_the_canary_split_goes_to_the_versions_pools_at_the_spec_weights_and_names_who_answered():
+def test_no_rule_of_any_prod_route_names_two_pools_or_a_pool_beside_another_backend():
+    """Envoy AI Gateway v1.1.0 refuses a rule with more than one InferencePool, and the whole Gateway then gets no
+    new configuration: a 10 % canary would have taken every model of the gateway off the air."""
+    plan = plan_of("prod")
+    for route in plan.of_type(ROUTE):
+        for rule in route.inputs["spec"]["rules"]:
+            kinds = [ref.get("kind", "Service") for ref in rule.get("backendRefs", [])]
+            if "InferencePool" in kinds:
+                assert kinds == ["InferencePool"], (route.urn, rule)
+
+
+def test_each_canary_version_has_its_own_rule_and_pool_naming_who_answered():
+    route = _route(plan_of("prod"), "aws-usw2", "llama-3-8b")
+    rules = _version_rules(route)
+    assert {v: [ref["name"] for ref in rule["backendRefs"]] for v, rule in rules.items()} == {
+        "1.0.0": ["llama-3-8b-v1-0-0"], "1.1.0": ["llama-3-8b-v1-1-0"]}
+    assert {v: _served_by(rule) for v, rule in rules.items()} == {
+        "1.0.0": ["llama-3-8b@1.0.0/aws-usw2"], "1.1.0": ["llama-3-8b@1.1.0/aws-usw2"]}
+
+
+def test_the_served_by_header_is_on_the_rule_not_on_the_pool_ref_which_envoy_gateway_would_drop():
+    for route in plan_of("prod").of_type(ROUTE):
+        for rule in route.inputs["spec"]["rules"]:
+            for ref in rule.get("backendRefs", []):
+                if ref.get("kind") == "InferencePool":
+                    assert "filters" not in ref, route.urn
+
+
+def test_a_request_the_split_did_not_reach_goes_to_the_stable_version_only():
     split = _split(_route(plan_of("prod"), "aws-usw2", "llama-3-8b"), "llama-3-8b")
-    pools = [ref for ref in split["backendRefs"] if ref.get("kind") == "InferencePool"]
-    assert [(ref["name"], ref["weight"]) for ref in pools] == [("llama-3-8b-v1-0-0", 90), ("llama-3-8b-v1-1-0", 10)]
-    assert [ref["filters"][0]["responseHeaderModifier"]["set"] for ref in pools] == [
-        [{"name": SERVED_BY_HEADER, "value": "llama-3-8b@1.0.0/aws-usw2"}],
-        [{"name": SERVED_BY_HEADER, "value": "llama-3-8b@1.1.0/aws-usw2"}]]
+    assert [ref["name"] for ref in split["backendRefs"]] == ["llama-3-8b-v1-0-0"]
+    assert _served_by(split) == ["llama-3-8b@1.0.0/aws-usw2"]
+
+
+def test_no_model_route_carries_stand_by_backends_that_would_take_a_share_of_its_traffic():
+    """Gateway API reads a missing weight as 1: stand-by Backends in the serving rule took about 2 % of
+    llama-3-70b's requests to another region and to llama-3-8b in normal operation."""
+    plan = plan_of("prod")
+    assert plan.of_type(BACKEND) == []
+    for route in plan.of_type(ROUTE):
+        for rule in route.inputs["spec"]["rules"]:
+            assert all(ref.get("kind", "Service") != "Backend" for ref in rule.get("backendRefs", []))
+
+
+def test_a_fallback_is_refused_naming_why_and_what_fails_over_instead():
+    def add_fallback(config: dict) -> None:
+        config["llmplane:models"]["llama-3-70b"]["fallback"] = {"model": "llama-3-8b"}
+
+    with pytest.raises(SpecError) as raised:
+        plan_with("prod", add_fallback)
+    message = str(raised.value)
+    assert "models.llama-3-70b.fallback" in message
+    assert "no priority levels" in message and "routing.failoverOrder" in message
 
 
 def test_the_shadow_is_still_mirrored_to_its_service_and_never_answers():
-    split = _split(_route(plan_of("prod"), "aws-use1", "llama-3-70b"), "llama-3-70b")
-    mirrors = [f["requestMirror"]["backendRef"] for f in split["filters"] if f["type"] == "RequestMirror"]
-    assert mirrors == [{"name": "llama-3-70b-v1-1-0", "port": 8000}]
-    assert "llama-3-70b-v1-1-0" not in {ref["name"] for ref in split["backendRefs"]}
+    route = _route(plan_of("prod"), "aws-use1", "llama-3-70b")
+    for rule in [_split(route, "llama-3-70b"), *_version_rules(route).values()]:
+        mirrors = [f["requestMirror"]["backendRef"] for f in rule["filters"] if f["type"] == "RequestMirror"]
+        assert mirrors == [{"name": "llama-3-70b-v1-1-0", "port": 8000}]
+        assert "llama-3-70b-v1-1-0" not in {ref["name"] for ref in rule["backendRefs"]}
+    assert "1.1.0" not in _version_rules(route)
 
 
 def test_every_rule_puts_vllms_own_key_on_the_request_and_the_key_stays_secret():
@@ -101,51 +164,10 @@ def test_every_rule_puts_vllms_own_key_on_the_request_and_the_key_stays_secret()
     assert "Bearer" not in as_json(plan)
 
 
-def test_llama_3_8b_fails_over_to_its_other_clusters_in_the_spec_order():
+def test_no_route_policy_replaces_the_gateways_budget_policy():
     plan = plan_of("prod")
-    split = _split(_route(plan, "aws-use1", "llama-3-8b"), "llama-3-8b")
-    standby = [ref for ref in split["backendRefs"] if ref.get("kind") == "Backend"]
-    assert [ref["name"] for ref in standby] == [
-        "failover-llama-3-8b-aws-usw2", "failover-llama-3-8b-gcp-usc1", "failover-llama-3-8b-onprem-dc1"]
-    assert {ref["filters"][0]["requestHeaderModifier"]["set"][0]["value"] for ref in standby} == {"llama-3-8b"}
-    backends = {b.inputs["metadata"]["name"]: b.inputs["spec"] for b in _in(plan, BACKEND, "aws-use1")}
-    assert backends["failover-llama-3-8b-gcp-usc1"]["fallback"] is True
-    assert backends["failover-llama-3-8b-gcp-usc1"]["endpoints"] == [
-        {"fqdn": {"hostname": "gcp-usc1.llm.llmplane.dev", "port": 443}}]
-
-
-def test_llama_3_70b_fails_over_to_its_other_region_then_to_llama_3_8b_here():
-    plan = plan_of("prod")
-    split = _split(_route(plan, "aws-usw2", "llama-3-70b"), "llama-3-70b")
-    standby = [(ref["name"], ref["filters"][0]["requestHeaderModifier"]["set"][0]["value"])
-               for ref in split["backendRefs"] if ref.get("kind") == "Backend"]
-    assert standby == [("failover-llama-3-70b-aws-use1", "llama-3-70b"), ("failover-llama-3-8b-aws-usw2", "llama-3-8b")]
-
-
-def test_a_route_failed_over_into_answers_with_its_own_pools_and_never_fails_over_again():
-    route = _route(plan_of("prod"), "aws-usw2", "llama-3-8b")
-    entries = [rule for rule in route["rules"]
-               if any(h["name"] == FAILOVER_HEADER for m in rule["matches"] for h in m.get("headers", []))]
-    assert [e["matches"][0]["headers"][0]["value"] for e in entries] == [
-        "llama-3-8b@1.0.0", "llama-3-8b@1.1.0", "llama-3-8b"]
-    for entry in entries:
-        assert {ref.get("kind") for ref in entry["backendRefs"]} == {"InferencePool"}
-
-
-def test_failing_endpoints_are_ejected_and_saturated_answers_retried_before_the_standbys_take_over():
-    plan = plan_of("prod")
-    policies = [p for p in _in(plan, TRAFFIC_POLICY, "aws-use1")
-                if p.inputs["spec"]["targetRefs"][0]["kind"] == "HTTPRoute"]
-    assert {p.inputs["spec"]["targetRefs"][0]["name"] for p in policies} == {"llama-3-8b", "llama-3-70b"}
-    spec = policies[0].inputs["spec"]
-    assert spec["retry"]["retryOn"]["httpStatusCodes"] == [429, 503]
-    assert spec["healthCheck"]["passive"]["maxEjectionPercent"] == 100
-
-
-def test_without_a_fallback_a_model_has_no_standby_and_no_failover_policy():
-    plan = plan_with("prod", lambda c: [m.pop("fallback") for m in c["llmplane:models"].values()])
-    assert plan.of_type(BACKEND) == []
-    assert all(p.inputs["spec"]["targetRefs"][0]["kind"] == "Gateway" for p in plan.of_type(TRAFFIC_POLICY))
+    assert all(p.inputs["spec"]["targetRefs"][0]["kind"] == "Gateway" or p.inputs["spec"].get("mergeType")
+               for p in plan.of_type(TRAFFIC_POLICY))
 
 
 def test_vllm_admits_its_pickers_and_the_pickers_admit_only_the_gateways_proxies():

@@ -148,14 +148,6 @@ ROUTE = k8s("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "llama", spec={
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
 
 
-def with_standby(route: ResourceView, weight: int | None = None) -> ResourceView:
-    """The route with a failover Backend after the versions of its split (rule 1)."""
-    standby = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "failover-llama-c2",
-               **({} if weight is None else {"weight": weight})}
-    refs = [*route.props["spec"]["rules"][1]["backendRefs"], standby]
-    return patched(route, (("spec", "rules", 1, "backendRefs"), refs))
-
-
 def karpenter_pool(name: str, capacity: list[str] | None, limit: str | None = "8", pool: str = "inference",
                    scope: str = "c1") -> ResourceView:
     requirements = [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g6.xlarge"]}]
@@ -285,6 +277,10 @@ BUDGET = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy", "
 ROUTE_AUTH = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy", "llama", {
     "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "llama"}],
     "apiKeyAuth": {"credentialRefs": [{"name": "tenant-search-api-keys"}], "extractFrom": [{"headers": ["x-api-key"]}]}})
+STANDBY = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "failover-llama-c2"}
+ROUTE_TRAFFIC = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy", "llama-timeouts", {
+    "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "llama"}],
+    "mergeType": "StrategicMerge", "timeout": {"http": {"requestTimeout": "300s"}}}, namespace="llmplane-gateway")
 GATEWAY_AUTH = patched(ROUTE_AUTH, (("spec", "targetRefs"), [{"kind": "Gateway", "name": "llmplane"}]),
                        (("metadata", "namespace"), "llmplane-gateway"))
 
@@ -470,9 +466,9 @@ CASES = [
     case("platform-traffic-weights", "90 + 10 and a pinned A/B rule", OK, ROUTE),
     case("platform-traffic-weights", "80 + 10", BAD,
          patched(ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), 80))),
-    case("platform-traffic-weights", "90 + 10 then a failover Backend on stand-by", OK, with_standby(ROUTE)),
-    case("platform-traffic-weights", "80 + 10 then a failover Backend weighing 10", BAD, with_standby(
-        patched(ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), 80)), weight=10)),
+    case("platform-traffic-weights", "90 + 10 then a stand-by Backend without a weight (counts as 1)", BAD,
+         patched(ROUTE, (("spec", "rules", 1, "backendRefs"), [*ROUTE.props["spec"]["rules"][1]["backendRefs"],
+                                                               STANDBY]))),
     case("platform-traffic-weights", "weights left to default 1", BAD, patched(
         ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), DELETE),
         (("spec", "rules", 1, "backendRefs", 1, "weight"), DELETE))),
@@ -500,6 +496,20 @@ CASES = [
     case("platform-route-through-pool", "route to a pool", OK, [INFERENCE_POOL, POOL_ROUTE]),
     case("platform-route-through-pool", "no pools in the cluster yet", OK, [SERVICE_ROUTE]),
     case("platform-route-through-pool", "route to a Service beside pools", BAD, [INFERENCE_POOL, SERVICE_ROUTE]),
+    case("platform-one-pool-per-rule", "a rule per version, one pool each", OK, [INFERENCE_POOL, patched(
+        POOL_ROUTE, (("spec", "rules"), [{"backendRefs": [POOL_REF]},
+                                         {"backendRefs": [{**POOL_REF, "name": "llama-v1-1-0"}]}]))]),
+    case("platform-one-pool-per-rule", "a canary over two pools in one rule", BAD, [INFERENCE_POOL, patched(
+        POOL_ROUTE, (("spec", "rules", 0, "backendRefs"), [{**POOL_REF, "weight": 90},
+                                                          {**POOL_REF, "name": "llama-v1-1-0", "weight": 10}]))]),
+    case("platform-one-pool-per-rule", "a pool beside a stand-by Backend", BAD, [INFERENCE_POOL, patched(
+        POOL_ROUTE, (("spec", "rules", 0, "backendRefs"), [POOL_REF, STANDBY]))]),
+    case("platform-budget-kept-on-routes", "route policy merged into the budget policy", OK,
+         [BUDGET, ROUTE_TRAFFIC]),
+    case("platform-budget-kept-on-routes", "route policy where no gateway policy holds budgets", OK,
+         [patched(ROUTE_TRAFFIC, (("spec", "mergeType"), DELETE))]),
+    case("platform-budget-kept-on-routes", "route policy replacing the budget policy", BAD,
+         [BUDGET, patched(ROUTE_TRAFFIC, (("spec", "mergeType"), DELETE))]),
     case("platform-tenant-budget", "budgeted tenant", OK, [TENANT_KEYS, BUDGET]),
     case("platform-tenant-budget", "tenant without a rule", BAD, [TENANT_KEYS]),
     case("platform-tenant-budget", "a rule for another tenant", BAD,

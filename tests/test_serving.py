@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -13,6 +14,7 @@ from components.serving.vllm_service import resource_name
 from stacks.compose import engine_settings
 from stacks.diff import diff_plans
 from stacks.program import uncredentialed_fetches
+from stacks.review import _changed_lines
 from tests.planning import (
     DEPLOYMENT,
     HTTP_ROUTE,
@@ -27,6 +29,7 @@ from tests.planning import (
 )
 
 ENVIRONMENTS = ["local", "dev", "staging", "prod"]
+EXTENSION_POLICY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyExtensionPolicy"
 
 
 def _container(deployment) -> dict:
@@ -175,18 +178,37 @@ def test_service_monitors_follow_observability():
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_http_route_weights_equal_the_environment(environment):
+def test_traffic_weights_equal_the_environment(environment):
+    """Where versions are Services, the route's split rule weighs them; where a gateway picks the version (one
+    InferencePool per rule), its version split carries the weights, one line per version, and every version
+    that takes traffic has its own rule."""
     plan = plan_of(environment)
     routes = plan.of_type(HTTP_ROUTE)
     assert routes
     for route in routes:
         model_name = route.inputs["metadata"]["name"]
         model = plan.spec.models[model_name]
-        split = route.inputs["spec"]["rules"][-1]
-        versions = [b for b in split["backendRefs"] if b.get("kind") != "Backend"]  # failover stand-bys follow
-        weights = {_version_of(b): b["weight"] for b in versions}
         expected = {resource_name(model_name, v.version): v.weight for v in model.versions if v.role != "shadow"}
-        assert weights == expected
+        rules = route.inputs["spec"]["rules"]
+        by_header = {h["value"]: rule for rule in rules for m in rule["matches"] for h in m.get("headers", [])
+                     if h["name"] == "x-llmplane-version"}
+        if not by_header:
+            weights = {_version_of(b): b["weight"] for b in rules[-1]["backendRefs"]}
+            assert weights == expected
+            continue
+        assert {resource_name(model_name, v): [_version_of(b) for b in r["backendRefs"]]
+                for v, r in by_header.items()} == {name: [name] for name, weight in expected.items() if weight}
+        [split] = [p for p in plan.of_type(EXTENSION_POLICY) if _cluster(plan, p) == _cluster(plan, route)]
+        lua = split.inputs["spec"]["lua"][0]["inline"]
+        block = lua[lua.index(f'["{model_name}"] = {{'):]
+        block = block[:block.index("  },")]
+        written = {resource_name(model_name, v): int(w) for v, w in re.findall(r'\{"([^"]+)", (\d+)\}', block)}
+        assert written == {name: weight for name, weight in expected.items() if weight}
+
+
+def _cluster(plan, resource) -> str:
+    """The cluster a resource belongs to: its name starts with the cluster's."""
+    return next(c.name for c in plan.spec.clusters if resource.name.startswith(f"{c.name}-"))
 
 
 def _version_of(backend: dict) -> str:
@@ -219,24 +241,27 @@ def test_ab_versions_are_pinned_by_header():
 
     plan = plan_with("staging", ab_test)
     route = plan.of_type(HTTP_ROUTE)[0]
-    pinned = [r for r in route.inputs["spec"]["rules"] if "headers" in r["matches"][0]]
+    pinned = [r for r in route.inputs["spec"]["rules"]
+              if r["matches"][0].get("headers", [{}])[0].get("name") == "x-llmplane-variant"]
     assert {r["matches"][0]["headers"][0]["value"] for r in pinned} == {"1.0.0", "1.1.0"}
-    assert all(r["matches"][0]["headers"][0]["name"] == "x-llmplane-variant" for r in pinned)
+    assert [len(r["backendRefs"]) for r in pinned] == [1, 1]
 
 
-def test_moving_the_canary_changes_only_route_weights():
+def test_moving_the_canary_changes_only_the_weights_in_each_gateways_version_split():
     def canary_to_25(values):
         versions = values["llmplane:models"]["llama-3-8b"]["versions"]
         versions[0]["weight"], versions[1]["weight"] = 75, 25
 
     changes = diff_plans(plan_of("prod").resources, plan_with("prod", canary_to_25).resources)
-    assert {c.type for c in changes} == {HTTP_ROUTE}
+    assert {c.type for c in changes} == {EXTENSION_POLICY}
     assert {c.kind for c in changes} == {"changed"}, "nothing is replaced"
     clusters_serving = len(plan_of("prod").spec.clusters_of(plan_of("prod").spec.models["llama-3-8b"]))
     assert len(changes) == clusters_serving
     for change in changes:
-        assert {(p.before, p.after) for p in change.properties} == {(90, 75), (10, 25)}
-        assert all(p.path.endswith(".weight") for p in change.properties)
+        [prop] = change.properties
+        assert prop.path == "spec.lua[0].inline"
+        removed, added = _changed_lines(prop.before, prop.after)
+        assert (removed, added) == ('`{"1.0.0", 90},`<br>`{"1.1.0", 10},`', '`{"1.0.0", 75},`<br>`{"1.1.0", 25},`')
 
 
 def test_startup_budget_grows_with_load_time():

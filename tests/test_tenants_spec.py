@@ -45,10 +45,10 @@ def test_every_shipped_environment_has_budgeted_tenants(environment, env_config,
         assert set(t.models) <= set(spec.models)
 
 
-def test_prod_tenants_and_fallback_as_written(env_config, load):
+def test_prod_tenants_as_written_and_no_fallback(env_config, load):
     spec = load(env_config("prod"), "prod")
     assert [(t.name, t.priority) for t in spec.tenants] == [("search", 10), ("support-bot", 0), ("batch-eval", -10)]
-    assert spec.models["llama-3-70b"].fallback.model == "llama-3-8b"
+    assert all(model.fallback is None for model in spec.models.values())
     assert spec.gateway.implementation == "envoy-gateway"
     assert spec.gateway.tls_issuer == {"aws": "acme-dns01", "gcp": "acme-dns01", "onprem": "private-ca"}
 
@@ -131,75 +131,15 @@ def test_tenants__shape_errors_name_the_field(env_config, load, mutate, path, me
 # --- fallbacks ----------------------------------------------------------------------------------------------------
 
 
-def _fallback(config, name, **fallback):
-    config["llmplane:models"][name]["fallback"] = fallback
-    return config
-
-
-def test_fallbacks__to_a_missing_model(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-70b", model="llama-3-1b")
-    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback.model",
-                     "model 'llama-3-1b' does not exist", "llama-3-1b")
-    assert problem.fix == "use one of: llama-3-8b"
-
-
-def test_fallbacks__to_itself(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-8b")
-    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback.model",
-                     "model 'llama-3-8b' falls back to itself", "llama-3-8b")
-    assert problem.fix == "name another model, or pin one of its versions with fallback.version"
-
-
-def test_fallbacks__to_one_of_its_own_versions_is_allowed(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-8b", version="1.0.0")
-    assert load(config, "prod").models["llama-3-8b"].fallback.version == "1.0.0"
-
-
-def test_fallbacks__a_cycle(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-70b")
-    config["llmplane:models"]["llama-3-8b"]["clusters"] = ["aws-use1", "aws-usw2"]
-    config["llmplane:models"]["llama-3-8b"]["replicas"] = {"min": 1, "max": 4}
-    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback.model",
-                     "fallbacks form a cycle: llama-3-70b -> llama-3-8b -> llama-3-70b")
-    assert problem.fix == "end the chain at a model without a fallback"
-
-
-def test_fallbacks__a_version_that_is_not_deployed(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-70b", model="llama-3-8b", version="2.0.0")
-    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback.version",
-                     "version 2.0.0 of 'llama-3-8b' is not deployed", "2.0.0")
-    assert problem.fix == "use one of: 1.0.0, 1.1.0"
-
-
-def test_fallbacks__a_shadow_never_answers(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-70b", version="1.1.0")
-    config["llmplane:models"]["llama-3-8b"]["clusters"] = ["aws-use1", "aws-usw2"]
-    config["llmplane:models"]["llama-3-8b"]["replicas"] = {"min": 1, "max": 4}
-    del config["llmplane:models"]["llama-3-70b"]["fallback"]
-    expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback.version",
-           "version 1.1.0 of 'llama-3-70b' is a shadow, which never answers users", "1.1.0")
-
-
-def test_fallbacks__a_model_missing_where_the_model_runs(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", model="llama-3-70b")
-    del config["llmplane:models"]["llama-3-70b"]["fallback"]
-    with pytest.raises(SpecError) as info:
-        load(config, "prod")
-    assert [(p.path, p.message) for p in info.value.problems] == [
-        ("models.llama-3-8b.fallback.model", f"'llama-3-70b' is not deployed in cluster '{c}', where 'llama-3-8b' runs")
-        for c in ("gcp-usc1", "onprem-dc1")]
-
-
-def test_fallbacks__naming_nothing(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", otherClusters=False)
-    expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback",
-           "the fallback names neither other clusters nor a model", "otherClusters=false")
-
-
-def test_fallbacks__a_version_without_a_model(env_config, load):
-    config = _fallback(env_config("prod"), "llama-3-8b", version="1.0.0")
-    expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-8b.fallback.version",
-           "a fallback version needs a fallback model", "1.0.0")
+@pytest.mark.parametrize("fallback", [{"model": "llama-3-8b"}, {"otherClusters": True},
+                                      {"model": "llama-3-8b", "version": "1.0.0"}])
+def test_fallbacks__refused_since_the_gateway_cannot_fail_over(env_config, load, fallback):
+    config = env_config("prod")
+    config["llmplane:models"]["llama-3-70b"]["fallback"] = fallback
+    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback",
+                     "the gateway cannot fail a model over to other clusters or another model (Envoy AI Gateway "
+                     "v1.1.0 gives InferencePool rules no priority levels; see docs/gateway.md)")
+    assert problem.fix == "remove fallback: whole clusters fail over by DNS in routing.failoverOrder"
 
 
 # --- gateway ------------------------------------------------------------------------------------------------------

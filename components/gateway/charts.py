@@ -2,14 +2,16 @@
 
 from components.clusters.charts import Chart
 
-ENVOY_GATEWAY = Chart("gateway-helm", "v1.9.1", "oci://docker.io/envoyproxy")
-"""Envoy Gateway v1.9.1 (the newest release of the Go module github.com/envoyproxy/gateway on the Go proxy; its
-chart is published with the release tag as version). Brings the Gateway API and Envoy Gateway CRDs."""
+ENVOY_GATEWAY = Chart("gateway-helm", "v1.8.1", "oci://docker.io/envoyproxy")
+"""Envoy Gateway v1.8.1: the release Envoy AI Gateway v1.1.0 is built on and documents (its go.mod requires
+github.com/envoyproxy/gateway v1.8.1; site/docs/compatibility.md "v1.8.1+ (Envoy Proxy v1.38.x)"; release notes
+"Built on Envoy Gateway v1.8.1"), not the newer v1.9.x, which no AI Gateway release names. Its chart is published
+with the release tag as version and brings the Gateway API and Envoy Gateway CRDs."""
 AI_GATEWAY_CRDS = Chart("ai-gateway-crds-helm", "v1.1.0", "oci://docker.io/envoyproxy")
 """Envoy AI Gateway's CRDs, v1.1.0 (installed before its controller, as its install guide orders)."""
 AI_GATEWAY = Chart("ai-gateway-helm", "v1.1.0", "oci://docker.io/envoyproxy")
 """Envoy AI Gateway v1.1.0: the extension server through which Envoy Gateway resolves InferencePool backendRefs
-(Envoy Gateway v1.9.1 has no InferencePool support of its own; its extension manager hands those backends to this
+(Envoy Gateway v1.8.1 has no InferencePool support of its own; its extension manager hands those backends to this
 controller, which wires each pool's endpoint picker as ext_proc). Its module is not on the Go proxy, so the version
 comes from the project's published install records (ai-gateway-helm v1.0.0 with Envoy Gateway v1.8.1, v1.1.0 after)."""
 CERT_MANAGER = Chart("cert-manager", "v1.21.2", "https://charts.jetstack.io")

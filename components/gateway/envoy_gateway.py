@@ -7,7 +7,7 @@ limits in every region. GKE's own gateway has no global rate limit charged by a 
 AWS Load Balancer Controller's gateway none at all; both only front Envoy here (a cloud network load balancer in
 front of the Envoy Service).
 
-API fields follow Envoy Gateway v1.9.1 (api/v1alpha1 in the Go module github.com/envoyproxy/gateway): the
+API fields follow Envoy Gateway v1.8.1 (api/v1alpha1 in the Go module github.com/envoyproxy/gateway): the
 controller's `rateLimit.backend.redis.url` and `extensionApis.{enableBackend,enableLua}` (Lua policies and Backend
 resources are off by default), and EnvoyProxy's `telemetry.accessLog` and `telemetry.tracing`.
 """
@@ -40,7 +40,7 @@ AI_GATEWAY_EXTENSION = {"hostname": f"ai-gateway-controller.{AI_GATEWAY_NAMESPAC
 """Where Envoy Gateway calls the extension server (the AI Gateway chart's controller Service and gRPC port)."""
 RATE_LIMIT_POD_LABELS = {"app.kubernetes.io/name": "envoy-ratelimit", "app.kubernetes.io/component": "ratelimit"}
 """Labels of the rate-limit pods Envoy Gateway deploys (internal/infrastructure/kubernetes/ratelimit/resource.go,
-v1.9.1): the only clients Valkey admits."""
+v1.8.1): the only clients Valkey admits."""
 VALKEY_PORT = 6379
 PROXY_SERVICE_ANNOTATIONS = {
     "aws": {"service.beta.kubernetes.io/aws-load-balancer-type": "external",

@@ -104,6 +104,19 @@ class ModelInferencePool(pulumi.ComponentResource):
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
             subjects=[{"kind": "ServiceAccount", "name": account.metadata.name, "namespace": args.namespace}],
             opts=child)
+        # The picker authenticates and authorizes whoever reads its /metrics (`--metrics-endpoint-auth`, on by
+        # default: pkg/epp/server/options.go of the inference extension v1.3.0, llm-d-router v0.10.0), through
+        # the API server's TokenReview and SubjectAccessReview: cluster-scoped, so a ClusterRole.
+        cluster_meta = {"name": f"{epp}-{args.namespace}"[:63] if isinstance(args.namespace, str) else epp,
+                        "labels": labels}
+        auth = k8s.rbac.v1.ClusterRole(f"{name}-epp-auth", metadata=cluster_meta, rules=[
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ], opts=child)
+        k8s.rbac.v1.ClusterRoleBinding(f"{name}-epp-auth", metadata=cluster_meta, role_ref={
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": auth.metadata.name},
+            subjects=[{"kind": "ServiceAccount", "name": account.metadata.name, "namespace": args.namespace}],
+            opts=child)
         config = k8s.core.v1.ConfigMap(f"{name}-epp", metadata=meta,
                                        data={"config.yaml": yaml.safe_dump(epp_config(args.target_port),
                                                                            sort_keys=False)}, opts=child)
@@ -169,8 +182,10 @@ class ModelInferencePool(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": args.selector},
                 "targetPorts": [{"number": args.target_port}],
+                # FailClose is what runs: Envoy AI Gateway v1.1.0 builds the picker's ext_proc filter with
+                # failure_mode_allow false whatever the pool says (internal/extensionserver/inferencepool.go).
                 "endpointPickerRef": {"name": service.metadata.name, "port": {"number": EXT_PROC_PORT},
-                                      "failureMode": "FailOpen"},
+                                      "failureMode": "FailClose"},
             },
             opts=child,
         )

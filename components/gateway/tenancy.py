@@ -7,7 +7,7 @@ metadata when the stream ends), keeps one bucket per tenant across all routes (`
 the draft-03 `x-ratelimit-*` headers (`x-ratelimit-reset` says when to retry) and needs no second controller or
 route kind (AI Gateway replaces HTTPRoutes by its own AIGatewayRoute). The token count comes from vLLM's `usage`
 object, read by a small Lua filter on the response stream (`token_usage.lua`) into `USAGE_METADATA`. Fields
-and semantics from the Envoy Gateway v1.9.1 API (`api/v1alpha1/ratelimit_types.go`, `api_key_auth_types.go`
+and semantics from the Envoy Gateway v1.8.1 API (`api/v1alpha1/ratelimit_types.go`, `api_key_auth_types.go`
 in the Go module github.com/envoyproxy/gateway).
 """
 

@@ -3,7 +3,7 @@ a Gateway, and the request buffer it needs.
 
 The filter reads whole request bodies (to make streamed requests ask for usage), so the Gateway's listeners get a
 buffer large enough for the longest prompt: Envoy Gateway's default per-connection buffer is 32 KiB
-(`ClientConnection.bufferLimit`, api/v1alpha1/connection_types.go, v1.9.1), which a long prompt exceeds. Answers
+(`ClientConnection.bufferLimit`, api/v1alpha1/connection_types.go, v1.8.1), which a long prompt exceeds. Answers
 are read chunk by chunk and never buffered, so streaming stays streaming.
 """
 
@@ -24,7 +24,7 @@ from .routing import EG_API
 LUA_SOURCE = (Path(__file__).with_name("token_usage.lua")).read_text(encoding="utf-8")
 """The filter's Lua source, inlined into the EnvoyExtensionPolicy."""
 _QUANTITY = re.compile(r"^[1-9][0-9]*([EPTGMK]i|[EPTGMk])?$")
-"""Envoy Gateway's pattern for `bufferLimit` (api/v1alpha1/connection_types.go, v1.9.1)."""
+"""Envoy Gateway's pattern for `bufferLimit` (api/v1alpha1/connection_types.go, v1.8.1)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class TokenUsageArgs:
     request_buffer: str = "8Mi"
     """Largest request body the gateway accepts and the filter reads (a Kubernetes quantity, e.g. 8Mi): above
     it the client gets 413."""
+    lua_before: tuple[str, ...] = ()
+    """Lua filters that run before the meter, in the same EnvoyExtensionPolicy (Envoy Gateway accepts one
+    policy of a kind per target), e.g. the version split (`version_split.lua_source`)."""
 
     def __post_init__(self) -> None:
         if not _QUANTITY.match(self.request_buffer):
@@ -46,8 +49,8 @@ class TokenUsageArgs:
 
 
 class TokenUsage(pulumi.ComponentResource):
-    """An EnvoyExtensionPolicy running the token-usage Lua filter on every route of a Gateway, and a
-    ClientTrafficPolicy giving its listeners a request buffer large enough for long prompts."""
+    """An EnvoyExtensionPolicy running the token-usage Lua filter (after any `lua_before`) on every route of a
+    Gateway, and a ClientTrafficPolicy giving its listeners a request buffer large enough for long prompts."""
 
     extension_policy: pulumi.Output[str]
     """Name of the EnvoyExtensionPolicy."""
@@ -62,7 +65,8 @@ class TokenUsage(pulumi.ComponentResource):
             api_version=EG_API,
             kind="EnvoyExtensionPolicy",
             metadata={"name": "token-usage", "namespace": args.gateway_namespace, "labels": labels},
-            spec={"targetRefs": target, "lua": [{"type": "Inline", "inline": LUA_SOURCE}]},
+            spec={"targetRefs": target, "lua": [{"type": "Inline", "inline": source}
+                                                for source in (*args.lua_before, LUA_SOURCE)]},
             opts=child,
         )
         k8s.apiextensions.CustomResource(

@@ -17,6 +17,12 @@ from .vllm_service import resource_name
 
 VARIANT_HEADER = "x-llmplane-variant"
 """Header that pins a client to one A/B version (its value: the version)."""
+VERSION_HEADER = "x-llmplane-version"
+"""Header the gateway's version split sets (components.gateway.version_split): the version that answers."""
+SERVED_BY_HEADER = "x-llmplane-served-by"
+"""Response header naming who answered: `<model>@<version>/<cluster>`."""
+Split = Literal["weights", "version_header"]
+"""How a route divides a model's traffic between versions: Gateway API weights, or the gateway's version header."""
 
 
 @dataclass(frozen=True)
@@ -56,17 +62,24 @@ class ModelRolloutArgs:
     """Namespace of that Gateway."""
     request_filters: Sequence[Mapping[str, Any]] = ()
     """Filters every rule applies before its backends, e.g. the gateway's injection of vLLM's own key."""
-    fallback_refs: Sequence[Mapping[str, Any]] = ()
-    """Stand-by backendRefs the weighted split lists after its versions (failover to other clusters or a fallback
-    model); neither the A/B pins nor the health path fail over, so global health checks see this cluster."""
-    entry_rules: Sequence[Mapping[str, Any]] = ()
-    """Rules other gateways fail over into (`components.gateway.routing.failover_entry_rules`)."""
+    split: Split = "weights"
+    """`weights` (Gateway API weights in one rule) or `version_header` (a rule per version, chosen by the
+    gateway's version split; required where versions are InferencePools)."""
+    served_by: Mapping[str, str] | None = None
+    """Per version, the `SERVED_BY_HEADER` value its rules put on responses (rule filters: Envoy Gateway drops
+    filters on InferencePool backendRefs)."""
 
 
 def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_filters: Sequence[Mapping] = (),
-                fallback_refs: Sequence[Mapping] = (), entry_rules: Sequence[Mapping] = ()) -> list[dict]:
-    """HTTPRoute rules: the failover entries, A/B pins by header, a health path for global health checks, then
-    the weighted split with shadows mirrored and the failover backends on stand-by (always last).
+                split: Split = "weights", served_by: Mapping[str, str] | None = None) -> list[dict]:
+    """HTTPRoute rules: A/B pins by header, a health path for global health checks, then the versions that answer
+    users, with shadows mirrored.
+
+    `split="weights"`: one rule weighs the versions' backends (Gateway API weights; any implementation).
+    `split="version_header"`: one rule per version matching `VERSION_HEADER`, which the gateway's version split
+    sets from the weights, and a last rule without it to the stable version; every rule has exactly one backend,
+    as Envoy AI Gateway requires of InferencePool rules. `served_by` (version -> value) names who answered in a
+    response header set by each version's rule.
 
     Clients call `/<model>/v1/...`; the prefix is rewritten to `/v1` before vLLM sees it.
     """
@@ -76,9 +89,21 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_fil
 
     refs = {v.version: dict(v.backend_ref) if v.backend_ref else {"name": resource_name(model_name, v.version),
                                                                    "port": VLLM_PORT} for v in versions}
+    answering = [v for v in versions if v.role != "shadow"]
+    if split == "weights":
+        pools = [v.version for v in answering if refs[v.version].get("kind") == "InferencePool"]
+        if len(pools) > 1:
+            raise ValueError(f"ModelRollout {model_name}: versions {', '.join(pools)} are InferencePools; one rule "
+                             "may name at most one pool (Envoy AI Gateway): give split='version_header'")
 
     def backend(version: str, weight: int | None = None) -> dict:
         return refs[version] if weight is None else {**refs[version], "weight": weight}
+
+    def named(version: str) -> list[dict]:
+        if not served_by or version not in served_by:
+            return []
+        return [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+            "set": [{"name": SERVED_BY_HEADER, "value": served_by[version]}]}}]
 
     mirrors = [
         {"type": "RequestMirror", "requestMirror": {"backendRef": backend(v.version)}}
@@ -89,26 +114,40 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_fil
         {
             "matches": [{"path": {"type": "PathPrefix", "value": prefix},
                          "headers": [{"name": VARIANT_HEADER, "value": v.version}]}],
-            "filters": [rewrite, *extra, *mirrors],
+            "filters": [rewrite, *extra, *mirrors, *named(v.version)],
             "backendRefs": [backend(v.version, 1)],
         }
         for v in versions
         if v.role == "ab"
     ]
-    split = {
-        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-        "filters": [rewrite, *extra, *mirrors],
-        "backendRefs": [backend(v.version, v.weight) for v in versions if v.role != "shadow"],
-    }
+    stable = next((v for v in answering if v.role == "stable"), max(answering, key=lambda v: v.weight))
+    health_backends = ([backend(v.version, v.weight) for v in answering] if split == "weights"
+                       else [backend(stable.version, 1)])
     health = {
         "matches": [{"path": {"type": "Exact", "value": f"/{model_name}/health"}}],
         "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplaceFullPath",
                                                                     "replaceFullPath": "/health"}}}, *extra],
-        "backendRefs": split["backendRefs"],
+        "backendRefs": health_backends,
     }
-    split["backendRefs"] = [*split["backendRefs"], *(dict(ref) for ref in fallback_refs)]
-    entries = [{**rule, "filters": [*rule.get("filters", []), *extra]} for rule in map(dict, entry_rules)]
-    return [*entries, *pinned, health, split]
+    if split == "weights":
+        serving = [{
+            "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+            "filters": [rewrite, *extra, *mirrors],
+            "backendRefs": [backend(v.version, v.weight) for v in answering],
+        }]
+    else:
+        serving = [{
+            "matches": [{"path": {"type": "PathPrefix", "value": prefix},
+                         "headers": [{"name": VERSION_HEADER, "value": v.version}]}],
+            "filters": [rewrite, *extra, *mirrors, *named(v.version)],
+            "backendRefs": [backend(v.version, 1)],
+        } for v in answering if v.weight > 0]
+        serving.append({
+            "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+            "filters": [rewrite, *extra, *mirrors, *named(stable.version)],
+            "backendRefs": [backend(stable.version, 1)],
+        })
+    return [*pinned, health, *serving]
 
 
 class ModelRollout(pulumi.ComponentResource):
@@ -137,8 +176,8 @@ class ModelRollout(pulumi.ComponentResource):
             spec={
                 "parentRefs": [{"name": args.gateway_name, "namespace": args.gateway_namespace}],
                 "hostnames": args.hostnames,
-                "rules": route_rules(args.model_name, args.versions, args.request_filters, args.fallback_refs,
-                                     args.entry_rules),
+                "rules": route_rules(args.model_name, args.versions, args.request_filters, args.split,
+                                     args.served_by),
             },
             opts=children_of(self, opts),
         )

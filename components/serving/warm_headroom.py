@@ -31,8 +31,15 @@ HEADROOM_PRIORITY_CLASS = "llmplane-headroom"
 """PriorityClass of the placeholders: below the vLLM pods and below pods without a class (0)."""
 SERVING_PRIORITY = 100_000
 """vLLM pods' priority: above ordinary workloads, far below the system classes (2,000,000,000 and up)."""
-HEADROOM_PRIORITY = -10
-"""Placeholders' priority: anything, even a pod without a class, preempts them."""
+HEADROOM_PRIORITY = -1
+"""Placeholders' priority: anything, even a pod without a class (0), preempts them, and they are not expendable to
+the Cluster Autoscaler, so it keeps nodes for them (it ignores pods below `--expendable-pods-priority-cutoff`,
+default -10, strict `<`: kubernetes/autoscaler cluster-autoscaler/core/utils/expendable.go, FAQ "How does
+Cluster Autoscaler work with Pod Priority"). -1 keeps clear of that boundary, where a cluster that raised the
+cutoff would silently lose its warm nodes. Karpenter has no such cutoff: it provisions for every pending pod not
+nominated by preemption (kubernetes-sigs/karpenter pkg/utils/pod/scheduling.go `IsProvisionable`)."""
+CLUSTER_AUTOSCALER_EXPENDABLE_CUTOFF = -10
+"""The Cluster Autoscaler's default `--expendable-pods-priority-cutoff` (cluster-autoscaler/config/flags/flags.go)."""
 GPU_RESOURCE = "nvidia.com/gpu"
 """Extended resource name of NVIDIA GPUs (device plugin)."""
 

@@ -300,8 +300,8 @@ class ColdStart(Section):
 
 
 class Fallback(Section):
-    """Where a model's requests go when its pools in a cluster are unavailable or saturated: the same model in the
-    other clusters first, then a named fallback model (or another version of this one)."""
+    """Where a model's requests would go when its pools in a cluster cannot answer. Parsed so that an environment
+    that still has it gets a clear refusal (`spec.tenancy.fallbacks`): the pinned gateway cannot fail over."""
 
     other_clusters: bool = Field(default=True, description="Fail over to the model's other clusters first.")
     model: Name | None = Field(default=None, description="Model to answer with after the other clusters.")
@@ -343,7 +343,8 @@ class Model(Section):
         description="vLLM's start after the weights are in GPU memory (torch.compile, CUDA graphs).")
     compile_cache: bool = Field(
         default=False, description="Keep vLLM's compile cache on the node cache, so a restart does not recompile.")
-    fallback: Fallback | None = Field(default=None, description="Where requests go when this model cannot answer.")
+    fallback: Fallback | None = Field(default=None, description="Refused: the pinned gateway cannot fail a model over "
+                                      "(docs/gateway.md); whole clusters fail over by DNS.")
 
     def weight_bytes(self) -> float:
         """Bytes the weights take in GPU memory, all shards together."""

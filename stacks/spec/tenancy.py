@@ -1,4 +1,4 @@
-"""Rules of the gateway sections: tenants and their budgets, model fallbacks, certificates and DNS.
+"""Rules of the gateway sections: tenants and their budgets, (no) model fallbacks, certificates and DNS.
 
 Kept apart from `rules.py` (the cluster and model rules) so the two families grow without touching each other;
 `rules.check` runs both.
@@ -59,69 +59,16 @@ def tenants(spec: PlatformSpec) -> Iterable[Problem]:
 
 
 def fallbacks(spec: PlatformSpec) -> Iterable[Problem]:
-    """A fallback names something, a model that exists and runs wherever the model does, a version that answers
-    users, never the model itself as a whole, and no chain of fallbacks comes back to where it started."""
-    edges: dict[str, str] = {}
+    """No model asks the gateway to fail over: the pinned gateway cannot. Envoy Gateway fails over through
+    `fallback` Backends, Envoy priority levels inside one cluster, and Envoy AI Gateway makes an InferencePool
+    rule's cluster ORIGINAL_DST, which has no priority levels (docs/gateway.md); stand-by Backends in the serving
+    rule would instead take a weight-1 share of every request. Whole clusters fail over by DNS."""
     for name, model in spec.models.items():
-        fallback = model.fallback
-        if fallback is None:
-            continue
-        path = f"models.{name}.fallback"
-        if not fallback.other_clusters and fallback.model is None:
-            yield Problem(path, "the fallback names neither other clusters nor a model", "otherClusters=false",
-                          "set otherClusters: true, name a fallback model, or remove fallback")
-            continue
-        if fallback.model is None:
-            if fallback.version is not None:
-                yield Problem(f"{path}.version", "a fallback version needs a fallback model", fallback.version,
-                              f"add fallback.model (e.g. {name} to pin one of its own versions)")
-            continue
-        target = spec.models.get(fallback.model)
-        if target is None:
-            yield Problem(f"{path}.model", f"model '{fallback.model}' does not exist", fallback.model,
-                          f"use one of: {', '.join(sorted(m for m in spec.models if m != name)) or '(no other model)'}")
-            continue
-        if fallback.model == name and fallback.version is None:
-            yield Problem(f"{path}.model", f"model '{name}' falls back to itself", name,
-                          "name another model, or pin one of its versions with fallback.version")
-            continue
-        if fallback.version is not None:
-            deployed = {v.version: v for v in target.versions}
-            version = deployed.get(fallback.version)
-            if version is None:
-                yield Problem(f"{path}.version", f"version {fallback.version} of '{fallback.model}' is not deployed",
-                              fallback.version, f"use one of: {', '.join(deployed)}")
-            elif version.role == "shadow":
-                yield Problem(f"{path}.version", f"version {fallback.version} of '{fallback.model}' is a shadow, "
-                              "which never answers users", fallback.version, "pin a stable, canary or ab version")
-        served = {c.name for c in spec.clusters_of(target)}
-        for cluster in spec.clusters_of(model):
-            if cluster.name not in served:
-                yield Problem(f"{path}.model", f"'{fallback.model}' is not deployed in cluster '{cluster.name}', where "
-                              f"'{name}' runs", fallback.model,
-                              f"deploy {fallback.model} there (models.{fallback.model}.clusters) or name a model "
-                              "that runs in every cluster of this one")
-        if fallback.model != name:
-            edges[name] = fallback.model
-    yield from _cycles(edges)
-
-
-def _cycles(edges: dict[str, str]) -> Iterable[Problem]:
-    """Each cycle of model -> fallback model edges, once, reported at its alphabetically first model."""
-    reported: set[frozenset[str]] = set()
-    for start in sorted(edges):
-        chain = [start]
-        while chain[-1] in edges and edges[chain[-1]] not in chain:
-            chain.append(edges[chain[-1]])
-        if chain[-1] not in edges or edges[chain[-1]] != start:
-            continue
-        members = frozenset(chain)
-        if members in reported:
-            continue
-        reported.add(members)
-        shown = " -> ".join([*chain, start])
-        yield Problem(f"models.{start}.fallback.model", f"fallbacks form a cycle: {shown}", shown,
-                      "end the chain at a model without a fallback")
+        if model.fallback is not None:
+            yield Problem(f"models.{name}.fallback", "the gateway cannot fail a model over to other clusters or "
+                          "another model (Envoy AI Gateway v1.1.0 gives InferencePool rules no priority levels; "
+                          "see docs/gateway.md)", "fallback",
+                          "remove fallback: whole clusters fail over by DNS in routing.failoverOrder")
 
 
 def gateway(spec: PlatformSpec) -> Iterable[Problem]:
