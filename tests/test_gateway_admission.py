@@ -1,6 +1,6 @@
 """A real API server admits the gateway objects a prod cluster gets (issue 17): with the Gateway API's, Envoy
 Gateway's and the Inference Extension's CRDs at the pinned versions installed, every InferencePool, endpoint picker,
-HTTPRoute (pools, failover stand-bys, key injection), Backend, HTTPRouteFilter, SecurityPolicy, BackendTrafficPolicy,
+HTTPRoute (a rule per version with one pool, key injection), HTTPRouteFilter, SecurityPolicy, BackendTrafficPolicy,
 EnvoyExtensionPolicy, EnvoyProxy, GatewayClass and Gateway passes schema and CEL validation (server-side dry run).
 
 The cluster is one of its own, so the CRDs installed here never meet the local stack's. cert-manager's Certificate
@@ -23,7 +23,7 @@ from tests.planning import plan_of
 
 CLUSTER = "aws-use1"
 GATEWAY_COMPONENTS = ("llmplane:gateway:ModelInferencePool", "llmplane:gateway:UpstreamCredential",
-                      "llmplane:gateway:ModelFailover", "llmplane:gateway:GatewayTenants",
+                      "llmplane:gateway:GatewayTenants",
                       "llmplane:gateway:TokenUsage", "llmplane:gateway:EnvoyGatewayInstall",
                       "llmplane:serving:ModelRollout", "llmplane:networking:RegionalGateway")
 """The components whose Kubernetes objects make up the inference gateway."""
@@ -91,7 +91,7 @@ def _gateway_objects() -> list[PlannedResource]:
 def test_the_api_server_admits_every_gateway_object_of_a_prod_cluster(gateway_cluster, tmp_path: Path):
     objects = _gateway_objects()
     kinds = {r.inputs["kind"] for r in objects}
-    assert {"InferencePool", "HTTPRoute", "Backend", "HTTPRouteFilter", "SecurityPolicy", "BackendTrafficPolicy",
+    assert {"InferencePool", "HTTPRoute", "HTTPRouteFilter", "SecurityPolicy", "BackendTrafficPolicy",
             "EnvoyExtensionPolicy", "EnvoyProxy", "GatewayClass", "Gateway", "Deployment", "NetworkPolicy"} <= kinds
     manifests = [_manifest(r) for r in objects]
     (tmp_path / "objects.yaml").write_text(_stream(manifests))
