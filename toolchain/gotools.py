@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.gateway.charts import ENVOY_GATEWAY
+
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = ROOT / "toolchain" / "go"
 PROGRESS_EVERY_S = 30
@@ -140,6 +142,10 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     # round-robin picker; the llm-d router clusters run is not on the module proxy), and our ext_proc client.
     GoTool("epp", "1.3.0", "sigs.k8s.io/gateway-api-inference-extension/cmd/epp@v1.3.0"),
     GoTool("epp-probe", _source_digest("epp-probe"), ".", module_dir="epp-probe"),
+    # Envoy Gateway's controller at the chart's version: the tests run it on the embedded cluster and read back
+    # the statuses it writes (Envoy itself has no build on any registry this project reaches).
+    GoTool("envoy-gateway", ENVOY_GATEWAY.version.lstrip("v"),
+           f"github.com/envoyproxy/gateway/cmd/envoy-gateway@{ENVOY_GATEWAY.version}"),
 )}
 
 

@@ -46,7 +46,7 @@ class Tool:
     `wheel` (a file read as source, never run) or `pip` (a virtualenv of its own).
     targets: the make targets whose runs start or read it; `test` includes everything `up` needs, since the
     tests run the local stack too.
-    expected_s: how long getting it takes on a bare 2-core machine (measured; see benchmarks/bare_machine.md),
+    expected_s: how long getting it takes on a bare 2-core machine (measured by benchmarks/bare_machine.sh),
     printed before the work starts.
     """
 
