@@ -180,6 +180,23 @@ def test_vllm_admits_its_pickers_and_the_pickers_admit_only_the_gateways_proxies
         "kubernetes.io/metadata.name": "llmplane-gateway"}}}], "ports": [{"port": 9002, "protocol": "TCP"}]}
 
 
+def test_each_picker_may_review_the_tokens_of_whoever_reads_its_metrics():
+    """The picker authenticates /metrics readers by default (`--metrics-endpoint-auth`): TokenReview and
+    SubjectAccessReview are cluster-scoped, so its account needs a ClusterRole for them."""
+    plan = plan_of("prod")
+    bindings = {b.inputs["metadata"]["name"]: b.inputs for b in
+                _in(plan, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "aws-use1")}
+    roles = {r.inputs["metadata"]["name"]: r.inputs for r in
+             _in(plan, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "aws-use1")}
+    for pool in _in(plan, POOL, "aws-use1"):
+        account = f"{pool.inputs['metadata']['name']}-epp"
+        [binding] = [b for b in bindings.values() if b["subjects"][0]["name"] == account]
+        rules = roles[binding["roleRef"]["name"]]["rules"]
+        assert {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in rules} == {
+            ("authentication.k8s.io", "tokenreviews", ("create",)),
+            ("authorization.k8s.io", "subjectaccessreviews", ("create",))}
+
+
 def test_envoy_gateway_hands_pools_to_the_ai_gateway_extension_and_runs_proxies_beside_the_gateway():
     plan = plan_of("prod")
     for chart in [r for r in plan.of_type(RELEASE) if r.inputs["chart"].endswith("/gateway-helm")]:
