@@ -32,7 +32,8 @@ def test_make_up_installs_the_cluster_keda_and_the_pulumi_toolchain() -> None:
 
 def test_make_test_installs_everything_make_up_does_and_what_only_the_tests_read() -> None:
     assert names(prerequisites.needed(UP)) < names(prerequisites.needed(TEST))
-    assert {"promtool", "lua5.4", "victoria-logs", "epp", "vllm-wheel", "checkov"} <= (
+    assert {"promtool", "lua5.4", "victoria-logs", "epp", "vllm-wheel", "checkov", "envoy-gateway",
+            "xds-probe"} <= (
         names(prerequisites.needed(TEST)) - names(prerequisites.needed(UP)))
 
 
@@ -42,6 +43,7 @@ def test_builds_of_one_module_run_back_to_back() -> None:
     assert order.index("keda-adapter") == order.index("keda") + 1
     kube = [order.index(n) for n in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")]
     assert kube == list(range(kube[0], kube[0] + 4))
+    assert order.index("xds-probe") == order.index("envoy-gateway") + 1  # same go-control-plane, gRPC, protobuf
     from toolchain import gotools
 
     assert gotools.PARALLEL_BUILDS == 1
@@ -107,3 +109,9 @@ def test_ci_runs_the_readmes_two_commands_in_order() -> None:
     assert commands == ["make up", "make test"]
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make up ") < readme.index("make test ")
+
+
+def test_every_go_tool_is_installed_by_one_of_the_targets():
+    from toolchain import gotools
+
+    assert set(gotools.TOOLS) == {tool.name for tool in prerequisites.TOOLS if tool.kind == "go"}

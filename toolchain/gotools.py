@@ -146,6 +146,8 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     # the statuses it writes (Envoy itself has no build on any registry this project reaches).
     GoTool("envoy-gateway", ENVOY_GATEWAY.version.lstrip("v"),
            f"github.com/envoyproxy/gateway/cmd/envoy-gateway@{ENVOY_GATEWAY.version}"),
+    # Our xDS reader for what that controller publishes, on the go-control-plane it is built with.
+    GoTool("xds-probe", _source_digest("xds-probe"), ".", module_dir="xds-probe"),
 )}
 
 

@@ -99,6 +99,8 @@ TOOLS: tuple[Tool, ...] = (
     _go("actionlint", (TEST,), 40),
     _go("epp", (TEST,), 150),
     _go("epp-probe", (TEST,), 30),
+    _go("envoy-gateway", (TEST,), 370),
+    _go("xds-probe", (TEST,), 10),
 )
 BY_NAME = {tool.name: tool for tool in TOOLS}
 VENV_EXPECTED_S = 120

@@ -42,6 +42,13 @@ RATE_LIMIT_POD_LABELS = {"app.kubernetes.io/name": "envoy-ratelimit", "app.kuber
 """Labels of the rate-limit pods Envoy Gateway deploys (internal/infrastructure/kubernetes/ratelimit/resource.go,
 v1.8.1): the only clients Valkey admits."""
 VALKEY_PORT = 6379
+LUA_VALIDATION = "InsecureSyntax"
+"""How Envoy Gateway checks our Lua policies (EnvoyProxy `luaValidation`, api/v1alpha1/envoyproxy_types.go): syntax
+only. Its default, Strict, runs each script against its own mock of Envoy's API, which lacks `clearRouteCache`
+(internal/gatewayapi/luavalidator/mocks.lua, v1.8.1 and v1.9.1), so it refuses the version split, and a refused
+EnvoyExtensionPolicy turns every route of the Gateway into a direct 500 (seen in tests/test_gateway_controller.py).
+The scripts themselves run in a real Lua against harnesses of Envoy's API in tests/test_gateway_lua.py and
+tests/test_gateway_version_split.py."""
 PROXY_SERVICE_ANNOTATIONS = {
     "aws": {"service.beta.kubernetes.io/aws-load-balancer-type": "external",
             "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
@@ -205,6 +212,7 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
                     "envoyService": {"type": "LoadBalancer", "annotations": PROXY_SERVICE_ANNOTATIONS[args.cloud]},
                 }},
                 "telemetry": telemetry,
+                "luaValidation": LUA_VALIDATION,
             },
             opts=after_chart,
         )
