@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+ENVOY_GATEWAY_VERSION = "1.8.1"
+"""Envoy Gateway: the chart the clusters install (components/gateway/charts.py) and the controller the tests run
+(toolchain/gotools.py), one pin. Why this release: components.gateway.charts.ENVOY_GATEWAY."""
 VLLM_VERSION = "0.14.0"
 """The vLLM release the serving image runs; the tests read this release's wheel as source."""
 

@@ -115,3 +115,13 @@ def test_every_go_tool_is_installed_by_one_of_the_targets():
     from toolchain import gotools
 
     assert set(gotools.TOOLS) == {tool.name for tool in prerequisites.TOOLS if tool.kind == "go"}
+
+
+def test_the_first_line_needs_no_package_the_virtualenv_would_bring():
+    """`make up` says what lies ahead before it creates the virtualenv, with the machine's bare Python."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-S", "-m", "toolchain.prerequisites", "announce", "up"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("setup: up: ")

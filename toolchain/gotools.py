@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.gateway.charts import ENVOY_GATEWAY
+from facts.images import ENVOY_GATEWAY_VERSION
 
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = ROOT / "toolchain" / "go"
@@ -144,8 +144,8 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     GoTool("epp-probe", _source_digest("epp-probe"), ".", module_dir="epp-probe"),
     # Envoy Gateway's controller at the chart's version: the tests run it on the embedded cluster and read back
     # the statuses it writes (Envoy itself has no build on any registry this project reaches).
-    GoTool("envoy-gateway", ENVOY_GATEWAY.version.lstrip("v"),
-           f"github.com/envoyproxy/gateway/cmd/envoy-gateway@{ENVOY_GATEWAY.version}"),
+    GoTool("envoy-gateway", ENVOY_GATEWAY_VERSION,
+           f"github.com/envoyproxy/gateway/cmd/envoy-gateway@v{ENVOY_GATEWAY_VERSION}"),
     # Our xDS reader for what that controller publishes, on the go-control-plane it is built with.
     GoTool("xds-probe", _source_digest("xds-probe"), ".", module_dir="xds-probe"),
 )}

@@ -1,8 +1,9 @@
 """Helm charts and images of the gateway layer, pinned: repository, chart and version in one place."""
 
 from components.clusters.charts import Chart
+from facts.images import ENVOY_GATEWAY_VERSION
 
-ENVOY_GATEWAY = Chart("gateway-helm", "v1.8.1", "oci://docker.io/envoyproxy")
+ENVOY_GATEWAY = Chart("gateway-helm", f"v{ENVOY_GATEWAY_VERSION}", "oci://docker.io/envoyproxy")
 """Envoy Gateway v1.8.1: the release Envoy AI Gateway v1.1.0 is built on and documents (its go.mod requires
 github.com/envoyproxy/gateway v1.8.1; site/docs/compatibility.md "v1.8.1+ (Envoy Proxy v1.38.x)"; release notes
 "Built on Envoy Gateway v1.8.1"), not the newer v1.9.x, which no AI Gateway release names. Its chart is published
