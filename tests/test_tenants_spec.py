@@ -142,6 +142,24 @@ def test_fallbacks__refused_since_the_gateway_cannot_fail_over(env_config, load,
     assert problem.fix == "remove fallback: whole clusters fail over by DNS in routing.failoverOrder"
 
 
+# --- gateway_kubernetes -------------------------------------------------------------------------------------------
+
+
+def test_gateway_kubernetes__1_36_refuses_the_budget_crd(env_config, load):
+    config = env_config("prod")
+    config["llmplane:clusters"][0]["kubernetesVersion"] = "1.36"
+    name = config["llmplane:clusters"][0]["name"]
+    problem = expect(load, config, "prod", tenancy.gateway_kubernetes, f"clusters.{name}.kubernetesVersion",
+                     "Kubernetes 1.36 refuses the token-budget CRD of Envoy Gateway v1.8.1", "1.36")
+    assert problem.fix.startswith("use 1.35 or older")
+
+
+def test_gateway_kubernetes__1_35_is_fine(env_config, load):
+    config = env_config("prod")
+    config["llmplane:clusters"][0]["kubernetesVersion"] = "1.35"
+    load(config, "prod")
+
+
 # --- gateway ------------------------------------------------------------------------------------------------------
 
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from facts.images import ENVOY_GATEWAY_VERSION
+
 from .errors import Problem
 from .models import PlatformSpec
 
 TenancyRule = Callable[[PlatformSpec], Iterable[Problem]]
 
+LAST_GATEWAY_MINOR = 35
+"""The newest Kubernetes minor whose API server admits Envoy Gateway v1.8.1's BackendTrafficPolicy CRD."""
 RESERVED_SECRET_KEYS = ("vllmApiKey", "storageCredentials")
 """Keys of `llmplane:secrets` that hold the platform's own secrets, never a tenant's API key."""
 
@@ -102,4 +106,18 @@ def gateway(spec: PlatformSpec) -> Iterable[Problem]:
                       f"use the zone that holds {hostname}, e.g. {hostname.partition('.')[2] or hostname}")
 
 
-TENANCY_RULES: tuple[TenancyRule, ...] = (tenants, fallbacks, gateway)
+def gateway_kubernetes(spec: PlatformSpec) -> Iterable[Problem]:
+    """A cluster that installs the gateway runs a Kubernetes that admits its CRDs: Envoy Gateway v1.8.1 declares
+    BackendTrafficPolicy's `limit.requests` int32 with a uint32 bound, which Kubernetes 1.36 and later refuse, so
+    no token budget could be created there (envoyproxy/gateway issue 9186; v1.9 declares int64, but Envoy AI
+    Gateway v1.1.0 names only v1.8.1; docs/gateway.md)."""
+    for cluster in spec.clusters:
+        minor = int(cluster.kubernetes_version.split(".")[1])
+        if cluster.addons == "helm" and minor >= LAST_GATEWAY_MINOR + 1:
+            yield Problem(f"clusters.{cluster.name}.kubernetesVersion", f"Kubernetes {cluster.kubernetes_version} "
+                          f"refuses the token-budget CRD of Envoy Gateway v{ENVOY_GATEWAY_VERSION}",
+                          cluster.kubernetes_version, f"use 1.{LAST_GATEWAY_MINOR} or older until the gateway moves "
+                          "to Envoy Gateway v1.9 with an Envoy AI Gateway release built on it")
+
+
+TENANCY_RULES: tuple[TenancyRule, ...] = (tenants, fallbacks, gateway, gateway_kubernetes)
