@@ -5,20 +5,18 @@ that answered and vLLM's token counts. Loki's ruler turns those lines into Prome
 remote-written to the cluster's Prometheus): tokens and requests per tenant and model. Prometheus then apportions
 each model's GPUs to its tenants by their share of its tokens: the GPU-hours behind the cost-per-tenant panel.
 
-Tokens are counted by every gateway an answer passes through, so a request failed over to another cluster is
-counted in both; each cluster apportions its own GPUs.
+Each cluster's gateway counts the tokens of the answers it serves and apportions its own GPUs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from facts.namespaces import GATEWAY_NAMESPACE
 from monitoring import vllm_metrics as vm
 
 ACCESS_LOG_KIND = "llmplane-access"
 """Value of the access line's `log` field (the EnvoyProxy's access-log format writes it)."""
-GATEWAY_NAMESPACE = "llmplane-gateway"
-"""Namespace the Envoy proxies run in, whose pods' logs Alloy labels with it."""
 ACCESS_LINES = f'{{namespace="{GATEWAY_NAMESPACE}"}} | json | log="{ACCESS_LOG_KIND}"'
 """LogQL selecting the gateway's access lines, their JSON fields as labels."""
 TOKENS = "llmplane:gateway_tokens:sum1m"

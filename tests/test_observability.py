@@ -123,9 +123,10 @@ def test_loki_records_tenant_usage_from_the_gateway_access_lines_into_prometheus
 
 def test_the_ruler_reads_fields_the_gateway_writes_from_the_namespace_its_proxies_run_in():
     from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
-    from components.serving.vllm_service import GATEWAY_NAMESPACE
     from monitoring import tenant_usage
 
-    assert tenant_usage.GATEWAY_NAMESPACE == GATEWAY_NAMESPACE
+    assert tenant_usage.ACCESS_LINES.startswith('{namespace="llmplane-gateway"}')
+    gateways = [g for g in plan_of("prod").of_type("kubernetes:gateway.networking.k8s.io/v1:Gateway")]
+    assert {g.inputs["metadata"]["namespace"] for g in gateways} == {"llmplane-gateway"}
     assert ACCESS_LOG_FIELDS["log"] == tenant_usage.ACCESS_LOG_KIND
     assert {"tenant", "model", "total_tokens", "status"} <= set(ACCESS_LOG_FIELDS)

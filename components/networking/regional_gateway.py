@@ -10,8 +10,8 @@ import pulumi_kubernetes as k8s
 
 from components.gateway.envoy_gateway import GATEWAY_CLASS
 from components.labels import k8s_labels
-from components.serving.vllm_service import GATEWAY_NAMESPACE
 from components.options import children_of
+from facts.namespaces import GATEWAY_NAMESPACE
 
 GATEWAY_NAME = "llmplane"
 TLS_SECRET = "llmplane-tls"

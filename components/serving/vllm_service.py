@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 from components.options import children_of
+from facts.namespaces import GATEWAY_NAMESPACE
 
 from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
 from .model_cache import vllm_volumes
@@ -22,7 +23,6 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
 """Node label every GPU pool sets (Karpenter NodePool, GKE node pool, or the on-prem operator)."""
 
-GATEWAY_NAMESPACE = "llmplane-gateway"
 MONITORING_NAMESPACE = "monitoring"
 ENTRYPOINT_DIR = "/opt/llmplane"
 API_KEY_DIR = "/var/run/secrets/llmplane"

@@ -1,0 +1,5 @@
+"""Kubernetes namespaces that several layers name: the components create them, the monitoring rules select logs by
+them."""
+
+GATEWAY_NAMESPACE = "llmplane-gateway"
+"""Namespace of the Gateway and, as Envoy Gateway deploys them beside it, its proxies."""
