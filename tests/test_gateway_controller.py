@@ -27,10 +27,13 @@ What differs from a cluster, and why:
   internal/xds/server/kubejwt/tokenreview.go); neither path can be configured. It runs in a private mount
   namespace where /certs is the `envoy-gateway` Secret that `envoy-gateway certgen` created (as the chart's
   certgen job does) and /run and /var/lib are empty tmpfs, so nothing is written outside the test's folder but
-  an empty /certs mount point. Its xDS (18000), rate-limit xDS (18001), Wasm cache (18002) and health (8081)
-  servers listen on every interface at fixed ports (same files, internal/provider/kubernetes/kubernetes.go,
-  internal/globalratelimit/runner/runner.go, internal/wasm/httpserver.go); the test refuses to start when one is
-  taken.
+  an empty /certs mount point.
+- Its xDS (18000), rate-limit xDS (18001), Wasm cache (18002), health (8081) and controller-runtime metrics (8080)
+  servers listen on every interface at fixed ports (same files, internal/provider/kubernetes/kubernetes.go, which
+  passes the manager no metrics options, internal/globalratelimit/runner/runner.go, internal/wasm/httpserver.go).
+  So it runs in a network namespace of its own with a loopback only (tests/netns_bridge.py), where the API
+  server's and the extension server's ports lead to the same ports on the host's 127.0.0.1; the xDS probe joins
+  that namespace to read 127.0.0.1:18000. None of its servers is on the host.
 - The BackendTrafficPolicy CRD gets format int64 for `limit.requests` (tests/gateway_objects.py: Kubernetes 1.36+
   refuses v1.8.1's int32 with a uint32 bound; the clusters run 1.33).
 """
@@ -43,6 +46,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -66,7 +70,8 @@ from toolchain.embedded_cluster import EmbeddedCluster
 SAME_NAMESPACES = {name: name for name in NAMESPACES}
 """Prod's own namespaces: the Gateway admits routes by the label of the namespace `llmplane`."""
 GATEWAY = ("llmplane-gateway", "llmplane")
-FIXED_PORTS = {18000: "xDS", 18001: "rate-limit xDS", 18002: "Wasm cache", 8081: "health probe"}
+BRIDGE = Path(__file__).with_name("netns_bridge.py")
+BRIDGE_TIMEOUT_S = 10
 STATUS_TIMEOUT_S = 120
 XDS_TIMEOUT_S = 60
 POLICY_KINDS = ("securitypolicy", "backendtrafficpolicy", "clienttrafficpolicy", "envoyextensionpolicy")
@@ -88,15 +93,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _check_fixed_ports() -> None:
-    for port, what in FIXED_PORTS.items():
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go listens: TIME_WAIT is no owner
-            try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                pytest.fail(f"port {port} is taken; Envoy Gateway v1.8.1 binds its {what} server there on every "
-                            "interface and cannot be told otherwise; stop what holds it")
+def _private_network(cluster: EmbeddedCluster, folder: Path, ports: list[int]) -> str:
+    """Start the bridge whose network namespace leads the ports to the host's loopback (tests/netns_bridge.py),
+    stopped with the cluster; returns the path naming the namespace once the bridge listens in it."""
+    ready = folder / "netns"
+    cluster.start_process("netns-bridge", [sys.executable, str(BRIDGE), str(ready), *map(str, ports)])
+    deadline = time.monotonic() + BRIDGE_TIMEOUT_S
+    while not ready.exists():
+        if "netns-bridge" not in cluster.running() or time.monotonic() > deadline:
+            pytest.fail(f"the network namespace bridge did not start:\n"
+                        f"{(cluster.logs / 'netns-bridge.log').read_text()[-4000:]}")
+        time.sleep(0.1)
+    return ready.read_text()
 
 
 def controller_config(extension_port: int, admin_port: int) -> dict:
@@ -132,6 +140,7 @@ class Controller:
     certs: Path
     folder: Path
     log: Path
+    netns: str
 
     def of_kind(self, kind: str) -> list[dict]:
         return [o for o in self.objects if o["kind"] == kind]
@@ -202,10 +211,10 @@ def _tls_secret(cluster: EmbeddedCluster, folder: Path, hostnames: list[str]) ->
 def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
     if os.geteuid() != 0:
         pytest.fail("the controller test needs root: Envoy Gateway's fixed paths (/certs, the service-account "
-                    "files) are bound in a private mount namespace (`unshare --mount`)")
+                    "files) are bound in a private mount namespace (`unshare --mount`) and its fixed ports are "
+                    "in a private network namespace (tests/netns_bridge.py)")
     binary = _tool("envoy-gateway")
     _tool("xds-probe")
-    _check_fixed_ports()
     folder = tmp_path_factory.mktemp("envoy-gateway")
     stub = grpc.server(ThreadPoolExecutor(max_workers=2))
     extension_port = stub.add_insecure_port("127.0.0.1:0")
@@ -220,13 +229,15 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]
         identity = _in_cluster_identity(cluster, folder / "serviceaccount")
         config = folder / "envoy-gateway.yaml"
         config.write_text(yaml.safe_dump(controller_config(extension_port, _free_port()), sort_keys=False))
+        netns = _private_network(cluster, folder, [api_port, extension_port])
         cluster.start_process("envoy-gateway", [
-            "unshare", "--mount", "--propagation", "private", "sh", "-c", _PRIVATE_MOUNTS, "sh", str(certs),
-            str(identity), str(binary), "server", "--config-path", str(config)], env=env)
+            "nsenter", f"--net={netns}", "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            _PRIVATE_MOUNTS, "sh", str(certs), str(identity), str(binary), "server", "--config-path", str(config)],
+            env=env)
         _tls_secret(cluster, folder / "gateway-tls", [item["hostname"] for item in gateway["spec"]["listeners"]])
         cluster.kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump_all(objects))
         try:
-            yield Controller(cluster, objects, certs, folder, cluster.logs / "envoy-gateway.log")
+            yield Controller(cluster, objects, certs, folder, cluster.logs / "envoy-gateway.log", netns)
         finally:
             stub.stop(grace=None)
 
@@ -337,7 +348,9 @@ def _proxy_token(controller: Controller) -> tuple[str, Path]:
 
 
 def _read_xds(controller: Controller, pod: str, token: Path) -> dict[str, list[dict]]:
-    done = subprocess.run([str(_tool("xds-probe")), "-addr", "127.0.0.1:18000", "-server-name", XDS_AUDIENCE,
+    """The xDS as the controller serves it on its namespace's loopback, read from inside that namespace."""
+    done = subprocess.run(["nsenter", f"--net={controller.netns}", str(_tool("xds-probe")),
+                           "-addr", "127.0.0.1:18000", "-server-name", XDS_AUDIENCE,
                            "-ca", str(controller.certs / "ca.crt"), "-token-file", str(token), "-node-id", pod,
                            "-node-cluster", "/".join(GATEWAY), "-timeout", "20s"],
                           capture_output=True, text=True, timeout=60, check=False)
