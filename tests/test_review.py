@@ -27,7 +27,7 @@ def test_a_clean_tree_has_no_changes(clone):
     assert markdown(result).endswith("No changes.")
 
 
-def test_moving_the_canary_shows_only_the_routes_weights(clone):
+def test_moving_the_canary_shows_only_the_weight_lines_of_each_gateways_version_split(clone):
     path = clone / "environments" / "Pulumi.prod.yaml"
     original = path.read_text()
     config = yaml.safe_load(original)
@@ -38,10 +38,11 @@ def test_moving_the_canary_shows_only_the_routes_weights(clone):
         result = review("prod", "HEAD", head_root=clone)
     finally:
         path.write_text(original)
-    assert {c.type for c in result.changes} == {"kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"}
+    assert {c.type for c in result.changes} == {"kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyExtensionPolicy"}
     assert {c.kind for c in result.changes} == {"changed"}
     text = markdown(result)
-    assert "`90` | `75`" in text and "`10` | `25`" in text
+    row = ('| `spec.lua[0].inline` | `{"1.0.0", 90},`<br>`{"1.1.0", 10},` | `{"1.0.0", 75},`<br>`{"1.1.0", 25},` |')
+    assert text.count(row) == len(result.changes) == 4
     assert text.count("**changed** `") == len(result.changes)
 
 
