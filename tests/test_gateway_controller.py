@@ -48,6 +48,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ from components.networking.regional_gateway import TLS_SECRET
 from components.serving.model_rollout import SERVED_BY_HEADER, VERSION_HEADER
 from components.serving.vllm_service import MONITORING_NAMESPACE
 from tests.gateway_objects import NAMESPACES, gateway_cluster, gateway_objects, manifest
+from tests.test_gateway_version_split import run_source, users
 from toolchain import gotools, pki, prerequisites
 from toolchain.embedded_cluster import EmbeddedCluster
 
@@ -446,6 +448,19 @@ def test_the_version_split_runs_after_the_tenant_key_and_before_the_token_meter_
         budgets = order.index("envoy.filters.http.ratelimit/" + "/".join((GATEWAY[0], "tenant-budgets")))
         assert order.index("envoy.filters.http.api_key_auth") < order.index(split_filter) \
             < order.index(meter_filter) < budgets < order.index("envoy.filters.http.router"), order
+
+
+def test_the_published_split_sends_a_tenth_of_the_users_to_the_canary(controller, xds, tmp_path):
+    """The 90/10 canary, as the configuration Envoy receives has it: the version split's script taken from the
+    xDS, run on 3,000 users."""
+    [host, *_] = _virtual_hosts(xds)
+    [route, *_] = [r for r in _model_routes(host) if r["match"].get("pathSeparatedPrefix") == "/llama-3-8b/v1"]
+    [split] = [config["sourceCode"]["inlineString"] for name, config in route["typedPerFilterConfig"].items()
+               if name.startswith("envoy.filters.http.lua/") and "clearRouteCache" in
+               config["sourceCode"]["inlineString"]]
+    counts = Counter(r["version"] for r in run_source(split, users("llama-3-8b", 3000), tmp_path))
+    assert set(counts) == {"1.0.0", "1.1.0"}
+    assert 0.08 <= counts["1.1.0"] / 3000 <= 0.12, counts
 
 
 def test_every_model_route_checks_the_tenant_key_and_charges_every_budget_in_tokens(controller, xds):

@@ -27,10 +27,15 @@ def lua_string(text: str) -> str:
 
 
 def run(splits: dict, requests: list[dict[str, str]], tmp_path: Path) -> list[dict]:
+    return run_source(lua_source(splits), requests, tmp_path)
+
+
+def run_source(source: str, requests: list[dict[str, str]], tmp_path: Path) -> list[dict]:
+    """The version header the filter `source` leaves on each request, and whether it cleared the route cache."""
     if LUA is None:
         pytest.fail("lua5.4 is missing: run `make test-setup` (apt-get install lua5.4)")
     filter_file = tmp_path / "version_split.lua"
-    filter_file.write_text(lua_source(splits))
+    filter_file.write_text(source)
     case = tmp_path / "case.lua"
     case.write_text("return {\n" + ",\n".join(
         "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in r.items()) + "}" for r in requests)
@@ -108,6 +113,11 @@ def test_weights_that_do_not_sum_to_100_are_refused():
         lua_source({"m": [VersionShare("1.0.0", 80), VersionShare("2.0.0", 10)]})
 
 
+def users(model: str, count: int) -> list[dict[str, str]]:
+    """Requests of `count` distinct users of one tenant."""
+    return [chat(model, **{"x-llmplane-client": "t.k", "x-llmplane-user": f"u{i}"}) for i in range(count)]
+
+
 def test_prods_gateways_run_the_split_before_the_token_meter_with_the_canary_at_10_percent(tmp_path):
     plan = plan_of("prod")
     policies = [r for r in plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyExtensionPolicy")]
@@ -116,15 +126,5 @@ def test_prods_gateways_run_the_split_before_the_token_meter_with_the_canary_at_
         [split, meter] = policy.inputs["spec"]["lua"]
         assert "clearRouteCache" in split["inline"] and "x-llmplane-version" in split["inline"]
         assert "LLMPLANE_TOKEN_USAGE" in meter["inline"]
-        source = tmp_path / "published.lua"
-        source.write_text(split["inline"])
-        requests = [chat("llama-3-8b", **{"x-llmplane-client": "t.k", "x-llmplane-user": f"u{i}"})
-                    for i in range(3000)]
-        case = tmp_path / "case.lua"
-        case.write_text("return {\n" + ",\n".join(
-            "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in r.items()) + "}" for r in requests)
-            + "\n}\n")
-        done = subprocess.run([LUA, str(HARNESS), str(source), str(case)], capture_output=True, text=True,
-                              timeout=60, check=True)
-        counts = Counter(r["version"] for r in json.loads(done.stdout))
+        counts = Counter(r["version"] for r in run_source(split["inline"], users("llama-3-8b", 3000), tmp_path))
         assert 0.08 <= counts["1.1.0"] / 3000 <= 0.12, counts
