@@ -11,7 +11,6 @@ import pytest
 from capacity.baselines import fluid_replicas, oracle, static_peak, window_attainment
 from capacity.planner import start_replicas, step_token_budget, target
 from components.autoscaling.policy import AutoscalingPolicy
-from stacks.autoscaling import policy_of
 from capacity.simulator import FixedController, PolicyController, Profile, Simulator
 from capacity.trace import ATTRIBUTION, TraceError, Trace, azure_trace_path, read_trace, synthetic_trace
 from stacks.environments import known_environments, read_stack_config
@@ -227,7 +226,6 @@ def test_replayed_thresholds_equal_the_spec(environment):
         for version in model.versions:
             t = target(spec, name, version.version)
             policy = t.policy
-            assert policy == policy_of(a, model, version, name)
             bounds = model.replicas_of(version)
             assert (policy.min_replicas, policy.max_replicas) == (bounds.min, bounds.max)
             assert policy.queue_per_replica == a.queue_per_replica

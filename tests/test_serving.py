@@ -8,10 +8,8 @@ import re
 
 import pytest
 
-from components.serving.engine_args import serve_args
 from components.serving.vllm_image import content_tag
 from components.serving.vllm_service import resource_name
-from stacks.compose import engine_settings
 from stacks.diff import diff_plans
 from stacks.program import uncredentialed_fetches
 from stacks.review import _changed_lines
@@ -111,20 +109,15 @@ def test_shared_memory_and_writable_caches_are_volumes():
 
 
 def test_engine_arguments_come_from_the_spec():
-    plan = plan_of("prod")
-    model = plan.spec.models["llama-3-70b"]
-    deployment = named(plan, DEPLOYMENT, "llama-3-70b-v1-0-0")[0]
-    args = _container(deployment)["args"]
-    # The launcher puts the model folder first (the verified node cache or the stream): every flag after it, the
-    # tracing flags, then the load format.
-    assert args[:-6] == serve_args("llama-3-70b", "1.0.0", engine_settings(model))[1:]
-    assert args[-6:-2] == ["--otlp-traces-endpoint", "http://jaeger.monitoring.svc.cluster.local:4317",
-                           "--load-format", "runai_streamer"]
-    assert args[args.index("--served-model-name") + 1] == "llama-3-70b:1.0.0"
-    assert args[args.index("--tensor-parallel-size") + 1] == "4"
-    assert args[args.index("--max-model-len") + 1] == "16384"
-    assert "--enable-prefix-caching" in args
-    assert "--max-num-batched-tokens" not in args  # unset: vLLM's default for the GPU
+    """prod's llama-3-70b (tp 4, maxModelLen 16384, streamed): the launcher puts the model folder first (the
+    verified node cache or the stream), so the container's arguments are the flags after it."""
+    deployment = named(plan_of("prod"), DEPLOYMENT, "llama-3-70b-v1-0-0")[0]
+    assert _container(deployment)["args"] == [
+        "--served-model-name", "llama-3-70b:1.0.0", "llama-3-70b", "--port", "8000",
+        "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.9", "--max-model-len", "16384",
+        "--max-num-seqs", "128", "--enable-prefix-caching",
+        "--otlp-traces-endpoint", "http://jaeger.monitoring.svc.cluster.local:4317",
+        "--load-format", "runai_streamer", "--model-loader-extra-config", '{"concurrency": 16}']
 
 
 def test_a_step_token_budget_reaches_vllm_when_the_spec_sets_one():
