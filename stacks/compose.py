@@ -551,9 +551,10 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
                     gateway_name=gateway.gateway_name,
                     gateway_namespace=gateway.gateway_namespace,
                     request_filters=[credential_filter()] if credential is not None else [],
+                    # Behind Envoy Gateway the version split picks each version's own rule.
                     split="version_header" if envoy is not None else "weights",
-                    served_by={v.version: served_by(model_name, v.version, cluster.name) for v in model.versions
-                               if v.role != "shadow"} if envoy is not None else None,
+                    served_by={s.version: served_by(model_name, s.version, cluster.name)
+                               for s in version_shares(model)} if envoy is not None else None,
                 ),
                 opts=after_gateway_api.merge(pulumi.ResourceOptions(
                     depends_on=[credential] if credential is not None else [])),

@@ -128,3 +128,9 @@ def test_prods_gateways_run_the_split_before_the_token_meter_with_the_canary_at_
         assert "LLMPLANE_TOKEN_USAGE" in meter["inline"]
         counts = Counter(r["version"] for r in run_source(split["inline"], users("llama-3-8b", 3000), tmp_path))
         assert 0.08 <= counts["1.1.0"] / 3000 <= 0.12, counts
+
+
+def test_no_other_header_lets_a_client_pick_the_canary(tmp_path):
+    requests = [chat("llama-3-8b", **{"x-llmplane-failover-model": "llama-3-8b@1.1.0", "x-llmplane-user": f"u{i}"})
+                for i in range(200)]
+    assert Counter(r["version"] for r in run(CANARY, requests, tmp_path))["1.0.0"] > 150

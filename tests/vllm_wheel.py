@@ -7,21 +7,20 @@ tests read modules out of it as text and parse them, so what they assert is vLLM
 from __future__ import annotations
 
 import ast
-import os
 import zipfile
 from functools import cache
 from pathlib import Path
 
 from facts.images import VLLM_VERSION
+from toolchain import prerequisites
 
 
 def wheel() -> Path:
-    cache_dir = Path(os.environ.get("LLMPLANE_CACHE", Path.home() / ".cache" / "llmplane")) / "vllm" / VLLM_VERSION
-    found = sorted(cache_dir.glob(f"vllm-{VLLM_VERSION}-*.whl"))
-    if not found:
+    found = prerequisites.locate(prerequisites.BY_NAME["vllm-wheel"])
+    if found is None:
         raise FileNotFoundError(f"vLLM {VLLM_VERSION}'s wheel is missing: run `make test-setup` (pip download "
-                                f"--no-deps -d {cache_dir} vllm=={VLLM_VERSION})")
-    return found[0]
+                                f"--no-deps -d {prerequisites.vllm_wheel_dir()} vllm=={VLLM_VERSION})")
+    return found
 
 
 @cache

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from facts.images import VLLM_VERSION  # facts imports nothing ours and no third-party package
 from toolchain import checkov, gotools
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def _go(name: str, targets: Iterable[str], expected_s: int) -> Tool:
 BOTH = (UP, TEST)
 
 # Go builds in the order they run: each group shares most packages, so the second of a group reuses the first's
-# compiled packages from Go's build cache (kube-scheduler took 32 s right after kube-apiserver).
+# compiled packages from Go's build cache (kube-scheduler took 9 s right after kube-apiserver).
 TOOLS: tuple[Tool, ...] = (
     Tool("prometheus", "debian", "prometheus", frozenset(BOTH), 40),
     Tool("promtool", "debian", "prometheus", frozenset((TEST,)), 0),
@@ -114,22 +115,12 @@ def needed(target: str) -> list[Tool]:
 
 # --- where each kind of tool is found ---------------------------------------------------------------------------
 
-def _cache() -> Path:
-    return gotools.cache_root()
-
-
 def lezer_logql_dir() -> Path:
-    return _cache() / "npm" / f"lezer-logql-{LEZER_LOGQL_VERSION}"
+    return gotools.cache_root() / "npm" / f"lezer-logql-{LEZER_LOGQL_VERSION}"
 
 
 def vllm_wheel_dir() -> Path:
-    return _cache() / "vllm" / vllm_version()
-
-
-def vllm_version() -> str:
-    from facts.images import VLLM_VERSION  # facts imports nothing ours, and no third-party package
-
-    return VLLM_VERSION
+    return gotools.cache_root() / "vllm" / VLLM_VERSION
 
 
 def locate(tool: Tool, path: str | None = None) -> Path | None:
@@ -143,7 +134,7 @@ def locate(tool: Tool, path: str | None = None) -> Path | None:
         found = lezer_logql_dir() / "node_modules" / "@grafana" / "lezer-logql"
         return found if found.is_dir() else None
     if tool.kind == "wheel":
-        return next(iter(sorted(vllm_wheel_dir().glob(f"vllm-{vllm_version()}-*.whl"))), None)
+        return next(iter(sorted(vllm_wheel_dir().glob(f"vllm-{VLLM_VERSION}-*.whl"))), None)
     if tool.kind == "pip":
         return checkov.path() if checkov.path().exists() else None
     raise ValueError(f"tool {tool.name}: unknown kind {tool.kind!r}")
@@ -255,9 +246,9 @@ def install_lezer_logql() -> None:
 
 def install_vllm_wheel() -> None:
     folder = vllm_wheel_dir()
-    say(f"pip download vllm=={vllm_version()} (the wheel only, read as source by the tests) into {folder}")
+    say(f"pip download vllm=={VLLM_VERSION} (the wheel only, read as source by the tests) into {folder}")
     subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps", "-q",
-                    "-d", str(folder), f"vllm=={vllm_version()}"], check=True)
+                    "-d", str(folder), f"vllm=={VLLM_VERSION}"], check=True)
 
 
 def install(target: str) -> None:

@@ -107,8 +107,8 @@ class ModelInferencePool(pulumi.ComponentResource):
         # The picker authenticates and authorizes whoever reads its /metrics (`--metrics-endpoint-auth`, on by
         # default: pkg/epp/server/options.go of the inference extension v1.3.0, llm-d-router v0.10.0), through
         # the API server's TokenReview and SubjectAccessReview: cluster-scoped, so a ClusterRole.
-        cluster_meta = {"name": f"{epp}-{args.namespace}"[:63] if isinstance(args.namespace, str) else epp,
-                        "labels": labels}
+        # Named like the picker: a model version has one picker per cluster.
+        cluster_meta = {"name": epp, "labels": labels}
         auth = k8s.rbac.v1.ClusterRole(f"{name}-epp-auth", metadata=cluster_meta, rules=[
             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},

@@ -8,9 +8,6 @@
 -- without a user is placed by its request id. A/B versions can be pinned with `x-llmplane-variant`. Whatever a
 -- client sends in `x-llmplane-version` is replaced: clients pick versions only through the variant header.
 --
--- Failover entries (`x-llmplane-failover-model: model` or `model@version`) are split the same way, by the model
--- the header names.
---
 -- The table below is written by components/gateway/version_split.py from the environment's weights:
 -- SPLITS[model] = list of {version, percent}, one line each; PINNABLE[model][version] = true for A/B versions.
 -- Runs under LuaJIT (Envoy) and Lua 5.4 (the tests): arithmetic only, no bit operations.
@@ -19,7 +16,6 @@ local VERSION_HEADER = "x-llmplane-version"
 local USER_HEADER = "x-llmplane-user"
 local CLIENT_HEADER = "x-llmplane-client"
 local VARIANT_HEADER = "x-llmplane-variant"
-local FAILOVER_HEADER = "x-llmplane-failover-model"
 local BUCKETS = 100
 local MODULUS = 2147483647
 
@@ -48,21 +44,15 @@ function split.version_for(model, bucket)
   return versions[#versions][1]
 end
 
--- The model a request is for: `/<model>/v1/...`, or the failover header's model (and its pinned version).
-function split.target(path, failover)
-  if failover ~= nil and failover ~= "" then
-    local model, version = string.match(failover, "^([^@]+)@(.+)$")
-    if model ~= nil then return model, version end
-    return failover, nil
-  end
-  if path == nil then return nil, nil end
-  return string.match(path, "^/([^/?]+)/v1/"), nil
+-- The model a request is for: `/<model>/v1/...`.
+function split.target(path)
+  if path == nil then return nil end
+  return string.match(path, "^/([^/?]+)/v1/")
 end
 
 function split.assign(headers)
-  local model, pinned = split.target(headers:get(":path"), headers:get(FAILOVER_HEADER))
+  local model = split.target(headers:get(":path"))
   if model == nil or SPLITS[model] == nil then return nil end
-  if pinned ~= nil then return pinned end
   local variant = headers:get(VARIANT_HEADER)
   if variant ~= nil and PINNABLE[model] ~= nil and PINNABLE[model][variant] then return variant end
   local user = headers:get(USER_HEADER)
@@ -83,7 +73,4 @@ function envoy_on_request(request_handle)
     headers:replace(VERSION_HEADER, version)
   end
   request_handle:clearRouteCache()
-end
-
-function envoy_on_response(response_handle)
 end
