@@ -116,6 +116,9 @@ def _k8s(binary: str) -> GoTool:
 PULUMI_VERSION = "3.276.0"
 KUBERNETES_PROVIDER_VERSION = "4.25.0"
 KEDA_VERSION = "2.21.0"
+KEDA_HTTP_ADDON_VERSION = "0.15.0"
+"""KEDA's HTTP add-on (interceptor and external scaler), at the chart's appVersion
+(components.autoscaling.scale_from_zero.KEDA_HTTP_ADDON)."""
 
 TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     GoTool("pulumi", PULUMI_VERSION, "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi", module_dir="pulumi-cli",
@@ -136,6 +139,11 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
     GoTool("kwok", "0.8.0", "sigs.k8s.io/kwok/cmd/kwok@v0.8.0"),
     GoTool("keda", KEDA_VERSION, "github.com/kedacore/keda/v2/cmd/operator", module_dir="keda"),
     GoTool("keda-adapter", KEDA_VERSION, "github.com/kedacore/keda/v2/cmd/adapter", module_dir="keda"),
+    # The HTTP add-on's interceptor and external scaler: the tests hold a request at zero replicas through them.
+    GoTool("keda-http-interceptor", KEDA_HTTP_ADDON_VERSION, "github.com/kedacore/http-add-on/interceptor",
+           module_dir="keda-http-addon"),
+    GoTool("keda-http-scaler", KEDA_HTTP_ADDON_VERSION, "github.com/kedacore/http-add-on/scaler",
+           module_dir="keda-http-addon"),
     GoTool("victoria-logs", "1.52.2", "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.2"),
     GoTool("actionlint", "1.7.10", "github.com/rhysd/actionlint/cmd/actionlint@v1.7.10"),
     # The Inference Extension's own endpoint picker with the prefix-cache scorer (its later modules ship only a

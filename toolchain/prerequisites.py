@@ -102,6 +102,8 @@ TOOLS: tuple[Tool, ...] = (
     _go("epp-probe", (TEST,), 8),
     _go("envoy-gateway", (TEST,), 365),
     _go("xds-probe", (TEST,), 3),
+    _go("keda-http-interceptor", (TEST,), 124),
+    _go("keda-http-scaler", (TEST,), 11),
 )
 BY_NAME = {tool.name: tool for tool in TOOLS}
 VENV_EXPECTED_S = 120
