@@ -36,7 +36,7 @@ from typing import IO, Any
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitoring import vllm_metrics as vm
+from monitoring import completions, vllm_metrics as vm
 
 MODES = ("normal", "overload", "error_burst", "slow_canary", "gpu_fault")
 IDLE = "idle"
@@ -397,6 +397,19 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
                 self._reply(200, prometheus_client.CONTENT_TYPE_LATEST, body)
             else:
                 self._reply(404, "text/plain", b"not found\n")
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            """The OpenAI API of the pod the local gateway names (monitoring/completions.py)."""
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            names = tuple(n for n in self.headers.get(completions.SERVED_NAMES_HEADER, "").split(",") if n)
+            if self.path not in (completions.COMPLETIONS_PATH, completions.CHAT_PATH) or not names:
+                self._reply(404, "text/plain", b"not found\n")
+                return
+            try:
+                answer, status = completions.answer(self.path, body, names), 200
+            except completions.RequestError as error:
+                answer, status = error.body, error.status
+            self._reply(status, "application/json", json.dumps(answer).encode())
 
         def do_PUT(self) -> None:  # noqa: N802 - http.server's name
             """`PUT /mode` with a mode name as the body switches the traffic (e.g. overload, then idle)."""

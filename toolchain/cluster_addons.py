@@ -1,4 +1,5 @@
-"""What runs beside the embedded cluster so its autoscalers really scale: metrics, and KEDA.
+"""What runs beside the embedded cluster so its autoscalers really scale and its routes answer: metrics, KEDA,
+and a stand-in for the Gateway's proxy.
 
 The fake GPU nodes run no vLLM, so a vLLM metrics simulator per served model
 stands in for the model's pods (same metric names and `model_name` labels),
@@ -6,7 +7,8 @@ Debian's Prometheus scrapes them at the address the environment names
 (`observability.prometheusUrl`), and KEDA's operator and metrics API server,
 built from KEDA's Go module, run as processes against the cluster: a
 ScaledObject becomes an HPA, the HPA reads KEDA's external metrics through
-the API aggregation layer, and the Deployment's replicas follow the load.
+the API aggregation layer, and the Deployment's replicas follow the load. The local gateway (toolchain/local_gateway.py) stands where the
+Gateway's Envoy would, so a request to the stack's routes gets a completion from the simulator.
 
 KEDA needs its CRDs, which the stack installs; until they exist KEDA is not
 started, and `llmplane cluster up` after the update (which `make up` runs)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -33,6 +36,8 @@ KEDA_NAMESPACE = "keda"
 KEDA_METRICS_SERVICE = "keda-metrics-apiserver"
 SCALED_OBJECT_CRD = "scaledobjects.keda.sh"
 READY_TIMEOUT_S = 90
+GATEWAY = "gateway"
+"""The local data plane's name among the cluster's processes and ports."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ def start(cluster: EmbeddedCluster, addons: Addons, say=print) -> None:
         _wait(f"http://{LOOPBACK}:{addons.prometheus_port}/-/ready", "prometheus", cluster)
     say(f"cluster: Prometheus on {LOOPBACK}:{addons.prometheus_port} scraping a vLLM metrics simulator for "
         f"{', '.join(m.model for m in addons.models) or 'no model'}")
+    _start_gateway(cluster, ports, running, say)
     if not addons.keda:
         return
     if not cluster.kubectl("get", "crd", SCALED_OBJECT_CRD, "--ignore-not-found", "-o", "name").strip():
@@ -88,6 +94,19 @@ def start(cluster: EmbeddedCluster, addons: Addons, say=print) -> None:
         say("cluster: KEDA running")
         return
     _start_keda(cluster, say)
+
+
+def _start_gateway(cluster: EmbeddedCluster, simulators: dict[str, int], running: dict[str, int], say) -> None:
+    """The stand-in for the Gateway's Envoy (toolchain/local_gateway.py), on a port kept across restarts."""
+    port = cluster.read_ports().get(GATEWAY) or free_port()
+    cluster.record_port(GATEWAY, port)
+    if GATEWAY not in running:
+        kubectl = gotools.build(gotools.TOOLS["kubectl"])
+        cluster.start_process(GATEWAY, [
+            sys.executable, "-m", "toolchain.local_gateway", f"--kubeconfig={cluster.kubeconfig}",
+            f"--kubectl={kubectl}", f"--port={port}",
+            *[f"--simulator={model}={sim_port}" for model, sim_port in simulators.items()]], cwd=ROOT)
+    say(f"cluster: the Gateway's routes answer on http://{LOOPBACK}:{port} (toolchain/local_gateway.py)")
 
 
 def _start_keda(cluster: EmbeddedCluster, say) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,32 @@ def describe_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str:
     return f"{server} (kubeconfig {kubeconfig}), namespace {namespace}: {describe_pods(pods)}"
 
 
+def _try_it_on_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str | None:
+    from toolchain.cluster_addons import GATEWAY
+    from toolchain.embedded_cluster import EmbeddedCluster
+
+    listed = subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "get", "httproutes.gateway.networking.k8s.io",
+                             "-n", namespace, "-o", "json"], capture_output=True, text=True, check=False, timeout=60)
+    routes = json.loads(listed.stdout)["items"] if listed.returncode == 0 else []
+    return try_it(routes, EmbeddedCluster(kubeconfig.parent).read_ports().get(GATEWAY))
+
+
+def try_it(routes: list[dict], gateway_port: int | None) -> str | None:
+    """One `curl` that asks the first model route for a completion through the local gateway, or None."""
+    if gateway_port is None:
+        return None
+    for route in routes:
+        model = route["metadata"].get("labels", {}).get("llmplane.dev/model")
+        prefixes = [m["path"]["value"] for rule in route["spec"].get("rules", []) for m in rule.get("matches", [])
+                    if m.get("path", {}).get("type") == "PathPrefix" and m["path"]["value"].endswith("/v1")]
+        if model and prefixes and route["spec"].get("hostnames"):
+            body = json.dumps({"model": model, "prompt": "Kubernetes is", "max_tokens": 16})
+            return (f"curl -s http://127.0.0.1:{gateway_port}{prefixes[0]}/completions "
+                    f"-H {shlex.quote('Host: ' + route['spec']['hostnames'][0])} "
+                    f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m toolchain.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
@@ -107,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         kubectl = str(gotools.build(gotools.TOOLS["kubectl"]))
         print(f"deployed to: {describe_cluster(kubectl, args.kubeconfig, args.namespace)}")
         print(f"look around: {kubectl} --kubeconfig {args.kubeconfig} get pods -n {args.namespace}")
+        command = _try_it_on_cluster(kubectl, args.kubeconfig, args.namespace)
+        if command:
+            print(f"try it: {command}")
     return 0
 
 
