@@ -49,3 +49,12 @@ def test_merges_deploy_dev_then_staging_then_prod_behind_environments():
     assert [jobs[name]["with"]["environment"] for name in ("dev", "staging", "prod")] == ["dev", "staging", "prod"]
     up = _load("pulumi-up.yml")["jobs"]["up"]
     assert up["environment"] == "${{ inputs.environment }}", "GitHub environments carry prod's required approval"
+
+
+def test_the_test_job_keeps_built_tools_and_go_s_build_cache_keyed_by_the_pins():
+    steps = _load("pull-request.yml")["jobs"]["test"]["steps"]
+    [cache] = [s for s in steps if s.get("uses", "").startswith("actions/cache@")]
+    assert {"~/.cache/llmplane", "~/.cache/go-build"} <= set(cache["with"]["path"].split())
+    for pins in ("toolchain/gotools.py", "toolchain/go/*/go.sum", "facts/images.py", "toolchain/prerequisites.py"):
+        assert f"'{pins}'" in cache["with"]["key"], pins
+    assert steps.index(cache) < next(i for i, s in enumerate(steps) if "bash .ci/run" in s.get("run", ""))

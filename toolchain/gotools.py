@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facts.images import ENVOY_GATEWAY_VERSION
+from toolchain import releases
 
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = ROOT / "toolchain" / "go"
@@ -204,7 +205,22 @@ def build(tool: GoTool) -> Path:
             say(f"{tool.name}: another process is building it; waiting")
             fcntl.flock(lock, fcntl.LOCK_EX)
         found = tool.path()
-        return found if found else _build_locked(tool)
+        return found if found else _download_or_build(tool)
+
+
+def _download_or_build(tool: GoTool) -> Path:
+    """The publisher's binary where one can be downloaded with a matching checksum (toolchain/releases.py), else
+    a build from the Go module proxy."""
+    release = releases.releases({name: t.version for name, t in TOOLS.items()}).get(tool.name)
+    if release:
+        tool.cached.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if releases.take(release, tool.cached):
+                say(f"{tool.name}: took the released binary {release.url} (SHA-256 as its publisher lists)")
+                return tool.cached
+        except releases.DownloadRefused as refused:
+            say(f"{tool.name}: {refused}; building it instead")
+    return _build_locked(tool)
 
 
 def _try_lock(lock) -> bool:
