@@ -19,6 +19,20 @@ next to the instance metadata address, which GCP also avoids."""
 
 TUNNELS_PER_CONNECTION = 2
 """AWS VPN connections and GCP HA VPN both come as two tunnels."""
+
+CLOUD_SIDE_ASN: dict[str, int] = {"aws": 64512, "gcp": 64513}
+"""Private BGP ASNs of the cloud ends of every hybrid link: an AWS side's transit gateway (`amazon_side_asn`,
+64512 is also AWS's default) and a GCP side's Cloud Router. A site's ASN must differ from the ASN of every cloud
+side it peers with: eBGP needs two autonomous systems, and a router drops routes whose AS path already holds its
+own ASN (loop prevention), so a site sharing an ASN with its peer learns none of the cloud's routes."""
+
+PRIVATE_ASN_RANGES: tuple[tuple[int, int], ...] = ((64512, 65534), (4200000000, 4294967294))
+"""Private-use BGP ASNs, inclusive (RFC 6996): the 16-bit and the 32-bit ranges."""
+
+
+def private_asn(asn: int) -> bool:
+    """Whether `asn` is a private-use ASN (`PRIVATE_ASN_RANGES`)."""
+    return any(low <= asn <= high for low, high in PRIVATE_ASN_RANGES)
 ALLOCATION_START = ipaddress.ip_address("169.254.10.0")
 
 

@@ -7,6 +7,7 @@ and "GPU machine types" (snapshot of 2026). Extend the tables here when a cloud 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -111,3 +112,33 @@ def shapes_offered(cloud: str, gpu_type: str) -> list[int]:
 def gpu_types_offered(cloud: str) -> list[str]:
     """The GPU types `cloud` has machine shapes for, for error messages."""
     return sorted({"aws": _AWS_FAMILY, "gcp": _GCP_FAMILY}.get(cloud, {}))
+
+
+_ZONE_FORMS: dict[str, tuple[re.Pattern[str], str]] = {
+    "aws": (re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d+)[a-z]$"), "{region}{letter}"),
+    "gcp": (re.compile(r"^([a-z]+-[a-z]+\d+)-[a-z]$"), "{region}-{letter}"),
+}
+"""How each cloud names a zone after its region, and the region part of the name:
+
+- AWS: an Availability Zone's name is its Region's code followed by a letter (us-east-1a, us-west-2c; AWS
+  "Regions and Zones": "the code for an Availability Zone is its Region code followed by a letter identifier").
+  Local and Wavelength Zones (us-east-1-bos-1a) and zone IDs (use1-az1) have other forms and are not taken: the
+  cluster's subnets are placed by Availability Zone name.
+- GCP: a zone's name is its region's name, a dash and a letter (us-central1-a, europe-west4-b; Google Cloud
+  "Regions and zones": zones are named <region>-<zone letter>).
+"""
+
+
+def zone_region(cloud: str, zone: str) -> str | None:
+    """The region a zone belongs to, read from the form of its name (`_ZONE_FORMS`); None when the name has not
+    the cloud's zone form (or the cloud names no zones, on-prem)."""
+    form = _ZONE_FORMS.get(cloud)
+    match = form[0].fullmatch(zone) if form else None
+    return match.group(1) if match else None
+
+
+def zone_names(cloud: str, region: str, letters: str = "abc") -> list[str]:
+    """Zone names of `region` in `cloud` for the given letters, for error messages (whether a region has a zone
+    of each letter is not kept here)."""
+    form = _ZONE_FORMS.get(cloud)
+    return [form[1].format(region=region, letter=letter) for letter in letters] if form else []

@@ -27,6 +27,19 @@ BYTES_PER_PARAMETER: dict[str, float] = {
 }
 """Bytes that one weight takes in memory, per dtype."""
 
+KV_CACHE_BYTES_PER_VALUE: dict[str, float] = {
+    "float32": 4,
+    "bfloat16": 2,
+    "float16": 2,
+    "fp8": 2,
+    "int8": 2,
+    "int4": 2,
+}
+"""Bytes of one key or value element in vLLM's KV cache, per weight dtype, under vLLM's default `--kv-cache-dtype
+auto`: the cache takes the model's activation dtype (vllm/utils/torch_utils.py `kv_cache_dtype_str_to_dtype`:
+"auto" is the model config's dtype), which is 16-bit for 16-bit and quantized (fp8, int8, int4) weights alike and
+32-bit only for float32 models."""
+
 GPU_HOUR_USD: dict[str, float] = {
     "nvidia-l4": 0.98,
     "nvidia-a10g": 1.21,

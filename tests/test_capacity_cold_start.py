@@ -154,6 +154,7 @@ def test_an_activation_threshold_of_one_leaves_a_lone_request_waiting():
 
 def test_an_over_long_prompt_is_reported_unservable_with_what_would_serve_it(env_config, load):
     config = env_config("prod")
+    config["llmplane:models"]["llama-3-8b"]["architecture"]["contextLength"] = 131072  # a Llama 3.1 8B
     config["llmplane:models"]["llama-3-8b"]["engine"]["maxModelLen"] = 16384
     spec = load(config, "prod")
     # 4,000 prompt tokens/s on an L4: a 12,000-token prompt needs 3 s of prefill, beyond the 2.5 s SLO

@@ -78,6 +78,49 @@ def test_weights_summing_to_90_exit_2_naming_the_field(capsys, tmp_path):
     assert "Traceback" not in err
 
 
+def _edit(old: str, new: str, count: int = 1):
+    def edit(text: str) -> str:
+        assert old in text
+        return text.replace(old, new, count)
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "lines"),
+    [
+        (_edit("bgpAsn: 65010", "bgpAsn: 64512"),
+         ["  - hybrid.dc1.bgpAsn: ASN 64512 is the aws side's own ASN on this link (aws-use1, aws-usw2); BGP peers "
+          "need different ASNs\n      value: 64512\n      fix:   give the site another private ASN (not 64512 or "
+          "64513), e.g. 65010"]),
+        (_edit("zones: [us-east-1a, us-east-1b, us-east-1c]", "zones: [us-east-1a, us-west-2a, us-east-1c]"),
+         ["  - clusters.aws-use1.zones: zone us-west-2a is in region us-west-2, not in the cluster's region "
+          "us-east-1\n      value: us-west-2a\n      fix:   use zones of us-east-1, e.g. us-east-1a, us-east-1b, "
+          "us-east-1c"]),
+        (_edit("zones: [us-central1-a, us-central1-b, us-central1-c]", "zones: [europe-west4-a, us-central1-b]"),
+         ["  - clusters.gcp-usc1.zones: zone europe-west4-a is in region europe-west4, not in the cluster's region "
+          "us-central1\n      value: europe-west4-a\n      fix:   use zones of us-central1"]),
+        (_edit("maxModelLen: 8192\n        maxNumSeqs: 128", "maxModelLen: 1000000\n        maxNumSeqs: 128"),
+         ["  - models.llama-3-8b.engine.maxModelLen: 1000000 tokens exceed the model's context window of 8192 tokens "
+          "(architecture.contextLength); vLLM refuses to start with it\n      value: 1000000\n      fix:   use at "
+          "most 8192",
+          "  - models.llama-3-8b.engine.maxModelLen: one sequence of 1000000 tokens needs 131.1 GB of KV cache per "
+          "GPU; nvidia-l4 keeps 5.5 GB for it after the weights (aws-use1, aws-usw2, gcp-usc1), and vLLM refuses to "
+          "start without room for one\n      value: 1000000\n      fix:   use at most 42256 tokens"]),
+    ],
+    ids=["onprem-asn-equals-aws-side", "aws-zone-of-another-region", "gcp-zone-of-another-region",
+         "8b-on-l4-with-a-million-tokens"],
+)
+def test_a_broken_constraint_exits_2_naming_field_value_and_fix(capsys, tmp_path, edit, lines):
+    write_environment(tmp_path, "prod", edit)
+    code, out, err = run(capsys, "validate", "prod", "--environments", str(tmp_path))
+    assert code == 2 and out == ""
+    assert err.startswith(f"environment 'prod' is invalid ({len(lines)} problem{'s' * (len(lines) > 1)}); nothing "
+                          "was deployed or changed:\n")
+    for line in lines:
+        assert line in err, err
+    assert "Traceback" not in err
+
+
 def test_every_problem_in_a_file_is_printed(capsys, tmp_path):
     def break_three_things(text: str) -> str:
         text = weights_90(text).replace("bgpAsn: 65010", "bgpAsn: 100").replace("cloud: gcp", "cloud: azure")

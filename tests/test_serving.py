@@ -109,12 +109,12 @@ def test_shared_memory_and_writable_caches_are_volumes():
 
 
 def test_engine_arguments_come_from_the_spec():
-    """prod's llama-3-70b (tp 4, maxModelLen 16384, streamed): the launcher puts the model folder first (the
+    """prod's llama-3-70b (tp 4, maxModelLen 8192, streamed): the launcher puts the model folder first (the
     verified node cache or the stream), so the container's arguments are the flags after it."""
     deployment = named(plan_of("prod"), DEPLOYMENT, "llama-3-70b-v1-0-0")[0]
     assert _container(deployment)["args"] == [
         "--served-model-name", "llama-3-70b:1.0.0", "llama-3-70b", "--port", "8000",
-        "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.9", "--max-model-len", "16384",
+        "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.9", "--max-model-len", "8192",
         "--max-num-seqs", "128", "--enable-prefix-caching",
         "--otlp-traces-endpoint", "http://jaeger.monitoring.svc.cluster.local:4317",
         "--load-format", "runai_streamer", "--model-loader-extra-config", '{"concurrency": 16}']

@@ -254,7 +254,7 @@ class TestRegionsAndGpus(RuleCases):
 
     def test_region_that_lacks_the_gpu_type(self, env_config, load):
         config = env_config("dev")
-        config["llmplane:clusters"][0]["region"] = "us-west-1"
+        config["llmplane:clusters"][0].update(region="us-west-1", zones=["us-west-1a", "us-west-1b"])
         problem = self.expect(load, config, "dev", "clusters.aws-use1.pools.inference.gpuType",
                               "nvidia-l4 is not offered in aws us-west-1", "nvidia-l4")
         assert problem.fix == "use one of: nvidia-a10g"
@@ -265,6 +265,61 @@ class TestRegionsAndGpus(RuleCases):
         problem = self.expect(load, config, "dev", "clusters.aws-use1.pools.inference.gpusPerNode",
                               "aws has no machine with 2 x nvidia-l4", "2")
         assert problem.fix == "use one of: 1, 4, 8"
+
+
+# --- cloud_zones --------------------------------------------------------------------------------------------------
+
+
+class TestCloudZones(RuleCases):
+    rule = rules.cloud_zones
+
+    @pytest.mark.parametrize(
+        ("index", "zone", "message", "fix"),
+        [
+            (0, "us-west-2a", "zone us-west-2a is in region us-west-2, not in the cluster's region us-east-1",
+             "use zones of us-east-1, e.g. us-east-1a, us-east-1b, us-east-1c"),
+            (2, "europe-west4-a", "zone europe-west4-a is in region europe-west4, not in the cluster's region "
+             "us-central1", "use zones of us-central1, e.g. us-central1-a, us-central1-b, us-central1-c"),
+        ],
+        ids=["aws", "gcp"],
+    )
+    def test_a_zone_lies_in_the_clusters_region(self, env_config, load, index, zone, message, fix):
+        config = env_config("prod")
+        cluster = config["llmplane:clusters"][index]
+        cluster["zones"][1] = zone
+        problem = self.expect(load, config, "prod", f"clusters.{cluster['name']}.zones", message, zone)
+        assert problem.fix == fix
+
+    @pytest.mark.parametrize(
+        ("index", "zone"),
+        [(0, "use1-az1"), (0, "us-east-1"), (0, "us-east-1-bos-1a"), (0, "us-central1-a"), (2, "us-central1a"),
+         (2, "us-east-1a")],
+    )
+    def test_a_zone_has_its_clouds_name_form(self, env_config, load, index, zone):
+        config = env_config("prod")
+        cluster = config["llmplane:clusters"][index]
+        cluster["zones"][1] = zone
+        self.expect(load, config, "prod", f"clusters.{cluster['name']}.zones",
+                    f"{zone} is not a {cluster['cloud']} zone name", zone)
+
+    @pytest.mark.parametrize(("zones", "value"), [(["us-east-1a"], "us-east-1a"), ([], "(none)")])
+    def test_an_eks_cluster_spans_two_zones(self, env_config, load, zones, value):
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["zones"] = zones
+        problem = self.expect(load, config, "dev", "clusters.aws-use1.zones",
+                              f"an EKS cluster needs subnets in at least two zones; {len(zones)} given", value)
+        assert problem.fix == "list two or more zones of us-east-1, e.g. us-east-1a, us-east-1b, us-east-1c"
+
+    def test_onprem_zones_are_free_and_a_gke_cluster_may_name_none(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:clusters"][2]["zones"] = []
+        config["llmplane:clusters"][3]["zones"] = ["rack-7", "Basement"]
+        load(config, "prod")
+
+    def test_an_unknown_region_is_said_once(self, env_config, load):
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["region"] = "us-east-9"
+        assert [p.path for p in failure(load, config, "dev").problems] == ["clusters.aws-use1.region"]
 
 
 # --- placement ----------------------------------------------------------------------------------------------------
@@ -418,6 +473,68 @@ class TestFitsGpus(RuleCases):
         ]
 
 
+# --- sequence_fits ------------------------------------------------------------------------------------------------
+
+L4_ROOM = "nvidia-l4 keeps 5.5 GB for it after the weights"
+"""0.9 x 24 GB less 8.03 B bf16 weights (16.06 GB): what an L4 leaves a Llama 3 8B replica's KV cache."""
+
+
+class TestSequenceFits(RuleCases):
+    rule = rules.sequence_fits
+
+    def test_a_million_tokens_on_an_8b_model_on_l4_is_refused_twice(self, env_config, load):
+        """Beyond Llama 3 8B's context window, and 131 GB of KV cache (128 KiB a token) where an L4 keeps 5.5."""
+        config = env_config("prod")
+        config["llmplane:models"]["llama-3-8b"]["engine"]["maxModelLen"] = 1_000_000
+        error = failure(load, config, "prod")
+        assert [(p.path, p.message, p.value, p.fix) for p in error.problems] == [
+            ("models.llama-3-8b.engine.maxModelLen", "1000000 tokens exceed the model's context window of 8192 tokens "
+             "(architecture.contextLength); vLLM refuses to start with it", "1000000",
+             "use at most 8192, or serve a variant of the model with a longer context"),
+            ("models.llama-3-8b.engine.maxModelLen", "one sequence of 1000000 tokens needs 131.1 GB of KV cache per "
+             f"GPU; {L4_ROOM} (aws-use1, aws-usw2, gcp-usc1), and vLLM refuses to start without room for one",
+             "1000000", "use at most 42256 tokens, raise tensorParallelSize or gpuMemoryUtilization, or use a GPU "
+             "with more memory"),
+        ]
+        spec = PlatformSpec.model_validate(spec_data(config, "prod"))
+        assert error.problems == list(rules.sequence_fits(spec))
+
+    def test_max_model_len_stays_within_the_context_window(self, env_config, load):
+        """Llama 3 70B's config.json says 8192 positions: vLLM refuses 16384 (`_get_and_verify_max_len`)."""
+        config = env_config("prod")
+        config["llmplane:models"]["llama-3-70b"]["engine"]["maxModelLen"] = 16384
+        self.expect(load, config, "prod", "models.llama-3-70b.engine.maxModelLen", "16384 tokens exceed the model's "
+                    "context window of 8192 tokens (architecture.contextLength); vLLM refuses to start with it", "16384")
+
+    @pytest.mark.parametrize(("length", "fits"), [(42256, True), (42257, False), (65536, False)])
+    def test_one_sequence_fits_a_replicas_kv_cache(self, env_config, load, length, fits):
+        """A long-context 8B (Llama 3.1's 131072 positions) on one L4: 42256 tokens of 128 KiB fit its 5.5 GB."""
+        config = env_config("dev")
+        model = config["llmplane:models"]["llama-3-8b"]
+        model["architecture"]["contextLength"] = 131072
+        model["engine"]["maxModelLen"] = length
+        if fits:
+            load(config, "dev")
+            return
+        need = -(-length // 16) * 16 * 131072 / 1e9
+        self.expect(load, config, "dev", "models.llama-3-8b.engine.maxModelLen", f"one sequence of {length} tokens "
+                    f"needs {need:.1f} GB of KV cache per GPU; {L4_ROOM} (aws-use1), and vLLM refuses to start "
+                    "without room for one", str(length))
+
+    def test_tensor_parallelism_splits_the_kv_heads_and_replicates_too_few(self, env_config, load):
+        spec = load(env_config("prod"), "prod")
+        model = spec.models["llama-3-70b"]
+        assert model.kv_bytes_per_token() == 2 * 80 * (8 // 4) * 128 * 2  # tp 4: two of the eight KV heads a GPU
+        wide = model.model_copy(update={"engine": model.engine.model_copy(update={"tensor_parallel_size": 16})})
+        assert wide.kv_bytes_per_token() == 2 * 80 * 1 * 128 * 2  # tp 16 > 8 heads: one head a GPU, replicated
+
+    def test_the_architecture_is_required(self, env_config, load):
+        config = env_config("prod")
+        config["llmplane:models"]["llama-3-8b"].pop("architecture")
+        problem = expect(load, config, "prod", "models.llama-3-8b.architecture", "field required", "(missing)")
+        assert problem.fix == "add `architecture`"
+
+
 # --- engine_batch -------------------------------------------------------------------------------------------------
 
 
@@ -502,6 +619,31 @@ class TestReferences(RuleCases):
     def test_private_asn_ranges_are_inclusive(self, env_config, load, asn):
         config = env_config("prod")
         config["llmplane:hybrid"][0]["bgpAsn"] = asn
+        if asn == 64512:  # the AWS sides' own ASN: free on a link to GCP only
+            config["llmplane:hybrid"][0]["cloudClusters"] = ["gcp-usc1"]
+        load(config, "prod")
+
+    @pytest.mark.parametrize(
+        ("asn", "message"),
+        [
+            (64512, "ASN 64512 is the aws side's own ASN on this link (aws-use1, aws-usw2); BGP peers need different "
+                    "ASNs"),
+            (64513, "ASN 64513 is the gcp side's own ASN on this link (gcp-usc1); BGP peers need different ASNs"),
+        ],
+    )
+    def test_the_site_asn_differs_from_every_cloud_side(self, env_config, load, asn, message):
+        config = env_config("prod")
+        config["llmplane:hybrid"][0]["bgpAsn"] = asn
+        problem = self.expect(load, config, "prod", "hybrid.dc1.bgpAsn", message, str(asn))
+        assert problem.fix == "give the site another private ASN (not 64512 or 64513), e.g. 65010"
+
+    def test_the_asns_compared_are_the_links_real_cloud_sides(self, env_config, load):
+        """The components give every AWS side 64512 and every GCP side 64513 (facts.addressing.CLOUD_SIDE_ASN):
+        a link to AWS only may use GCP's."""
+        from components.hybrid.link import AWS_SIDE_ASN, GCP_SIDE_ASN
+        assert (AWS_SIDE_ASN, GCP_SIDE_ASN) == (64512, 64513)
+        config = env_config("prod")
+        config["llmplane:hybrid"][0].update(bgpAsn=GCP_SIDE_ASN, cloudClusters=["aws-use1", "aws-usw2"])
         load(config, "prod")
 
     def test_onprem_networks_do_not_overlap_cloud_networks(self, env_config, load):

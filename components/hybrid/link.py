@@ -17,11 +17,12 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from components.clusters.base import AwsNetwork, ClusterNetwork
-from facts.addressing import TUNNELS_PER_CONNECTION, hosts
+from facts.addressing import CLOUD_SIDE_ASN, TUNNELS_PER_CONNECTION, hosts, private_asn
 
-AWS_SIDE_ASN = 64512
-GCP_SIDE_ASN = 64513
-"""Private ASNs of the cloud ends of every link (the on-prem ASN comes from the spec and must differ)."""
+AWS_SIDE_ASN = CLOUD_SIDE_ASN["aws"]
+GCP_SIDE_ASN = CLOUD_SIDE_ASN["gcp"]
+"""Private ASNs of the cloud ends of every link (`facts.addressing.CLOUD_SIDE_ASN`; the on-prem ASN comes from the
+spec and must differ from that of every side it peers with: the spec rule `references` and `HybridLinkArgs`)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,18 @@ class HybridLinkArgs:
     """Tags for AWS resources."""
     labels: dict[str, str] = field(default_factory=dict)
     """The same ownership as GCP labels."""
+
+    def __post_init__(self) -> None:
+        asn = self.site.bgp_asn
+        if not private_asn(asn):
+            raise ValueError(f"HybridLink {self.site.name}: the site's BGP ASN {asn} is not private; use one of "
+                             "64512-65534 or 4200000000-4294967294")
+        for side in self.sides:
+            cloud_asn = AWS_SIDE_ASN if isinstance(side.network, AwsNetwork) else GCP_SIDE_ASN
+            if asn == cloud_asn:
+                raise ValueError(f"HybridLink {self.site.name}: the site's BGP ASN {asn} is the ASN of the cloud "
+                                 f"side {side.cluster!r}; BGP peers need different ASNs, so give the site another "
+                                 f"private ASN (not {AWS_SIDE_ASN} or {GCP_SIDE_ASN})")
 
 
 class HybridLink(pulumi.ComponentResource):

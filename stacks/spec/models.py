@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB
+from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VALUE
 from facts.images import VLLM_IMAGE
 from facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
 
@@ -250,6 +250,22 @@ class Weights(Section):
     node_cache: bool = Field(default=True, description="Load from the pool's node cache when it has one.")
 
 
+class Architecture(Section):
+    """The figures of the model's `config.json` that size a sequence: how long one may be, and how much KV cache
+    each of its tokens takes. Required: without them no rule can tell that vLLM would refuse the engine settings."""
+
+    context_length: int = Field(
+        ge=256, le=1 << 24,
+        description="Longest sequence the model was trained for, in tokens: `max_position_embeddings` of its "
+                    "config.json (Llama 3: 8192; Llama 3.1: 131072); `engine.maxModelLen` may not exceed it.")
+    layers: int = Field(ge=1, le=1000, description="Transformer layers: `num_hidden_layers` (Llama 3 8B: 32).")
+    kv_heads: int = Field(
+        ge=1, le=1024, description="Key/value heads per layer: `num_key_value_heads` (Llama 3 8B and 70B: 8).")
+    head_dim: int = Field(
+        ge=1, le=1024,
+        description="Dimensions per head: `head_dim`, or `hidden_size / num_attention_heads` (Llama 3: 128).")
+
+
 class Engine(Section):
     """vLLM engine settings of a model."""
 
@@ -330,6 +346,8 @@ class Model(Section):
     catalog: dict[SemVer, Artifact] = Field(min_length=1, description="Every published version: the registry.")
     versions: list[DeployedVersion] = Field(min_length=1, description="Versions deployed, with traffic weights.")
     engine: Engine = Field(default_factory=Engine, description="vLLM engine settings.")
+    architecture: Architecture = Field(
+        description="Context window and KV-cache shape, from the model's config.json.")
     replicas: Bounds = Field(description="Replica bounds per version and cluster.")
     pool: Name = Field(description="GPU pool the model runs on, in every cluster it is deployed to.")
     clusters: list[Name] | None = Field(default=None, description="Clusters to deploy to; all when omitted.")
@@ -349,6 +367,22 @@ class Model(Section):
     def weight_bytes(self) -> float:
         """Bytes the weights take in GPU memory, all shards together."""
         return self.parameters_billions * 1e9 * BYTES_PER_PARAMETER[self.dtype]
+
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes one token takes on each GPU of a replica: a key and a value per layer, KV head and head
+        dimension (vLLM's FullAttentionSpec page size per token). Tensor parallelism splits the KV heads over the
+        GPUs, and replicates them where there are fewer heads than GPUs (vLLM's `get_num_kv_heads`:
+        max(1, heads // tp))."""
+        heads = max(1, self.architecture.kv_heads // self.engine.tensor_parallel_size)
+        return 2 * self.architecture.layers * heads * self.architecture.head_dim * KV_CACHE_BYTES_PER_VALUE[self.dtype]
+
+    def kv_room_bytes(self, gpu_type: str) -> float:
+        """Bytes each GPU of a replica has left for the KV cache on `gpu_type`: its share vLLM may use
+        (gpuMemoryUtilization) less its shard of the weights. An upper bound: vLLM also keeps the activations'
+        peak and CUDA graphs out of it."""
+        engine = self.engine
+        return GPU_MEMORY_GB[gpu_type] * 1e9 * engine.gpu_memory_utilization - \
+            self.weight_bytes() / engine.tensor_parallel_size
 
     def replicas_of(self, version: DeployedVersion) -> Bounds:
         """The replica bounds that apply to a deployed version."""

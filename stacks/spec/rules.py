@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable
 
 from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
-from facts.addressing import TUNNELS_PER_CONNECTION, gke_secondary_ranges, problem_with
+from facts.addressing import CLOUD_SIDE_ASN, PRIVATE_ASN_RANGES, TUNNELS_PER_CONNECTION, gke_secondary_ranges, \
+    private_asn, problem_with
 from .errors import Problem, inline, show
-from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered
+from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered, zone_names, zone_region
 from facts.gpus import GPU_MEMORY_GB
 from facts.loading import GIB, INSTANCE_STORE_GB
 from .models import Bounds, Cluster, GpuPool, Model, PlatformSpec
@@ -100,6 +101,28 @@ def regions_and_gpus(spec: PlatformSpec) -> Iterable[Problem]:
                               f"{pool.gpu_type}", str(pool.gpus_per_node), f"use one of: {sizes}")
 
 
+def cloud_zones(spec: PlatformSpec) -> Iterable[Problem]:
+    """A cloud cluster's zones are zones of its region, read from each zone's name (`facts.clouds.zone_region`:
+    AWS us-east-1a is in us-east-1, GCP europe-west4-a in europe-west4); an AWS cluster spreads over at least two
+    zones (EKS requires subnets in at least two Availability Zones)."""
+    for cluster in spec.clusters:
+        regions = REGIONS_BY_CLOUD.get(cluster.cloud)
+        if regions is None or cluster.region not in regions:
+            continue  # on-prem sites name no cloud zones; an unknown region is said by `regions_and_gpus`
+        path, examples = f"clusters.{cluster.name}.zones", ", ".join(zone_names(cluster.cloud, cluster.region))
+        for zone in cluster.zones:
+            region = zone_region(cluster.cloud, zone)
+            if region == cluster.region:
+                continue
+            message = (f"{inline(zone)} is not a {cluster.cloud} zone name" if region is None else
+                       f"zone {zone} is in region {region}, not in the cluster's region {cluster.region}")
+            yield Problem(path, message, inline(zone), f"use zones of {cluster.region}, e.g. {examples}")
+        if cluster.cloud == "aws" and len(cluster.zones) < 2:
+            yield Problem(path, f"an EKS cluster needs subnets in at least two zones; {len(cluster.zones)} given",
+                          ", ".join(map(inline, cluster.zones)) or "(none)",
+                          f"list two or more zones of {cluster.region}, e.g. {examples}")
+
+
 def _pools_for(spec: PlatformSpec, model: Model):
     for cluster in spec.clusters_of(model):
         yield cluster, next((p for p in cluster.pools if p.name == model.pool), None)
@@ -168,6 +191,12 @@ def reachable_weights(spec: PlatformSpec) -> Iterable[Problem]:
                                   "add mirrors: {gcp: gs://...} with the same archive, or an https:// uri")
 
 
+def _crowded(model: Model, pool: GpuPool) -> bool:
+    """Whether the weights' shard leaves less than `KV_CACHE_SHARE` of a GPU's usable memory to the KV cache."""
+    usable = GPU_MEMORY_GB[pool.gpu_type] * 1e9 * model.engine.gpu_memory_utilization
+    return model.weight_bytes() / model.engine.tensor_parallel_size > usable * (1 - KV_CACHE_SHARE)
+
+
 def fits_gpus(spec: PlatformSpec) -> Iterable[Problem]:
     """Tensor parallelism fits a node, and each shard leaves room for the KV cache."""
     for name, model in spec.models.items():
@@ -183,11 +212,49 @@ def fits_gpus(spec: PlatformSpec) -> Iterable[Problem]:
                 continue
             usable = GPU_MEMORY_GB[pool.gpu_type] * model.engine.gpu_memory_utilization
             per_gpu = model.weight_bytes() / tp / 1e9
-            if per_gpu > usable * (1 - KV_CACHE_SHARE):
+            if _crowded(model, pool):
                 yield Problem(f"models.{name}", f"{per_gpu:.1f} GB of weights per GPU leave no room for the KV cache on "
                               f"{pool.gpu_type} ({usable:.1f} GB usable, {KV_CACHE_SHARE:.0%} kept for KV cache) in "
                               f"{cluster.name}", f"{model.parameters_billions}B {model.dtype}, tp={tp}",
                               "raise tensorParallelSize, quantize to a smaller dtype, or use a larger GPU")
+
+
+KV_BLOCK_TOKENS = 16
+"""Tokens per KV-cache block: vLLM's default block size on CUDA; a sequence takes whole blocks."""
+
+
+def sequence_fits(spec: PlatformSpec) -> Iterable[Problem]:
+    """maxModelLen is within the model's context window, and one sequence of that length fits the KV cache of a
+    replica on every pool the model runs on: vLLM refuses to start otherwise (a longer length than the model's
+    `max_position_embeddings`: vllm/config/model.py `_get_and_verify_max_len`; no room for one full sequence:
+    vllm/v1/core/kv_cache_utils.py `check_enough_kv_cache_memory`). The room counted is the GPU's share vLLM may
+    use less the weights' shard (`Model.kv_room_bytes`), more than vLLM will find once activations take theirs: a
+    length refused here is refused by vLLM, one passed may still be short."""
+    for name, model in spec.models.items():
+        length, path = model.engine.max_model_len, f"models.{name}.engine.maxModelLen"
+        context = model.architecture.context_length
+        if length > context:
+            yield Problem(path, f"{length} tokens exceed the model's context window of {context} tokens "
+                          "(architecture.contextLength); vLLM refuses to start with it", str(length),
+                          f"use at most {context}, or serve a variant of the model with a longer context")
+        per_token = model.kv_bytes_per_token()
+        need = -(-length // KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS * per_token
+        short: dict[str, tuple[float, list[str]]] = {}
+        for cluster, pool in _pools_for(spec, model):
+            if pool is None or model.engine.tensor_parallel_size > pool.gpus_per_node or _crowded(model, pool):
+                continue  # no pool, or tensor parallelism or weights that do not fit: `placement`, `fits_gpus`
+            room = model.kv_room_bytes(pool.gpu_type)
+            if need <= room:
+                continue
+            short.setdefault(pool.gpu_type, (room, []))[1].append(cluster.name)
+        if short:
+            gpu, (room, clusters) = min(short.items(), key=lambda item: item[1][0])
+            holds = int(room // per_token) // KV_BLOCK_TOKENS * KV_BLOCK_TOKENS
+            yield Problem(path, f"one sequence of {length} tokens needs {need / 1e9:.1f} GB of KV cache per GPU; "
+                          f"{gpu} keeps {room / 1e9:.1f} GB for it after the weights ({', '.join(clusters)}), and "
+                          "vLLM refuses to start without room for one", str(length),
+                          f"use at most {holds} tokens, raise tensorParallelSize or gpuMemoryUtilization, or use a "
+                          "GPU with more memory")
 
 
 def engine_batch(spec: PlatformSpec) -> Iterable[Problem]:
@@ -239,9 +306,17 @@ def references(spec: PlatformSpec) -> Iterable[Problem]:
             if name not in by_name or by_name[name].cloud == "onprem":
                 yield Problem(f"{path}.cloudClusters", f"'{name}' is not a cloud cluster", name,
                               "name an aws or gcp cluster")
-        if not (64512 <= link.bgp_asn <= 65534 or 4200000000 <= link.bgp_asn <= 4294967294):
+        if not private_asn(link.bgp_asn):
             yield Problem(f"{path}.bgpAsn", f"ASN {link.bgp_asn} is not private", str(link.bgp_asn),
-                          "use a private ASN: 64512-65534 or 4200000000-4294967294")
+                          "use a private ASN: " + " or ".join(f"{low}-{high}" for low, high in PRIVATE_ASN_RANGES))
+        peers = [name for name in link.cloud_clusters
+                 if name in by_name and CLOUD_SIDE_ASN.get(by_name[name].cloud) == link.bgp_asn]
+        if peers:
+            cloud = by_name[peers[0]].cloud
+            taken = sorted(set(CLOUD_SIDE_ASN.values()))
+            yield Problem(f"{path}.bgpAsn", f"ASN {link.bgp_asn} is the {cloud} side's own ASN on this link "
+                          f"({', '.join(peers)}); BGP peers need different ASNs", str(link.bgp_asn),
+                          f"give the site another private ASN (not {' or '.join(map(str, taken))}), e.g. 65010")
         cloud_cidrs = [(c.name, ipaddress.ip_network(c.network_cidr, strict=False))
                        for c in spec.clusters if c.network_cidr]
         for cidr in link.onprem_cidrs:
@@ -505,11 +580,13 @@ RULES: tuple[Rule, ...] = (
     unique_names,
     min_at_most_max,
     regions_and_gpus,
+    cloud_zones,
     placement,
     traffic_weights,
     catalog_registry,
     reachable_weights,
     fits_gpus,
+    sequence_fits,
     engine_batch,
     pool_capacity,
     references,
