@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as KEDA_HTTP_ADDON_CHART
+from components.gateway.charts import CERT_MANAGER as CERT_MANAGER_CHART
 from components.gateway.charts import ENVOY_GATEWAY as ENVOY_GATEWAY_CHART
 from stacks.yaml_loader import SAFE_LOADER
 
@@ -80,6 +81,16 @@ ENVOY_GATEWAY = CrdSource(
 )
 """Envoy Gateway's own CRDs, as its chart (the same version) installs them in the clouds: the tests admit the
 gateway's objects against them."""
+CERT_MANAGER = CrdSource(
+    "cert-manager", "github.com/cert-manager/cert-manager", CERT_MANAGER_CHART.version,
+    (*(f"deploy/crds/cert-manager.io_{kind}.yaml"
+       for kind in ("certificaterequests", "certificates", "clusterissuers", "issuers")),
+     *(f"deploy/crds/acme.cert-manager.io_{kind}.yaml" for kind in ("challenges", "orders"))),
+)
+"""cert-manager's CRDs as its source tree keeps them, plain YAML with the same specs as the chart's templates
+(deploy/charts/cert-manager/templates/crd-*.yaml add only Helm labels and the `crds.keep` annotation). Not installed
+by the stack, whose clusters get them from the chart (`crds.enabled`); the tests run cert-manager's controllers on
+them."""
 SOURCES = (GATEWAY_API, KEDA, PROMETHEUS_OPERATOR, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, ENVOY_GATEWAY)
 
 

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facts.images import ENVOY_GATEWAY_VERSION
+from facts.images import CERT_MANAGER_VERSION, ENVOY_GATEWAY_VERSION
 from toolchain import releases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +157,10 @@ TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (
            f"github.com/envoyproxy/gateway/cmd/envoy-gateway@v{ENVOY_GATEWAY_VERSION}"),
     # Our xDS reader for what that controller publishes, on the go-control-plane it is built with.
     GoTool("xds-probe", _source_digest("xds-probe"), ".", module_dir="xds-probe"),
+    # cert-manager's controllers at the chart's version, run by our runner (its main.go: upstream's binary module
+    # is not on the proxy); the version carries the runner's digest so an edit rebuilds it.
+    GoTool("cert-manager-controller", f"{CERT_MANAGER_VERSION}-{_source_digest('cert-manager-controller')}", ".",
+           module_dir="cert-manager-controller"),
 )}
 
 

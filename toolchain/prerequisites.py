@@ -102,6 +102,7 @@ TOOLS: tuple[Tool, ...] = (
     _go("epp-probe", (TEST,), 8),
     _go("envoy-gateway", (TEST,), 365),
     _go("xds-probe", (TEST,), 3),
+    _go("cert-manager-controller", (TEST,), 200),
     _go("keda-http-interceptor", (TEST,), 124),
     _go("keda-http-scaler", (TEST,), 11),
 )

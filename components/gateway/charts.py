@@ -1,7 +1,7 @@
 """Helm charts and images of the gateway layer, pinned: repository, chart and version in one place."""
 
 from components.clusters.charts import Chart
-from facts.images import ENVOY_GATEWAY_VERSION
+from facts.images import CERT_MANAGER_VERSION, ENVOY_GATEWAY_VERSION
 
 ENVOY_GATEWAY = Chart("gateway-helm", f"v{ENVOY_GATEWAY_VERSION}", "oci://docker.io/envoyproxy")
 """Envoy Gateway v1.8.1: the release Envoy AI Gateway v1.1.0 is built on and documents (its go.mod requires
@@ -15,7 +15,7 @@ AI_GATEWAY = Chart("ai-gateway-helm", "v1.1.0", "oci://docker.io/envoyproxy")
 (Envoy Gateway v1.8.1 has no InferencePool support of its own; its extension manager hands those backends to this
 controller, which wires each pool's endpoint picker as ext_proc). Its module is not on the Go proxy, so the version
 comes from the project's published install records (ai-gateway-helm v1.0.0 with Envoy Gateway v1.8.1, v1.1.0 after)."""
-CERT_MANAGER = Chart("cert-manager", "v1.21.2", "https://charts.jetstack.io")
+CERT_MANAGER = Chart("cert-manager", f"v{CERT_MANAGER_VERSION}", "https://charts.jetstack.io")
 """cert-manager v1.21.2 (newest github.com/cert-manager/cert-manager release on the Go proxy)."""
 EXTERNAL_DNS = Chart("external-dns", "1.22.0", "https://kubernetes-sigs.github.io/external-dns/")
 """external-dns chart 1.22.0, app 0.22.0 (charts/external-dns/Chart.yaml in the module sigs.k8s.io/external-dns
