@@ -86,6 +86,11 @@ def assign_tunnels(links: Iterable) -> dict[tuple[str, str], list[str]]:
     return assigned
 
 
+GKE_CONTROL_PLANE_CIDR = "172.16.0.0/28"
+"""The range a GKE cluster's private control plane peers into (`master_ipv4_cidr_block`, a /28 as GKE requires);
+a GCP cluster's network may not overlap it (GKE refuses the cluster): the spec rule `cluster_targets`."""
+
+
 def gke_secondary_ranges(network: str) -> dict[str, str]:
     """A GKE cluster's pod and service ranges, derived outside its VPC range in 100.64.0.0/10 (RFC 6598): the
     nodes get the VPC range itself. Used by the GKE cluster component and by the routed-overlap rule."""

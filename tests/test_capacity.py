@@ -194,7 +194,7 @@ def test_oracle_is_below_static_and_policy(trace):
     # Any policy that meets the objective pays at least the oracle: the shipped-style one when it does, and one
     # that keeps half the static fleet and scales from there.
     checked = 0
-    for policy in (POLICY, dataclasses.replace(POLICY, min_replicas=max(1, n // 2)),
+    for policy in (POLICY, dataclasses.replace(POLICY, min_replicas=max(1, n // 2), max_replicas=max(20, n)),
                    dataclasses.replace(POLICY, min_replicas=n, max_replicas=2 * n)):
         _, _, result = policy_run(trace, policy, start=start_replicas(trace, PROFILE, policy))
         if result.within_slo >= PROFILE.ttft_objective:

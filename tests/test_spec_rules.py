@@ -504,7 +504,8 @@ class TestSequenceFits(RuleCases):
         config = env_config("prod")
         config["llmplane:models"]["llama-3-70b"]["engine"]["maxModelLen"] = 16384
         self.expect(load, config, "prod", "models.llama-3-70b.engine.maxModelLen", "16384 tokens exceed the model's "
-                    "context window of 8192 tokens (architecture.contextLength); vLLM refuses to start with it", "16384")
+                    "context window of 8192 tokens (architecture.contextLength); vLLM refuses to start with it",
+                    "16384")
 
     @pytest.mark.parametrize(("length", "fits"), [(42256, True), (42257, False), (65536, False)])
     def test_one_sequence_fits_a_replicas_kv_cache(self, env_config, load, length, fits):
@@ -780,13 +781,33 @@ class TestClusterTargets(RuleCases):
         self.expect(load, config, "dev", "clusters.aws-use1.addons",
                     "only an on-prem cluster can run its add-ons outside the stack", "external", alone=False)
 
-    def test_cloud_network_is_big_enough_for_a_subnet_pair_per_zone(self, env_config, load):
+    @pytest.mark.parametrize("cidr", ["10.40.0.0/28", "10.40.0.0/24", "10.40.0.0/23", "10.0.0.0/15"])
+    def test_cloud_network_is_big_enough_for_a_subnet_pair_per_zone(self, env_config, load, cidr):
+        """A /23 VPC would get /29 public subnets (prefix + 6), below AWS's /28 minimum."""
         config = env_config("dev")
-        config["llmplane:clusters"][0]["networkCidr"] = "10.40.0.0/28"
+        config["llmplane:clusters"][0]["networkCidr"] = cidr
         problem = self.expect(load, config, "dev", "clusters.aws-use1.networkCidr",
-                              "a cloud network must be between /16 and /24 to hold a private and a public subnet per "
-                              "zone", "10.40.0.0/28")
-        assert problem.fix == "use a /16 to /24, e.g. 10.10.0.0/16"
+                              "a network on aws must be between /16 and /22 to hold a private and a public subnet per "
+                              "zone (AWS subnets are /28 or larger)", cidr)
+        assert problem.fix == "use a /16 to /22, e.g. 10.10.0.0/16"
+
+    def test_an_aws_network_of_22_gives_28_public_subnets(self, env_config, load):
+        from components.clusters.aws import subnet_cidrs
+        config = env_config("dev")
+        config["llmplane:clusters"][0]["networkCidr"] = "10.40.0.0/22"
+        load(config, "dev")
+        assert {cidr.rsplit("/")[1] for cidr in subnet_cidrs("10.40.0.0/22", 3)[1]} == {"28"}
+
+    @pytest.mark.parametrize(("cidr", "message", "fix"), [
+        ("10.30.0.0/25", "a network on gcp must be between /16 and /24 to hold the nodes' subnet",
+         "use a /16 to /24, e.g. 10.10.0.0/16"),
+        ("172.16.0.0/20", "the network overlaps 172.16.0.0/28, the range GKE's private control plane peers into",
+         "use a range outside 172.16.0.0/28, e.g. 10.30.0.0/16"),
+    ])
+    def test_a_gke_network_holds_the_nodes_clear_of_the_control_plane(self, env_config, load, cidr, message, fix):
+        config = env_config("prod")
+        config["llmplane:clusters"][2]["networkCidr"] = cidr
+        assert self.expect(load, config, "prod", "clusters.gcp-usc1.networkCidr", message, cidr).fix == fix
 
 
 # --- shape errors (pydantic, rewritten) ---------------------------------------------------------------------------

@@ -85,6 +85,14 @@ class AutoscalingPolicy:
     scale_down_period_seconds: int = HPA_SCALE_DOWN_PERIOD_SECONDS
     """Period of the scale-down rate limit."""
 
+    def __post_init__(self) -> None:
+        if not 0 < self.kv_cache_target <= 1:
+            raise ValueError(f"autoscaling policy of {self.served_model_name}: kv_cache_target "
+                             f"{self.kv_cache_target} is not a usage share; give one above 0 and at most 1")
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(f"autoscaling policy of {self.served_model_name}: min_replicas {self.min_replicas} and "
+                             f"max_replicas {self.max_replicas}; give 0 <= min <= max")
+
     def behavior(self) -> dict:
         """The HPA `behavior` (also KEDA's `advanced.horizontalPodAutoscalerConfig.behavior`): the windows and
         rate limits the planner replays."""

@@ -14,6 +14,7 @@ from components.labels import k8s_labels
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_folder, s3_object_arn
+from facts.loading import INSTANCE_STORE_GB
 
 from .base import (
     GPU_TAINT,
@@ -49,6 +50,27 @@ def subnet_cidrs(network: str, zones: int) -> tuple[list[str], list[str]]:
     return private, public
 
 
+MIN_ZONES = 2
+"""EKS requires subnets in at least two Availability Zones (Amazon EKS user guide, "VPC and subnet requirements")."""
+
+
+def check_args(name: str, args: ClusterArgs) -> None:
+    """Refuse, before any resource is declared, what an AWS cluster cannot be: no VPC range, fewer than
+    `MIN_ZONES` zones, a pool no machine carries, a node cache larger than the machine's instance store (the RAID0
+    array `local_cache_gb` asks for)."""
+    if not args.network_cidr or len(args.zones) < MIN_ZONES:
+        raise ValueError(f"AwsGpuCluster {name}: give `network_cidr` (the VPC range) and `zones` (at least "
+                         f"{MIN_ZONES}: EKS needs subnets in two Availability Zones); got "
+                         f"network_cidr={args.network_cidr!r}, zones={list(args.zones)!r}")
+    for pool in args.pools:
+        shape = require_shape("aws", pool, f"AwsGpuCluster {name}")
+        store = INSTANCE_STORE_GB.get(shape.machine_type, 0)
+        if pool.local_cache_gb > store:
+            raise ValueError(f"AwsGpuCluster {name}: pool {pool.name!r} asks for a {pool.local_cache_gb} GB node "
+                             f"cache, but {shape.machine_type} has {store:g} GB of instance store; use at most "
+                             f"{store:g} or a machine with more")
+
+
 def kubeconfig(name: pulumi.Input[str], endpoint: pulumi.Input[str], ca: pulumi.Input[str], region: str):
     """A kubeconfig that authenticates with `aws eks get-token`."""
     args = pulumi.Output.from_input(name).apply(lambda n: ["eks", "get-token", "--cluster-name", n, "--region", region])
@@ -81,6 +103,7 @@ class AwsGpuCluster(GpuCluster):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:cluster:AwsGpuCluster", name, None, opts)
+        check_args(name, args)
         spec, tags = args, args.ownership.tags()
         child = pulumi.ResourceOptions(parent=self)
         keep = stateful(args.protect, self)
@@ -95,9 +118,6 @@ class AwsGpuCluster(GpuCluster):
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=on_aws)
         public_rt = aws.ec2.RouteTable(f"{name}-public-rt", vpc_id=vpc.id, tags=tags,
                                        routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}], opts=on_aws)
-        if not spec.network_cidr or not spec.zones:
-            raise ValueError(f"AwsGpuCluster {name}: give `network_cidr` (the VPC range) and `zones` (at least one); "
-                             f"got network_cidr={spec.network_cidr!r}, zones={list(spec.zones)!r}")
         private_cidrs, public_cidrs = subnet_cidrs(spec.network_cidr, len(spec.zones))
         nat_per_zone = args.protect
         private_subnets, private_rts, nats = [], [], []

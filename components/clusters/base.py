@@ -61,7 +61,7 @@ class ClusterArgs:
     pools: Sequence[GpuNodePool] = ()
     """GPU node pools (cloud clusters create them; on-prem operators label their own nodes)."""
     zones: Sequence[str] = ()
-    """Zones to spread over (AWS: one subnet pair each; GKE: node locations)."""
+    """Zones to spread over (AWS: one subnet pair each, at least two for EKS; GKE: node locations)."""
     kubernetes_version: str = "1.33"
     """Kubernetes minor version of the control plane."""
     network_cidr: str | None = None
@@ -77,6 +77,13 @@ class ClusterArgs:
     render_dir: str | None = None
     """On-prem without kubeconfig: render manifests to this folder instead of deploying, as the Kubernetes
     provider must see it (relative to the program's directory, where the engine starts plugins)."""
+
+    def __post_init__(self) -> None:
+        names = [pool.name for pool in self.pools]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"cluster {self.name}: pool name(s) {', '.join(map(repr, twice))} used twice; give every "
+                             "pool its own name (it is the nodes' `llmplane.dev/pool` label)")
 
 
 @dataclass(frozen=True)

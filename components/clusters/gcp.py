@@ -12,7 +12,7 @@ from components.serving.image_prepull import GkeImagePreload
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
-from facts.addressing import gke_secondary_ranges
+from facts.addressing import GKE_CONTROL_PLANE_CIDR, gke_secondary_ranges
 from facts.loading import LOCAL_SSD_GB
 
 from .base import (
@@ -27,8 +27,9 @@ from .base import (
     stateful,
 )
 
-CONTROL_PLANE_CIDR = "172.16.0.0/28"
-"""Range GKE's private control plane peers into; must not overlap the VPC."""
+CONTROL_PLANE_CIDR = GKE_CONTROL_PLANE_CIDR
+"""Range GKE's private control plane peers into; must not overlap the VPC (`facts.addressing`; the spec refuses a
+network that overlaps it)."""
 
 
 def kubeconfig(endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Output[str]:

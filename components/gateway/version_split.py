@@ -40,6 +40,11 @@ class VersionShare:
     pinnable: bool = False
     """Whether a client may ask for it with the variant header (A/B versions)."""
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 100:
+            raise ValueError(f"version split: version '{self.version}' has weight {self.weight}; give a percent "
+                             "from 0 to 100")
+
 
 def _lua_string(text: str) -> str:
     if any(c in text for c in '"\\\n\r'):

@@ -7,14 +7,21 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
-
-from facts.addressing import CLOUD_SIDE_ASN, PRIVATE_ASN_RANGES, TUNNELS_PER_CONNECTION, gke_secondary_ranges, \
-    private_asn, problem_with
-from .errors import Problem, inline, show
+from facts.addressing import (
+    CLOUD_SIDE_ASN,
+    GKE_CONTROL_PLANE_CIDR,
+    PRIVATE_ASN_RANGES,
+    TUNNELS_PER_CONNECTION,
+    gke_secondary_ranges,
+    private_asn,
+    problem_with,
+)
 from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered, zone_names, zone_region
 from facts.gpus import GPU_MEMORY_GB
 from facts.loading import GIB, INSTANCE_STORE_GB
+from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
+
+from .errors import Problem, inline, show
 from .models import Bounds, Cluster, GpuPool, Model, PlatformSpec
 from .tenancy import TENANCY_RULES
 
@@ -410,16 +417,33 @@ def tunnel_addresses(spec: PlatformSpec) -> Iterable[Problem]:
                 seen[cidr] = link.name
 
 
+NETWORK_PREFIXES: dict[str, tuple[int, int]] = {"aws": (16, 22), "gcp": (16, 24)}
+"""Prefix lengths a cloud cluster's network may have. AWS: the VPC is cut into a private subnet (prefix + 3) and a
+public one (prefix + 6) per zone (`components.clusters.aws.subnet_cidrs`), and AWS takes subnets of /16 to /28
+only, so a /23 or /24 VPC would get /29 or /30 public subnets it refuses. GCP: the range is the nodes' subnet."""
+NETWORK_HOLDS = {"aws": "a private and a public subnet per zone (AWS subnets are /28 or larger)",
+                 "gcp": "the nodes' subnet"}
+
+
 def cluster_targets(spec: PlatformSpec) -> Iterable[Problem]:
-    """Cloud clusters have a network; on-prem clusters have a kubeconfig or a render folder."""
+    """Cloud clusters have a network (a GKE one clear of its control plane's range); on-prem clusters have a
+    kubeconfig or a render folder."""
     for cluster in spec.clusters:
         path = f"clusters.{cluster.name}"
         if cluster.cloud != "onprem" and cluster.network_cidr is None:
             yield Problem(f"{path}.networkCidr", "a cloud cluster needs a network CIDR", "(missing)",
                           "add networkCidr, e.g. 10.10.0.0/16")
-        elif cluster.cloud != "onprem" and not 16 <= ipaddress.ip_network(cluster.network_cidr).prefixlen <= 24:
-            yield Problem(f"{path}.networkCidr", "a cloud network must be between /16 and /24 to hold a private and "
-                          "a public subnet per zone", str(cluster.network_cidr), "use a /16 to /24, e.g. 10.10.0.0/16")
+        elif cluster.cloud != "onprem" and not NETWORK_PREFIXES[cluster.cloud][0] <= ipaddress.ip_network(
+                cluster.network_cidr).prefixlen <= NETWORK_PREFIXES[cluster.cloud][1]:
+            low, high = NETWORK_PREFIXES[cluster.cloud]
+            yield Problem(f"{path}.networkCidr", f"a network on {cluster.cloud} must be between /{low} and /{high} to "
+                          f"hold {NETWORK_HOLDS[cluster.cloud]}", str(cluster.network_cidr),
+                          f"use a /{low} to /{high}, e.g. 10.10.0.0/16")
+        elif cluster.cloud == "gcp" and ipaddress.ip_network(cluster.network_cidr).overlaps(
+                ipaddress.ip_network(GKE_CONTROL_PLANE_CIDR)):
+            yield Problem(f"{path}.networkCidr", f"the network overlaps {GKE_CONTROL_PLANE_CIDR}, the range GKE's "
+                          "private control plane peers into", str(cluster.network_cidr),
+                          f"use a range outside {GKE_CONTROL_PLANE_CIDR}, e.g. 10.30.0.0/16")
         targets = [name for name, value in (("kubeconfigSecret", cluster.kubeconfig_secret),
                                             ("kubeconfigFile", cluster.kubeconfig_file),
                                             ("renderDir", cluster.render_dir)) if value]
