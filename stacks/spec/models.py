@@ -195,7 +195,10 @@ class Cluster(Section):
     name: Name = Field(description="Cluster name, unique in the environment.")
     cloud: Cloud = Field(description="aws, gcp or onprem.")
     region: str = Field(min_length=1, description="Cloud region (on-prem: a site name).")
-    zones: list[str] = Field(default_factory=list, description="Zones to spread over; given here so plans stay offline.")
+    zones: list[str] = Field(
+        default_factory=list,
+        description="Zones of the region to spread over (AWS: at least two, e.g. us-east-1a; GCP: e.g. "
+                    "us-central1-a); given here so plans stay offline.")
     kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d{2}$", description="Kubernetes minor version.")
     network_cidr: Cidr | None = Field(default=None, description="VPC/subnet CIDR (cloud clusters).")
     pools: list[GpuPool] = Field(min_length=1, description="GPU node pools.")
