@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from capacity.planner import plan, replay_policy, target  # noqa: E402
-from capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace  # noqa: E402
-from stacks.environments import read_stack_config  # noqa: E402
-from stacks.spec import load_spec  # noqa: E402
+from capacity.planner import plan, replay_policy, target
+from capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace
+from stacks.environments import read_stack_config
+from stacks.spec import load_spec
 
 REPLAY_BUDGET_SECONDS = 10.0
 ORACLE_RATIO_TARGET = 1.3
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                    policy.within_slo >= p.target.profile.ttft_objective),
                   (f"{policy.gpu_hours / oracle_hours:.2f}x oracle <= {ORACLE_RATIO_TARGET:g}x",
                    policy.gpu_hours <= ORACLE_RATIO_TARGET * oracle_hours),
-                  (f"{policy.gpu_hours:.2f} < static {static.gpu_hours:.2f} GPU-h", policy.gpu_hours < static.gpu_hours)]
+                  (f"{policy.gpu_hours:.2f} < static {static.gpu_hours:.2f} GPU-h",
+                   policy.gpu_hours < static.gpu_hours)]
         print(f"{'':33}  targets: " + "; ".join(f"{text} {'met' if ok else 'MISSED'}" for text, ok in checks))
         if bound > ORACLE_RATIO_TARGET * oracle_hours:
             print(f"{'':33}  the bound is above {ORACLE_RATIO_TARGET:g}x oracle: no autoscaler meets the objective "

@@ -32,9 +32,10 @@ def main() -> None:
         config = read_stack_config(environment)
         data = spec_data(config.values, environment)
         spec = PlatformSpec.model_validate(data)
-        read = _median_ms(lambda: read_stack_config(environment, environment_file(environment)))
-        shape = _median_ms(lambda: PlatformSpec.model_validate(spec_data(config.values, environment)))
-        rules = _median_ms(lambda: check(spec))
+        read = _median_ms(lambda env=environment: read_stack_config(env, environment_file(env)))
+        shape = _median_ms(lambda env=environment, values=config.values:
+                           PlatformSpec.model_validate(spec_data(values, env)))
+        rules = _median_ms(lambda parsed=spec: check(parsed))
         total = read + shape + rules
         print(f"{environment:<12} {read:>12.2f} {shape:>9.2f} {rules:>9.2f} {total:>9.2f}   "
               f"(rules {rules / total:.0%} of it)")

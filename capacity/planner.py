@@ -13,15 +13,23 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from components.autoscaling.policy import AutoscalingPolicy
 from facts.clouds import machine_shape
 from facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
 from stacks.autoscaling import policy_of
 from stacks.spec.models import Engine, GpuPool, Model, PlatformSpec
 
-from .baselines import (WINDOW_SECONDS, Windows, feasible, fluid_replicas, oracle, static_peak, window_attainment,
-                        window_need)
+from .baselines import (
+    WINDOW_SECONDS,
+    Windows,
+    feasible,
+    fluid_replicas,
+    oracle,
+    static_peak,
+    window_attainment,
+    window_need,
+)
 from .bound import Bound, startup_bound
-from components.autoscaling.policy import AutoscalingPolicy
 from .simulator import PolicyController, Profile, Result, Simulator
 from .startup import Startup, StartupConfig, derive
 from .trace import ATTRIBUTION, Trace

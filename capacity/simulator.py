@@ -50,6 +50,7 @@ from heapq import heappop, heappush
 from typing import Protocol
 
 from components.autoscaling.policy import AutoscalingPolicy
+
 from .trace import Trace
 
 INF = math.inf

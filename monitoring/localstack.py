@@ -23,12 +23,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from monitoring import rules, vllm_metrics as vm
+from monitoring import rules
+from monitoring import vllm_metrics as vm
 from monitoring.logship import Shipper
 from toolchain import prerequisites
 

@@ -29,14 +29,15 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitoring import completions, vllm_metrics as vm
+from monitoring import completions
+from monitoring import vllm_metrics as vm
 
 MODES = ("normal", "overload", "error_burst", "slow_canary", "gpu_fault")
 IDLE = "idle"
@@ -264,7 +265,7 @@ class Replica:
         self._metric(vm.REQUEST_QUEUE_TIME).observe(queued)
         error = request.finished_reason == "error"
         self.log.write(json.dumps({
-            "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "level": "error" if error else "info",
             "msg": "request failed: engine error" if error else "request finished",
             "model_name": f"{self.model}:{self.version}",
@@ -387,7 +388,7 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
     """Start the HTTP server in a thread; the caller shuts it down."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             if self.path == "/targets":
                 self._reply(200, "application/json",
                             json.dumps(simulator.targets(f"{host}:{server.server_port}")).encode())
@@ -398,7 +399,7 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
             else:
                 self._reply(404, "text/plain", b"not found\n")
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             """The OpenAI API of the pod the local gateway names (monitoring/completions.py)."""
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             names = tuple(n for n in self.headers.get(completions.SERVED_NAMES_HEADER, "").split(",") if n)
@@ -411,7 +412,7 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
                 answer, status = error.body, error.status
             self._reply(status, "application/json", json.dumps(answer).encode())
 
-        def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        def do_PUT(self) -> None:
             """`PUT /mode` with a mode name as the body switches the traffic (e.g. overload, then idle)."""
             mode = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode().strip()
             if self.path != "/mode" or mode not in (*MODES, IDLE):

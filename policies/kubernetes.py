@@ -8,13 +8,13 @@ from typing import Any
 
 from .base import (
     UNKNOWN,
-    as_list,
     WORKLOAD_TYPES,
     Context,
     Finding,
     ResourceView,
     Rule,
     as_dict,
+    as_list,
     containers,
     display,
     get,

@@ -16,8 +16,15 @@ from pathlib import Path
 
 import yaml
 
-from .environments import (ENVIRONMENTS, PLAINTEXT_ALLOWED, EnvironmentFileError, StackConfig, environment_file,
-                           plaintext_secret_problems, read_stack_config)
+from .environments import (
+    ENVIRONMENTS,
+    PLAINTEXT_ALLOWED,
+    EnvironmentFileError,
+    StackConfig,
+    environment_file,
+    plaintext_secret_problems,
+    read_stack_config,
+)
 from .spec import SpecError, load_spec
 
 EXIT_INVALID = 2

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from capacity.planner import startup_of
 from components.autoscaling.keda import KedaInstall
+from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
 from components.autoscaling.scale_from_zero import (
     KEDA_NAMESPACE,
     HeldVersion,
@@ -18,44 +20,47 @@ from components.autoscaling.scale_from_zero import (
     http_trigger,
     interceptor_backend_ref,
 )
-from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
 from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, WorkloadReaders
 from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
 from components.clusters.gcp import GcpGpuCluster
 from components.clusters.onprem import OnPremCluster
-from components.gateway.certificates import (CertManagerArgs, CertManagerInstall, GatewayCertificate,
-                                             GatewayCertificateArgs)
+from components.gateway.certificates import (
+    CertManagerArgs,
+    CertManagerInstall,
+    GatewayCertificate,
+    GatewayCertificateArgs,
+)
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
+from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
 from components.gateway.inference_pool import EPP_POD_LABELS, ModelInferencePool, ModelInferencePoolArgs
 from components.gateway.routing import credential_filter, pool_backend_ref, served_by
-from components.gateway.upstream import UpstreamCredential, UpstreamCredentialArgs
-from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
 from components.gateway.tenancy import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
 from components.gateway.token_usage import TokenUsage, TokenUsageArgs
-from components.gateway.version_split import lua_source as version_split_lua
 from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
+from components.gateway.upstream import UpstreamCredential, UpstreamCredentialArgs
+from components.gateway.version_split import lua_source as version_split_lua
 from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
-from components.observability.stack import ObservabilityArgs, ObservabilityStack
-from monitoring.rules import Slo
 from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, RoutedCluster, regional_hostname
 from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
+from components.observability.stack import ObservabilityArgs, ObservabilityStack
 from components.serving.engine_args import VLLM_PORT, EngineSettings
 from components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
 from components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
 from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
 from components.serving.vllm_image import VllmImage, VllmImageArgs
-from components.serving.vllm_service import pod_selector, resource_name
 from components.serving.vllm_service import (
     STORAGE_ENV,
     ModelWeights,
     VerifiedLoading,
     VllmService,
     VllmServiceArgs,
+    pod_selector,
     replica_memory_gi,
+    resource_name,
 )
 from components.serving.warm_headroom import (
     SERVING_PRIORITY_CLASS,
@@ -64,17 +69,17 @@ from components.serving.warm_headroom import (
     WarmHeadroom,
     WarmHeadroomArgs,
 )
+from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
 from facts.loading import NODE_CACHE_ROOTS
-
-from capacity.planner import startup_of
+from monitoring.rules import Slo
 
 from .autoscaling import policy_of
 from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
 from .inference_routing import installs_gateway, pooled_versions, version_shares
-from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
-from .spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec, Slo as SpecSlo
+from .spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
+from .spec.models import Slo as SpecSlo
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
 """Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""

@@ -164,11 +164,13 @@ def read_stack_config(environment: str, path: Path | None = None) -> StackConfig
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[:error.start].count(b"\n") + 1
-        raise EnvironmentFileError(f"{file}: line {line} is not UTF-8 (byte {error.start}); save the file as UTF-8")
+        raise EnvironmentFileError(
+            f"{file}: line {line} is not UTF-8 (byte {error.start}); save the file as UTF-8") from None
     document = _guarded_yaml(text, file) or {}
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict):
-        raise EnvironmentFileError(f"{file}: `config:` must be a mapping of settings (llmplane:clusters, llmplane:models, ...)")
+        raise EnvironmentFileError(
+            f"{file}: `config:` must be a mapping of settings (llmplane:clusters, llmplane:models, ...)")
     values: dict[str, str] = {}
     secret_keys: list[str] = []
     plaintext = _plaintext_leaves(config.get(SECRETS_CONFIG_KEY, {}), SECRETS_CONFIG_KEY)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from google.protobuf import struct_pb2
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
@@ -24,15 +25,14 @@ from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.settings import is_dry_run, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
-from google.protobuf import struct_pb2
 
 from .environments import SECRET_PLACEHOLDER, StackConfig
 from .program import kubeconfig_keys, main, psk_keys, tenant_keys
 from .spec import PlatformSpec, load_spec
 from .spec.load import NAMESPACE, SECRETS_KEY
 
-SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
-SIG_KEY = rpc._special_sig_key  # noqa: SLF001
+SECRET_SIG = rpc._special_secret_sig
+SIG_KEY = rpc._special_sig_key
 PROJECT = "llmplane"
 STACK_TYPE = "pulumi:pulumi:Stack"
 UNKNOWN_PLACEHOLDER = "[unknown]"
@@ -105,7 +105,8 @@ class _Outputs(pulumi.runtime.Mocks):
                 "certificateAuthority": {"data": "Y2E="},
                 "arn": f"arn:aws:eks:::cluster/{args.name}",
             },
-            "gcp:container/cluster:Cluster": {"endpoint": "203.0.113.1", "masterAuth": {"clusterCaCertificate": "Y2E="}},
+            "gcp:container/cluster:Cluster": {"endpoint": "203.0.113.1",
+                                              "masterAuth": {"clusterCaCertificate": "Y2E="}},
             "aws:ecr/repository:Repository": {"repositoryUrl": f"123456789012.dkr.ecr.example/{args.name}",
                                               "registryId": "123456789012"},
             "gcp:serviceaccount/account:Account": {"email": f"{args.name}@example.iam.gserviceaccount.com"},
@@ -197,7 +198,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             typ=request.type, name=request.name,
             inputs=inputs if is_dry_run() else rpc.deserialize_properties(request.object),
             provider=request.provider, resource_id=request.importId, custom=request.custom or False,
-            transforms=pulumi_mocks._resolve_callbacks(request.transforms))  # noqa: SLF001 - as the SDK does
+            transforms=pulumi_mocks._resolve_callbacks(request.transforms))
         id_, state = self.mocks.new_resource(args)
         obj = _state_struct(state)
         urn = self.make_urn(request.parent, request.type, request.name)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-import sys
 import functools
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 
 from stacks.environments import environment_file
 from stacks.spec import PlatformSpec, load_spec
+
 
 @functools.cache
 def _shipped_config(environment: str) -> dict[str, Any]:

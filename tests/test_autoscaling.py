@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from components.autoscaling.policy import AutoscalingPolicy
 from stacks.autoscaling import policy_of
 from tests.planning import model_servers, plan_of, plan_with
 

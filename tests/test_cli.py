@@ -141,7 +141,7 @@ def test_invalid_environment_in_a_real_process_prints_no_traceback(tmp_path):
     write_environment(tmp_path, "prod", weights_90)
     result = subprocess.run(
         [sys.executable, "-m", "stacks.cli", "validate", "prod", "--environments", str(tmp_path)],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120,
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120, check=False,
     )
     assert result.returncode == 2
     assert WEIGHTS_90 in result.stderr

@@ -57,7 +57,8 @@ def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cach
 
 def test_each_cloud_keeps_its_node_cache_on_the_nodes_local_disks():
     plan = plan_of("prod")
-    classes = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in plan.resources if r.type.endswith(":EC2NodeClass")}
+    classes = {r.inputs["metadata"]["name"]: r.inputs["spec"]
+               for r in plan.resources if r.type.endswith(":EC2NodeClass")}
     assert classes and all(spec["instanceStorePolicy"] == "RAID0" for spec in classes.values())
     (gke_pool,) = [r for r in plan.of_type("gcp:container/nodePool:NodePool") if r.inputs["name"] == "inference"]
     config = gke_pool.inputs["nodeConfig"]

@@ -219,9 +219,8 @@ def test_prefetch_drops_versions_no_longer_deployed_and_unpacks_archives(tmp_pat
 def _fake_vllm(tmp_path: Path) -> Path:
     """A stand-in `vllm` that records its arguments and runs until stopped."""
     fake = tmp_path / "vllm"
-    fake.write_text(f"#!{sys.executable}\nimport sys, time, pathlib\n"
-                    f"pathlib.Path({str(tmp_path / 'argv.json')!r}).write_text(__import__('json').dumps(sys.argv[1:]))\n"
-                    "time.sleep(60)\n")
+    record = f"pathlib.Path({str(tmp_path / 'argv.json')!r}).write_text(__import__('json').dumps(sys.argv[1:]))"
+    fake.write_text(f"#!{sys.executable}\nimport sys, time, pathlib\n{record}\ntime.sleep(60)\n")
     fake.chmod(0o755)
     return fake
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolchain.docs import broken_links, unresolved_references
 from tests.engine import ROOT
+from toolchain.docs import broken_links, unresolved_references
 
 
 def test_make_docs_builds_the_reference_with_every_reference_resolving(tmp_path: Path) -> None:

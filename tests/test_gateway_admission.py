@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.gateway_objects import gateway_cluster as started, gateway_objects, manifest, stream
+from tests.gateway_objects import gateway_cluster as started
+from tests.gateway_objects import gateway_objects, manifest, stream
 
 
 @pytest.fixture(scope="module")

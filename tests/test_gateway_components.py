@@ -11,9 +11,9 @@ from components.gateway.inference_pool import EPP_IMAGE, ModelInferencePool, Mod
 from components.gateway.routing import pool_backend_ref
 from components.gateway.tenancy import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
+from policies.base import Context
 from policies.evaluate import views
 from policies.gateway import RULES as GATEWAY_RULES
-from policies.base import Context
 from stacks.environments import read_stack_config
 from stacks.plan import run_plan
 

@@ -58,9 +58,11 @@ import grpc
 import pytest
 import yaml
 
-from components.gateway.envoy_gateway import NAMESPACE as CONTROLLER_NAMESPACE, chart_values
+from components.gateway.envoy_gateway import NAMESPACE as CONTROLLER_NAMESPACE
+from components.gateway.envoy_gateway import chart_values
 from components.gateway.tenancy import API_KEY_HEADER, CLIENT_HEADER, USAGE_METADATA
-from components.gateway.tracing import OTLP_GRPC_PORT, SERVICE as TRACING_SERVICE
+from components.gateway.tracing import OTLP_GRPC_PORT
+from components.gateway.tracing import SERVICE as TRACING_SERVICE
 from components.networking.regional_gateway import TLS_SECRET
 from components.serving.model_rollout import SERVED_BY_HEADER, VERSION_HEADER
 from components.serving.vllm_service import MONITORING_NAMESPACE

@@ -14,8 +14,12 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from components.clusters.base import AwsNetwork, GcpNetwork
-from components.gateway.certificates import (CertManagerArgs, CertManagerInstall, GatewayCertificate,
-                                             GatewayCertificateArgs)
+from components.gateway.certificates import (
+    CertManagerArgs,
+    CertManagerInstall,
+    GatewayCertificate,
+    GatewayCertificateArgs,
+)
 from components.gateway.charts import VALKEY_IMAGE
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
 from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall, zone_filters

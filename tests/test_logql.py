@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.observability.stack import alloy_stream_labels
 from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
+from components.observability.stack import alloy_stream_labels
 from monitoring.logql import ShippedQuery, parse, shipped_queries
 
 SHIPPED = shipped_queries()

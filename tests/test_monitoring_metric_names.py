@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring import autoscaling, dashboards, rules, tenant_usage, vllm_metrics as vm
+from monitoring import autoscaling, dashboards, rules, tenant_usage
+from monitoring import vllm_metrics as vm
 from monitoring.simulator import MODES, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]

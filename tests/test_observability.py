@@ -59,7 +59,8 @@ def test_aws_log_buckets_are_private_encrypted_versioned_and_expire():
     assert buckets == {"llmplane-prod-aws-use1-logs", "llmplane-prod-aws-usw2-logs"}
     blocks = plan.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
     assert len(blocks) == 2 and all(b.inputs["restrictPublicBuckets"] is True for b in blocks)
-    assert len(plan.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")) == 2
+    encryption = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    assert len(plan.of_type(encryption)) == 2
     versioning = plan.of_type("aws:s3/bucketVersioning:BucketVersioning")
     assert {v.inputs["versioningConfiguration"]["status"] for v in versioning} == {"Enabled"}
     lifecycle = plan.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")

@@ -276,7 +276,8 @@ BUDGET = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy", "
         "limit": {"requests": 10000, "unit": "Minute"}}]}}}, namespace="llmplane-gateway")
 ROUTE_AUTH = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy", "llama", {
     "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "llama"}],
-    "apiKeyAuth": {"credentialRefs": [{"name": "tenant-search-api-keys"}], "extractFrom": [{"headers": ["x-api-key"]}]}})
+    "apiKeyAuth": {"credentialRefs": [{"name": "tenant-search-api-keys"}],
+                   "extractFrom": [{"headers": ["x-api-key"]}]}})
 STANDBY = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "failover-llama-c2"}
 ROUTE_TRAFFIC = k8s("kubernetes:gateway.envoyproxy.io/v1alpha1:BackendTrafficPolicy", "llama-timeouts", {
     "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "llama"}],

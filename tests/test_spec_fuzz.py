@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from facts.clouds import AWS_REGIONS, GCP_REGIONS
 from stacks.environments import known_environments
 from stacks.spec import PlatformSpec, SpecError
-from facts.clouds import AWS_REGIONS, GCP_REGIONS
 from stacks.spec.load import spec_data
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -59,8 +59,8 @@ def test_prod_tenants_as_written_and_no_fallback(env_config, load):
 def test_tenants__unknown_model(env_config, load):
     config = env_config("prod")
     tenant(config, "search")["models"].append("llama-4-400b")
-    problem = expect(load, config, "prod", tenancy.tenants, "tenants.search.models", "model 'llama-4-400b' does not exist",
-                     "llama-4-400b")
+    problem = expect(load, config, "prod", tenancy.tenants, "tenants.search.models",
+                     "model 'llama-4-400b' does not exist", "llama-4-400b")
     assert problem.fix == "use one of: llama-3-70b, llama-3-8b"
 
 
@@ -114,9 +114,12 @@ def test_tenants__platform_secrets_are_not_api_keys(env_config, load, key):
 
 
 @pytest.mark.parametrize("mutate, path, message", [
-    (lambda t: t.update(tokensPerMinute=0), "tenants.search.tokensPerMinute", "input should be greater than or equal to 1"),
-    (lambda t: t.update(apiKeySecrets=[]), "tenants.search.apiKeySecrets", "list should have at least 1 item after validation, not 0"),
-    (lambda t: t.update(apiKeySecrets=["search key"]), "tenants.search.apiKeySecrets.0", "string should match pattern '^[A-Za-z][A-Za-z0-9_-]{0,62}$'"),
+    (lambda t: t.update(tokensPerMinute=0), "tenants.search.tokensPerMinute",
+     "input should be greater than or equal to 1"),
+    (lambda t: t.update(apiKeySecrets=[]), "tenants.search.apiKeySecrets",
+     "list should have at least 1 item after validation, not 0"),
+    (lambda t: t.update(apiKeySecrets=["search key"]), "tenants.search.apiKeySecrets.0",
+     "string should match pattern '^[A-Za-z][A-Za-z0-9_-]{0,62}$'"),
     (lambda t: t.update(priority=5000), "tenants.search.priority", "input should be less than or equal to 1000"),
     (lambda t: t.update(quota=5), "tenants.search.quota", "unknown setting"),
 ])

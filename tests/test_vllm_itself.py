@@ -20,6 +20,7 @@ import pytest
 from components.serving.engine_args import EngineSettings, serve_args
 from monitoring import vllm_metrics
 
+
 def _gpu_reason() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return "no NVIDIA GPU on this machine (nvidia-smi not found)"

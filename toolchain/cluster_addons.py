@@ -7,8 +7,10 @@ Debian's Prometheus scrapes them at the address the environment names
 (`observability.prometheusUrl`), and KEDA's operator and metrics API server,
 built from KEDA's Go module, run as processes against the cluster: a
 ScaledObject becomes an HPA, the HPA reads KEDA's external metrics through
-the API aggregation layer, and the Deployment's replicas follow the load. The local gateway (toolchain/local_gateway.py) stands where the
-Gateway's Envoy would, so a request to the stack's routes gets a completion from the simulator.
+the API aggregation layer, and the Deployment's replicas follow the load.
+The local gateway (toolchain/local_gateway.py) stands where the Gateway's
+Envoy would, so a request to the stack's routes gets a completion from the
+simulator.
 
 KEDA needs its CRDs, which the stack installs; until they exist KEDA is not
 started, and `llmplane cluster up` after the update (which `make up` runs)

@@ -14,11 +14,10 @@ import argparse
 import html.parser
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urldefrag
-
-import warnings
 
 import pdoc
 import pdoc.render

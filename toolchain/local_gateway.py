@@ -26,7 +26,6 @@ import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from monitoring.completions import SERVED_NAMES_HEADER
 
@@ -243,10 +242,10 @@ def serve(reader: ClusterReader, simulators: dict[str, int], port: int) -> Threa
     """The gateway on 127.0.0.1:`port`, sending each model's pods to its simulator's port."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self._forward("GET")
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             self._forward("POST")
 
         def _forward(self, method: str) -> None:

@@ -58,7 +58,7 @@ def ensure_ca(folder: Path, name: str) -> Pair:
     if pair.cert.exists() and pair.key.exists():
         return pair
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(_name(f"llmplane-{name}"))
             .issuer_name(_name(f"llmplane-{name}"))
@@ -86,7 +86,7 @@ def ensure_leaf(folder: Path, name: str, ca: Pair, common_name: str, *, organiza
         return pair
     ca_cert, ca_key = _load_pair(ca)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server_names else []
     if client or not server_names:
         usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)

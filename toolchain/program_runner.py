@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if exn.code() != grpc.StatusCode.UNAVAILABLE:
             pulumi.log.error(f"RPC error: {exn.details()}")
         return BAIL_EXIT_CODE
-    except Exception as exn:  # noqa: BLE001 - a program bug: show where it happened
+    except Exception as exn:
         pulumi.log.error("Program failed with an unhandled exception:\n" + program_traceback(exn))
         return BAIL_EXIT_CODE
     finally:

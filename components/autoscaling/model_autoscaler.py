@@ -12,8 +12,8 @@ import pulumi_kubernetes as k8s
 
 from components.autoscaling.policy import AutoscalingPolicy
 from components.labels import k8s_labels
-from components.serving.vllm_service import MONITORING_NAMESPACE
 from components.options import children_of
+from components.serving.vllm_service import MONITORING_NAMESPACE
 
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
 """Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""

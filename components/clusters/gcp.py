@@ -1,4 +1,5 @@
-"""GcpGpuCluster: VPC and subnet, private GKE with Workload Identity (Gateway API from Envoy Gateway's chart), GPU node pools, Artifact Registry."""
+"""GcpGpuCluster: VPC and subnet, private GKE with Workload Identity (Gateway API from Envoy Gateway's chart), GPU
+node pools, Artifact Registry."""
 
 from __future__ import annotations
 
@@ -210,7 +211,8 @@ class GcpGpuCluster(GpuCluster):
                     "disk_size_gb": 300,
                     "disk_type": "pd-ssd",
                     **({"ephemeral_storage_local_ssd_config": {
-                        "local_ssd_count": math.ceil(pool.local_cache_gb / LOCAL_SSD_GB)}} if pool.local_cache_gb else {}),
+                        "local_ssd_count": math.ceil(pool.local_cache_gb / LOCAL_SSD_GB)}}
+                       if pool.local_cache_gb else {}),
                     **(GkeImagePreload().node_config() if pool.image_streaming else {}),
                 },
                 management={"auto_repair": True, "auto_upgrade": True},

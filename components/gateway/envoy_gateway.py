@@ -20,11 +20,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
-from monitoring.tenant_usage import ACCESS_LOG_KIND
 from components.options import children_of
+from monitoring.tenant_usage import ACCESS_LOG_KIND
 
+from ..serving.model_rollout import SERVED_BY_HEADER
 from .charts import AI_GATEWAY, AI_GATEWAY_CRDS, ENVOY_GATEWAY, VALKEY_IMAGE
-from .routing import EG_API, POOL_GROUP, SERVED_BY_HEADER
+from .routing import EG_API, POOL_GROUP
 from .tenancy import CLIENT_HEADER, USAGE_METADATA
 
 GATEWAY_CLASS = "envoy"

@@ -14,7 +14,6 @@ fail over by DNS (`components.networking.global_routing`). See docs/gateway.md.
 
 from __future__ import annotations
 
-from components.serving.model_rollout import SERVED_BY_HEADER
 from components.serving.vllm_service import resource_name
 
 POOL_GROUP = "inference.networking.k8s.io"

@@ -9,7 +9,6 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-
 HEALTH_PATH_TEMPLATE = "/{model}/health"
 """Path on each regional gateway that reaches a model's /health (see ModelRollout)."""
 

@@ -13,11 +13,11 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import yaml
 
+from components.autoscaling.model_autoscaler import PROMETHEUS_URL
 from components.aws_trust import POD_IDENTITY, trust_policy
 from components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
 from components.labels import k8s_labels
 from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
-from components.autoscaling.model_autoscaler import PROMETHEUS_URL
 from monitoring import dashboards, tenant_usage
 from monitoring.rules import AlertParams, Slo, prometheus_rule
 

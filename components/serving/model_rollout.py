@@ -85,7 +85,8 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_fil
     """
     extra = [dict(f) for f in request_filters]
     prefix = f"/{model_name}/v1"
-    rewrite = {"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}}
+    rewrite = {"type": "URLRewrite",
+               "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v1"}}}
 
     refs = {v.version: dict(v.backend_ref) if v.backend_ref else {"name": resource_name(model_name, v.version),
                                                                    "port": VLLM_PORT} for v in versions}

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring import dashboards, tenant_usage
+from toolchain.prerequisites import LEZER_LOGQL_VERSION, lezer_logql_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "monitoring" / "runbook.md"
 CHECKER = Path(__file__).with_name("check.cjs")
-from toolchain.prerequisites import LEZER_LOGQL_VERSION, lezer_logql_dir
+
 _RUNBOOK_QUERY = re.compile(r"^- [^:`]+: (``? ?)(\{.*?)\1$", re.M)
 """A runbook bullet `- what: `query`` (double backticks where the query holds one)."""
 GRAFANA_VARIABLES = {"$__auto": "1m", "$__rate_interval": "1m", "$model": ".+", "$version": ".+"}

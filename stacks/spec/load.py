@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import Problem, SpecError, inline, problems_from
 from facts.clouds import REGIONS_BY_CLOUD
+
+from .errors import Problem, SpecError, inline, problems_from
 from .models import PlatformSpec
 from .rules import check
 

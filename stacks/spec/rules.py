@@ -42,8 +42,8 @@ def unique_names(spec: PlatformSpec) -> Iterable[Problem]:
     for cluster in spec.clusters:
         for dup in _duplicates(p.name for p in cluster.pools):
             yield Problem(
-                f"clusters.{cluster.name}.pools", f"pool name '{dup}' is used twice", dup, "give every pool its own name"
-            )
+                f"clusters.{cluster.name}.pools", f"pool name '{dup}' is used twice", dup,
+                "give every pool its own name")
     for name, model in spec.models.items():
         for dup in _duplicates(v.version for v in model.versions):
             yield Problem(
@@ -220,8 +220,8 @@ def fits_gpus(spec: PlatformSpec) -> Iterable[Problem]:
             usable = GPU_MEMORY_GB[pool.gpu_type] * model.engine.gpu_memory_utilization
             per_gpu = model.weight_bytes() / tp / 1e9
             if _crowded(model, pool):
-                yield Problem(f"models.{name}", f"{per_gpu:.1f} GB of weights per GPU leave no room for the KV cache on "
-                              f"{pool.gpu_type} ({usable:.1f} GB usable, {KV_CACHE_SHARE:.0%} kept for KV cache) in "
+                yield Problem(f"models.{name}", f"{per_gpu:.1f} GB of weights per GPU leave no room for the KV cache "
+                              f"on {pool.gpu_type} ({usable:.1f} GB usable, {KV_CACHE_SHARE:.0%} kept for KV cache) in "
                               f"{cluster.name}", f"{model.parameters_billions}B {model.dtype}, tp={tp}",
                               "raise tensorParallelSize, quantize to a smaller dtype, or use a larger GPU")
 

@@ -14,20 +14,28 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import urllib.parse
-import urllib.request
 import threading
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from monitoring import autoscaling, dashboards, rules
-from monitoring.localstack import (LOKI_PUSH_PATH, Server, get_json, start_prometheus, start_simulator,
-                                   start_victoria_logs, victoria_logs_binary, wait_until)
 from components.observability.stack import alloy_stream_labels
+from monitoring import autoscaling, dashboards, rules
+from monitoring.localstack import (
+    LOKI_PUSH_PATH,
+    Server,
+    get_json,
+    start_prometheus,
+    start_simulator,
+    start_victoria_logs,
+    victoria_logs_binary,
+    wait_until,
+)
 from monitoring.logship import Shipper
 from monitoring.simulator import MODES, behaviours
 

@@ -59,9 +59,9 @@ def _open(uri: str, endpoint: str | None = None) -> BinaryIO:
     """A readable binary stream for s3://, gs://, https://, http:// or file:// (a mounted mirror)."""
     scheme = urllib.parse.urlsplit(uri).scheme
     if scheme == "file":
-        return open(urllib.parse.urlsplit(uri).path, "rb")  # noqa: SIM115 - the caller closes it
+        return open(urllib.parse.urlsplit(uri).path, "rb")
     if scheme in ("https", "http"):
-        return urllib.request.urlopen(uri, timeout=60)  # noqa: S310 - scheme checked above
+        return urllib.request.urlopen(uri, timeout=60)
     if scheme == "s3":
         import boto3
         from botocore.config import Config
@@ -117,7 +117,7 @@ def fetch_file(uri: str, expected: str, target: Path, endpoint: str | None = Non
             actual = hash_stream(source, sink)
     except CacheError:
         raise
-    except Exception as error:  # noqa: BLE001 - any transport error ends the same way
+    except Exception as error:
         partial.unlink(missing_ok=True)
         raise CacheError(f"could not download {uri}: {error}", EXIT_FETCH) from error
     if actual != expected.lower():
@@ -214,7 +214,7 @@ def verify_remote(prefix: str, files: dict[str, str], endpoint: str | None) -> N
                 actual = hash_stream(source)
         except CacheError:
             raise
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise CacheError(f"could not read {uri} to verify it: {error}", EXIT_FETCH) from error
         if actual != expected.lower():
             raise mismatch(uri, expected, actual)
@@ -234,7 +234,7 @@ class Gate:
         if not self.verified.is_set():
             return False
         try:
-            with urllib.request.urlopen(self.health_url, timeout=3) as answer:  # noqa: S310 - fixed local URL
+            with urllib.request.urlopen(self.health_url, timeout=3) as answer:
                 healthy = answer.status == 200
         except OSError:
             return False
@@ -248,7 +248,7 @@ class Gate:
         gate = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 ok = self.path == "/ready" and gate.ready()
                 self.send_response(200 if ok else 503)
                 self.end_headers()
@@ -256,7 +256,7 @@ class Gate:
             def log_message(self, *_args) -> None:
                 return
 
-        server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - the kubelet probes the pod IP
+        server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server
 
