@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from capacity.planner import plan, replay_policy, target
 from capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace
+from spec import load_spec
 from stacks.environments import read_stack_config
-from stacks.spec import load_spec
 
 REPLAY_BUDGET_SECONDS = 10.0
 ORACLE_RATIO_TARGET = 1.3

@@ -6,7 +6,7 @@ targets.
 
 Rows per trace:
 - before: node 180 s + image 90 s + weights 300 s (the download path, no node cache, no pre-pull, no headroom);
-- after: the start-up `capacity.startup` derives from the environment (streamer into the node cache, pre-pulled
+- after: the start-up `spec.startup` derives from the environment (streamer into the node cache, pre-pulled
   image, compile cache, the pool's warm slots);
 - after +N slots: the same with N warm headroom slots, to show what headroom buys and costs;
 - no start-up: the policy with replicas that serve the moment they are asked for, maximum raised to the static
@@ -36,8 +36,8 @@ from capacity.planner import Plan, Target, plan, prefill_scale, replay_policy, t
 from capacity.simulator import Profile, Result
 from capacity.trace import ATTRIBUTION, AZURE_TRACES, Trace, azure_trace_path, read_trace
 from facts.clouds import shapes_offered
+from spec import PlatformSpec, load_spec
 from stacks.environments import read_stack_config
-from stacks.spec import PlatformSpec, load_spec
 
 BEFORE = {"node_seconds": 180.0, "image_pull_seconds": 90.0, "load_seconds": 300.0, "reload_seconds": None,
           "prefetch_seconds": 0.0, "warm_slots": 0}

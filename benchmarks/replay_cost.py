@@ -12,8 +12,8 @@ import time
 
 from capacity.planner import plan
 from capacity.trace import Trace, azure_trace_path, read_trace
+from spec import load_spec
 from stacks.environments import read_stack_config
-from stacks.spec import load_spec
 
 
 def _repeated(base: Trace, requests: int) -> Trace:

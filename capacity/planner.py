@@ -13,11 +13,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from components.autoscaling.policy import AutoscalingPolicy
-from facts.clouds import machine_shape
 from facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
-from stacks.autoscaling import policy_of
-from stacks.spec.models import Engine, GpuPool, Model, PlatformSpec
+from spec.autoscaling import AutoscalingPolicy
+from spec.models import Engine, GpuPool, PlatformSpec
+from spec.startup import Startup
 
 from .baselines import (
     WINDOW_SECONDS,
@@ -31,7 +30,6 @@ from .baselines import (
 )
 from .bound import Bound, startup_bound
 from .simulator import PolicyController, Profile, Result, Simulator
-from .startup import Startup, StartupConfig, derive
 from .trace import ATTRIBUTION, Trace
 
 
@@ -70,19 +68,6 @@ def step_token_budget(engine: Engine, gpu_type: str) -> int:
     return 8192 if large else 2048
 
 
-def startup_of(cloud: str, pool: GpuPool, m: Model) -> Startup:
-    """A replica's start-up on `pool` in a `cloud` cluster, derived from the configuration: what the planner replays
-    and what the deployed probes and held-request timeouts are sized to."""
-    cached = pool.node_cache is not None and m.weights.node_cache
-    shape = machine_shape(cloud, pool.gpu_type, pool.gpus_per_node)
-    return derive(StartupConfig(
-        weight_bytes=m.weight_bytes(), load_format=m.weights.load_format, load_seconds=m.load_seconds,
-        node_seconds=m.cold_start.node_seconds, image_pull_seconds=m.cold_start.image_pull_seconds,
-        image_prepull=pool.image_prepull, cache_medium=pool.node_cache.medium if cached else None,
-        machine_type=shape.machine_type if shape else None, engine_start_seconds=m.engine_start_seconds,
-        compile_cache=m.compile_cache and cached))
-
-
 def target(spec: PlatformSpec, model: str | None = None, version: str | None = None,
            cluster: str | None = None) -> Target:
     """Resolve the model (default: the first), the version (default: the stable one with the most traffic) and
@@ -110,11 +95,11 @@ def target(spec: PlatformSpec, model: str | None = None, version: str | None = N
             raise PlanError(f"model '{model}' is not deployed to cluster '{cluster}' "
                             f"(deployed to: {', '.join(c.name for c in clusters)})")
         where = named[0]
-    pool = next(p for p in where.pools if p.name == m.pool)
-    policy = policy_of(spec.autoscaling, m, chosen, model)
+    pool = m.pool_in(where)
+    policy = spec.autoscaling_policy(model, chosen)
     perf = m.performance
-    startup = startup_of(where.cloud, pool, m)
-    streamed = m.weights.load_format == "runai_streamer" and pool.node_cache is not None and m.weights.node_cache
+    startup = m.startup_on(where.cloud, pool)
+    streamed = m.streams_weights() and m.uses_node_cache(pool)
     profile = Profile(
         prefill_tokens_per_second=perf.prefill_tokens_per_second,
         decode_tokens_per_second=perf.decode_tokens_per_second,

@@ -23,7 +23,7 @@ The prefill emits the first token: TTFT = wait at the balancer + wait behind ear
 No prefix-cache hits and no speculative decoding are assumed.
 
 Replica lifecycle. A replica the autoscaler adds is billed at once (its GPU node is) and serves after its start-up
-(`capacity.startup` derives the steps from the configuration). It lands, in this order of preference, on the idle
+(`spec.startup` derives the steps from the configuration). It lands, in this order of preference, on the idle
 node of a replica removed less than `NODE_CONSOLIDATION_SECONDS` ago (image pull unless pre-pulled, then the
 weights from that node's cache), on a warm headroom slot (the placeholder pod is preempted; image and weights are
 there, only the read from the node cache and the engine start remain; a replacement node for the slot is asked
@@ -36,7 +36,7 @@ Scale from zero. With no replica the gateway holds the requests (they wait, they
 is what wakes the version: one replica is asked for when it exceeds the activation threshold, and the held
 requests are served once that replica is ready, their TTFT counting the whole wait.
 
-Autoscaler: `components.autoscaling.policy` documents the HPA/KEDA semantics; `PolicyController` replays them every
+Autoscaler: `spec.autoscaling` documents the HPA/KEDA semantics; `PolicyController` replays them every
 `polling_seconds`.
 """
 
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Protocol
 
-from components.autoscaling.policy import AutoscalingPolicy
+from spec.autoscaling import AutoscalingPolicy
 
 from .trace import Trace
 

@@ -1,7 +1,7 @@
 """What every policy is made of: a `Rule`, the view of a resource it judges, and the context it judges in.
 
 A rule is plain Python: the CrossGuard pack (`policies/pack.py`) and the offline evaluator
-(`policies/evaluate.py`) both turn what they see into `ResourceView`s and call the same `check`.
+(`stacks/plan_policies.py`) both turn what they see into `ResourceView`s and call the same `check`.
 Props are the wire form of a resource's inputs: camelCase keys, as CrossGuard's `args.props` and the
 offline plan's `inputs` both give them. A value nobody can know before the cloud creates something
 reads `"[unknown]"`; in the offline plan a Pulumi secret reads `"[secret]"`.

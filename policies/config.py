@@ -6,8 +6,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from stacks.spec.errors import Problem, SpecError
-from stacks.spec.models import PlatformSpec, Policy
+from spec.errors import Problem, SpecError
+from spec.models import PlatformSpec, Policy
 
 from .rules import RULES, Rule
 

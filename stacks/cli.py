@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from spec import SpecError, load_spec
+
 from .environments import (
     ENVIRONMENTS,
     PLAINTEXT_ALLOWED,
@@ -25,7 +27,6 @@ from .environments import (
     plaintext_secret_problems,
     read_stack_config,
 )
-from .spec import SpecError, load_spec
 
 EXIT_INVALID = 2
 EXIT_POLICY = 3
@@ -73,7 +74,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from policies.evaluate import evaluate, mandatory, verdict
+    from stacks.plan_policies import evaluate, mandatory, verdict
 
     from .plan import run_plan
     from .report import as_json, inventory

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from capacity.planner import startup_of
 from components.autoscaling.keda import KedaInstall
 from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
 from components.autoscaling.scale_from_zero import (
@@ -72,14 +71,13 @@ from components.serving.warm_headroom import (
 from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
 from facts.loading import NODE_CACHE_ROOTS
 from monitoring.rules import Slo
+from spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
+from spec.models import Slo as SpecSlo
 
-from .autoscaling import policy_of
 from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
 from .inference_routing import installs_gateway, pooled_versions, version_shares
-from .spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
-from .spec.models import Slo as SpecSlo
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
 """Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""
@@ -273,10 +271,6 @@ def _served_here(spec: PlatformSpec, cluster: Cluster) -> list[tuple[str, Model]
     return [(name, model) for name, model in spec.models.items() if cluster in spec.clusters_of(model)]
 
 
-def _pool_of(cluster: Cluster, model: Model) -> GpuPool:
-    return next(p for p in cluster.pools if p.name == model.pool)
-
-
 def node_cache_root(cache: NodeCache) -> str:
     """Where a pool's node cache lives on its nodes: the local disks' mount (cloud) or the spec's folder."""
     return cache.host_path if cache.medium == "host-path" else NODE_CACHE_ROOTS[cache.medium]
@@ -285,11 +279,6 @@ def node_cache_root(cache: NodeCache) -> str:
 def cache_account(pool: str) -> str:
     """The service account a pool's prefetch reads object storage as."""
     return f"{pool}-model-cache"
-
-
-def _cached(pool: GpuPool, model: Model) -> bool:
-    """Whether the model loads through the pool's node cache."""
-    return pool.node_cache is not None and model.weights.node_cache
 
 
 def _source_uri(model: Model, version: str, cloud: str) -> str:
@@ -307,7 +296,7 @@ def _weights_readers(spec: PlatformSpec, cluster: Cluster) -> WorkloadReaders:
             accounts.append(resource_name(name, version.version))
             uris.append(_source_uri(model, version.version, cluster.cloud))
     accounts += sorted({cache_account(p.name) for _, m in _served_here(spec, cluster)
-                        if _cached(p := _pool_of(cluster, m), m)})
+                        if m.uses_node_cache(p := m.pool_in(cluster))})
     return WorkloadReaders(namespace=SERVING_NAMESPACE, service_accounts=accounts, uris=sorted(set(uris)),
                            tags=ownership(spec).tags())
 
@@ -315,8 +304,8 @@ def _weights_readers(spec: PlatformSpec, cluster: Cluster) -> WorkloadReaders:
 def _verified_loading(cluster: Cluster, pool: GpuPool, model: Model, version: str) -> VerifiedLoading | None:
     """The launcher's settings when the model streams its weights or reads the pool's node cache; None for the
     download path."""
-    streamed = model.weights.load_format == "runai_streamer"
-    cached = _cached(pool, model)
+    streamed = model.streams_weights()
+    cached = model.uses_node_cache(pool)
     if not (streamed or cached):
         return None
     artifact = model.catalog[version]
@@ -334,9 +323,9 @@ def _held_versions(spec: PlatformSpec, cluster: Cluster) -> dict[str, HeldVersio
     held = {}
     for name, model in _served_here(spec, cluster):
         for version in model.versions:
-            if policy_of(spec.autoscaling, model, version, name).scale_to_zero:
+            if spec.autoscaling_policy(name, version).scale_to_zero:
                 service = resource_name(name, version.version)
-                startup = startup_of(cluster.cloud, _pool_of(cluster, model), model)
+                startup = model.startup_on(cluster.cloud, model.pool_in(cluster))
                 held[service] = HeldVersion(service=service, port=VLLM_PORT, model=name, version=version.version,
                                             hold_seconds=math.ceil(startup.cold_start_seconds),
                                             generation_seconds=VllmServiceArgs.generation_seconds,
@@ -366,7 +355,7 @@ def _pool_layer(spec: PlatformSpec, cluster: Cluster, pool: GpuPool, serving: Se
     models = [(name, model) for name, model in _served_here(spec, cluster) if model.pool == pool.name]
     if not models:
         return
-    cached = [(name, model) for name, model in models if _cached(pool, model)]
+    cached = [(name, model) for name, model in models if model.uses_node_cache(pool)]
     if cached and pool.node_cache:
         NodeModelCache(f"{cluster.name}-{pool.name}-cache", NodeModelCacheArgs(
             pool=pool.name,
@@ -411,7 +400,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
                   held: bool) -> VllmServiceArgs:
     """One deployed version in one cluster as VllmService arguments; its autoscaler owns the replica count."""
     artifact = model.catalog[version.version]
-    pool = _pool_of(cluster, model)
+    pool = model.pool_in(cluster)
     return VllmServiceArgs(
         model_name=model_name,
         version=version.version,
@@ -480,9 +469,9 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         serving = ServingNamespace(f"{cluster.name}-serving", ServingNamespaceArgs(
             api_key=secrets.api_key, storage_credentials=dict(secrets.storage_credentials),
             secret_data_out_of_band=bool(cluster.render_dir),
-            node_cache=any(_cached(_pool_of(cluster, model), model) for _, model in served)), opts=on_cluster)
+            node_cache=any(model.uses_node_cache(model.pool_in(cluster)) for _, model in served)), opts=on_cluster)
         priorities = (ServingPriorities(f"{cluster.name}-priorities", opts=on_cluster)
-                      if any(_pool_of(cluster, m).warm_headroom for _, m in served) else None)
+                      if any(m.pool_in(cluster).warm_headroom for _, m in served) else None)
         held = _held_versions(spec, cluster)
         crds = _custom_resource_definitions(spec, cluster, on_cluster, holds_requests=bool(held))
         observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
@@ -522,7 +511,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         routes: dict[str, pulumi.Output[str]] = {}
         for model_name, model in served:
             for version in model.versions:
-                policy = policy_of(spec.autoscaling, model, version, model_name)
+                policy = spec.autoscaling_policy(model_name, version)
                 kname = resource_name(model_name, version.version)
                 service = VllmService(
                     f"{cluster.name}-{model_name}-{version.version}",

@@ -7,8 +7,7 @@ from collections.abc import Collection
 
 from components.gateway.version_split import VersionShare
 from components.serving.vllm_service import resource_name
-
-from .spec.models import Cluster, Model
+from spec.models import Cluster, Model
 
 
 def installs_gateway(cluster: Cluster) -> bool:

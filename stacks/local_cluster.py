@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import urllib.parse
 
+from spec import PlatformSpec
 from toolchain.cluster_addons import Addons, SimulatedModel
 from toolchain.embedded_cluster import FakeNode
-
-from .spec import PlatformSpec
 
 
 def fake_nodes(spec: PlatformSpec) -> list[FakeNode]:

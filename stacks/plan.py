@@ -26,10 +26,11 @@ from pulumi.runtime.settings import is_dry_run, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
+from spec import PlatformSpec, load_spec
+from spec.load import NAMESPACE, SECRETS_KEY
+
 from .environments import SECRET_PLACEHOLDER, StackConfig
 from .program import kubeconfig_keys, main, psk_keys, tenant_keys
-from .spec import PlatformSpec, load_spec
-from .spec.load import NAMESPACE, SECRETS_KEY
 
 SECRET_SIG = rpc._special_secret_sig
 SIG_KEY = rpc._special_sig_key

@@ -8,11 +8,11 @@ import pulumi
 from pulumi.runtime.config import CONFIG
 
 from facts.addressing import TUNNELS_PER_CONNECTION
+from spec import PlatformSpec, SpecError, load_spec
+from spec.load import SECRETS_KEY
 
 from .compose import Secrets, compose, installs_gateway, kubeconfig_file_key, psk_secret_key
 from .environments import PROJECT_ROOT
-from .spec import PlatformSpec, SpecError, load_spec
-from .spec.load import SECRETS_KEY
 
 STORAGE_FILES = {"aws": "aws-credentials", "gcp": "gcp-service-account.json"}
 """`llmplane:secrets.storageCredentials.<cloud>` → the file the weights fetcher reads (boto3's shared credentials

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from spec import PlatformSpec, load_spec
 from stacks.environments import environment_file
-from stacks.spec import PlatformSpec, load_spec
 
 
 @functools.cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.autoscaling import policy_of
 from tests.planning import model_servers, plan_of, plan_with
 
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -40,7 +39,7 @@ def test_scaled_objects_carry_the_planners_thresholds(environment):
     for scaler in model_scalers(plan):
         labels = scaler.inputs["metadata"]["labels"]
         name, version = labels["llmplane.dev/model"], labels["llmplane.dev/model-version"]
-        policy = policy_of(plan.spec.autoscaling, plan.spec.models[name], version, name)
+        policy = plan.spec.autoscaling_policy(name, version)
         spec = scaler.inputs["spec"]
         queue, kv, *held = spec["triggers"]
         # A version that may sit at zero also wakes on requests the gateway holds for it (KEDA's HTTP add-on).

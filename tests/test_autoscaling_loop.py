@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from monitoring.localstack import free_port
 from tests.engine import Engine, wait_for
 from toolchain import cluster_addons
 from toolchain.embedded_cluster import EmbeddedCluster
+from toolchain.localstack import free_port
 
 NAMESPACE = "llmplane"
 DEPLOYMENT = "llama-3-8b-v1-0-0"

@@ -12,10 +12,10 @@ from capacity.baselines import fluid_replicas, oracle, static_peak, window_attai
 from capacity.planner import start_replicas, step_token_budget, target
 from capacity.simulator import FixedController, PolicyController, Profile, Simulator
 from capacity.trace import ATTRIBUTION, Trace, TraceError, azure_trace_path, read_trace, synthetic_trace
-from components.autoscaling.policy import AutoscalingPolicy
+from spec import load_spec
+from spec.autoscaling import AutoscalingPolicy
+from spec.models import Engine
 from stacks.environments import known_environments, read_stack_config
-from stacks.spec import load_spec
-from stacks.spec.models import Engine
 
 # A small replica: 1,000 prompt tokens take 0.25 s alone; 8 sequences decode 10 tokens/s each.
 PROFILE = Profile(prefill_tokens_per_second=4000, decode_tokens_per_second=80, max_concurrent_sequences=8,

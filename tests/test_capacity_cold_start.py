@@ -10,9 +10,9 @@ import pytest
 
 from capacity.planner import format_table, plan, replay_policy, target
 from capacity.simulator import PolicyController, Profile, Simulator
-from capacity.startup import StartupConfig, derive
 from capacity.trace import Trace, synthetic_trace
-from components.autoscaling.policy import AutoscalingPolicy
+from spec.autoscaling import AutoscalingPolicy
+from spec.startup import StartupConfig, derive
 
 PROFILE = Profile(prefill_tokens_per_second=4000, decode_tokens_per_second=80, max_concurrent_sequences=8,
                   node_seconds=120, image_pull_seconds=60, load_seconds=150, reload_seconds=20,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 
-from capacity.planner import startup_of
 from facts.loading import NODE_CACHE_ROOTS
 from stacks.compose import node_cache_root
 from tests.planning import DEPLOYMENT, HTTP_ROUTE, model_servers, named, plan_of, plan_with
@@ -134,7 +133,7 @@ def test_a_version_at_zero_replicas_is_woken_by_requests_the_gateway_holds():
     (route,) = plan.of_type("kubernetes:http.keda.sh/v1beta1:InterceptorRoute")
     model = plan.spec.models["llama-3-8b"]
     cluster = plan.spec.clusters[0]
-    startup = startup_of(cluster.cloud, cluster.pools[0], model)
+    startup = model.startup_on(cluster.cloud, cluster.pools[0])
     # Held as long as a replica takes to start on a new node, as the planner derives it.
     assert route.inputs["spec"]["timeouts"]["readiness"] == f"{math.ceil(startup.cold_start_seconds)}s"
     assert route.inputs["spec"]["target"] == {"service": "llama-3-8b-v1-1-0", "port": 8000}

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from components.autoscaling.policy import AutoscalingPolicy
 from components.clusters.aws import check_args
 from components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool
 from components.gateway.version_split import VersionShare
 from components.hybrid.link import HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
+from spec.autoscaling import AutoscalingPolicy
 
 INSIDE = ("169.254.20.0/30", "169.254.20.4/30")
 

@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from components.gateway.inference_pool import SCORER_WEIGHTS
-from monitoring.simulator import IDLE, Simulator, serve
 from stacks.crd_sources import INFERENCE_EXTENSION, crd_documents
 from tests.planning import plan_of
 from toolchain import gotools
+from toolchain.simulator import IDLE, Simulator, serve
 
 NAMESPACE = "picker"
 POOL = "llama-3-8b-v1-0-0"

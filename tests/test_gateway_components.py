@@ -12,10 +12,10 @@ from components.gateway.routing import pool_backend_ref
 from components.gateway.tenancy import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
 from policies.base import Context
-from policies.evaluate import views
 from policies.gateway import RULES as GATEWAY_RULES
 from stacks.environments import read_stack_config
 from stacks.plan import run_plan
+from stacks.plan_policies import views
 
 TENANTS = [TenantBudget("search", ("llama-3-8b",), ("searchApiKey",), tokens_per_minute=10_000, priority=10),
            TenantBudget("batch", ("llama-3-8b",), ("batchApiKey",), tokens_per_day=1_000_000)]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from facts.addressing import allocate, assign_tunnels, problem_with
-from stacks.spec import SpecError
+from spec import SpecError
 from tests.planning import model_servers, plan_of, plan_with
 
 PSK_FIELDS = ("tunnel1PresharedKey", "tunnel2PresharedKey", "sharedSecret")

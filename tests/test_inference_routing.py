@@ -10,9 +10,9 @@ import json
 import pytest
 
 from components.serving.model_rollout import SERVED_BY_HEADER
+from spec.errors import SpecError
 from stacks.plan import Plan, PlannedResource
 from stacks.report import as_json
-from stacks.spec.errors import SpecError
 from tests.planning import plan_of, plan_with
 
 POOL = "kubernetes:inference.networking.k8s.io/v1:InferencePool"

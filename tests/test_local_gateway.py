@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.localstack import free_port
+from spec import load_spec
 from stacks.local_cluster import fake_nodes
-from stacks.spec import load_spec
 from tests.conftest import _shipped_config, engine_values
 from tests.engine import ROOT, Engine, wait_for
 from toolchain import cluster_addons
 from toolchain.embedded_cluster import EmbeddedCluster
 from toolchain.local_gateway import Refusal, RoutingTable
+from toolchain.localstack import free_port
 
 HOST = "llm.local.llmplane.dev"
 

@@ -7,7 +7,7 @@ import pytest
 
 from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
 from components.observability.stack import alloy_stream_labels
-from monitoring.logql import ShippedQuery, parse, shipped_queries
+from toolchain.logql import ShippedQuery, parse, shipped_queries
 
 SHIPPED = shipped_queries()
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import autoscaling, dashboards, rules, tenant_usage
 from monitoring import vllm_metrics as vm
-from monitoring.simulator import MODES, Simulator
+from toolchain.simulator import MODES, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",

@@ -27,14 +27,14 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 from policies import platform
 from policies.base import SECRET, UNKNOWN, Context, ResourceView
 from policies.config import enforcement_levels, pack_config
-from policies.evaluate import evaluate, mandatory, verdict
 from policies.pack import build_policies, context, plain
 from policies.rules import BY_NAME, RULES
+from spec import SpecError
+from spec.models import Policy
 from stacks.cli import main
 from stacks.environments import ENVIRONMENTS, PROJECT_ROOT
 from stacks.plan import Plan, PlannedResource
-from stacks.spec import SpecError
-from stacks.spec.models import Policy
+from stacks.plan_policies import evaluate, mandatory, verdict
 from tests.planning import plan_of, plan_with
 
 ENVIRONMENTS_SHIPPED = ["local", "dev", "staging", "prod"]

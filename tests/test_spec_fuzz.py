@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from facts.clouds import AWS_REGIONS, GCP_REGIONS
+from spec import PlatformSpec, SpecError
+from spec.load import spec_data
 from stacks.environments import known_environments
-from stacks.spec import PlatformSpec, SpecError
-from stacks.spec.load import spec_data
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 PROFILES = {"full": 52, "quick": 1}

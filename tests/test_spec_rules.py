@@ -2,8 +2,8 @@
 
 Every test starts from a shipped environment, changes as little as possible, and pins what the user is told:
 the path as written in the environment file, the message, the offending value, and a fix. Rules are grouped by
-the function in `stacks/spec/rules.py` that enforces them; shape errors come from pydantic, rewritten by
-`stacks/spec/errors.py`.
+the function in `spec/rules.py` that enforces them; shape errors come from pydantic, rewritten by
+`spec/errors.py`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import inspect
 
 import pytest
 
+from spec import PlatformSpec, Problem, SpecError, load_spec, rules
+from spec.load import spec_data
 from stacks.environments import known_environments, read_stack_config
-from stacks.spec import PlatformSpec, Problem, SpecError, load_spec, rules
-from stacks.spec.load import spec_data
 
 SHIPPED = known_environments()
 

@@ -1,4 +1,4 @@
-"""The gateway sections of the spec: tenants, fallbacks, certificates and DNS (`stacks/spec/tenancy.py`).
+"""The gateway sections of the spec: tenants, fallbacks, certificates and DNS (`spec/tenancy.py`).
 
 Each case starts from a shipped environment, changes one thing, and pins what the user is told: the path as
 written in the file, the message, the offending value and the fix.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from stacks.spec import PlatformSpec, Problem, SpecError, tenancy
-from stacks.spec.load import spec_data
+from spec import PlatformSpec, Problem, SpecError, tenancy
+from spec.load import spec_data
 
 
 def expect(load, config, environment, rule, path, message, value=None) -> Problem:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring import rules
-from monitoring.localstack import LOOPBACK, free_port, http_ok, prometheus_argv, simulator_argv
 from toolchain import gotools, pki
 from toolchain.embedded_cluster import ClusterError, EmbeddedCluster
+from toolchain.localstack import LOOPBACK, free_port, http_ok, prometheus_argv, simulator_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 KEDA_NAMESPACE = "keda"

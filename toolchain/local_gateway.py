@@ -6,7 +6,7 @@ EndpointSlices and Pods from the API server, picks the route and rule the way Ga
 (listener and route hostnames, then an Exact path before the longest PathPrefix, then more header matches),
 applies the rule's URLRewrite and RequestHeaderModifier filters, draws a backend by weight, and sends the
 request to a ready endpoint of that Service. The fake GPU nodes run no vLLM, so the endpoint's pod is answered
-by the simulator of its model (monitoring/completions.py), told which served names the pod has.
+by the simulator of its model (toolchain/completions.py), told which served names the pod has.
 
 What it does not do, and refuses by name rather than ignoring: other filters, backends other than Services
 (an InferencePool needs the endpoint picker, which the gateway tests run), TLS (it listens on plain HTTP; the
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from monitoring.completions import SERVED_NAMES_HEADER
+from toolchain.completions import SERVED_NAMES_HEADER
 
 LOOPBACK = "127.0.0.1"
 REFRESH_S = 1.0

@@ -1,6 +1,6 @@
 """ModelAutoscaler: exactly one autoscaler per vLLM Deployment, KEDA's ScaledObject or an HPA.
 
-Thresholds come from `components.autoscaling.policy.AutoscalingPolicy`, the same object the capacity planner replays.
+Thresholds come from `spec.autoscaling.AutoscalingPolicy`, the same object the capacity planner replays.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaling.policy import AutoscalingPolicy
 from components.labels import k8s_labels
 from components.options import children_of
 from components.serving.vllm_service import MONITORING_NAMESPACE
+from spec.autoscaling import AutoscalingPolicy
 
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
 """Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""

@@ -26,7 +26,7 @@ import pytest
 
 from components.observability.stack import alloy_stream_labels
 from monitoring import autoscaling, dashboards, rules
-from monitoring.localstack import (
+from toolchain.localstack import (
     LOKI_PUSH_PATH,
     Server,
     get_json,
@@ -36,8 +36,8 @@ from monitoring.localstack import (
     victoria_logs_binary,
     wait_until,
 )
-from monitoring.logship import Shipper
-from monitoring.simulator import MODES, behaviours
+from toolchain.logship import Shipper
+from toolchain.simulator import MODES, behaviours
 
 if shutil.which("prometheus") is None:
     raise RuntimeError("prometheus is missing: run `make test-setup` (apt-get install prometheus)")

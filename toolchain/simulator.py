@@ -36,8 +36,8 @@ from typing import IO, Any
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitoring import completions
 from monitoring import vllm_metrics as vm
+from toolchain import completions
 
 MODES = ("normal", "overload", "error_burst", "slow_canary", "gpu_fault")
 IDLE = "idle"
@@ -400,7 +400,7 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
                 self._reply(404, "text/plain", b"not found\n")
 
         def do_POST(self) -> None:
-            """The OpenAI API of the pod the local gateway names (monitoring/completions.py)."""
+            """The OpenAI API of the pod the local gateway names (toolchain/completions.py)."""
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             names = tuple(n for n in self.headers.get(completions.SERVED_NAMES_HEADER, "").split(",") if n)
             if self.path not in (completions.COMPLETIONS_PATH, completions.CHAT_PATH) or not names:
@@ -437,7 +437,7 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m monitoring.simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m toolchain.simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=(*MODES, IDLE), default="normal")

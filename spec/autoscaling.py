@@ -2,7 +2,7 @@
 
 The KEDA ScaledObject (or HPA) that `components/` builds and the capacity planner that replays traces against
 it both take the same `AutoscalingPolicy`, which llmplane's environment layer reads from the spec in one place
-(stacks/autoscaling.py), so what the planner proves is what ships.
+(`PlatformSpec.autoscaling_policy`), so what the planner proves is what ships.
 
 Semantics replayed (Kubernetes HPA v2 driven by KEDA):
 - trigger 1, queue: `sum(vllm:num_requests_waiting{model_name="<model>:<version>"})`, target type

@@ -132,7 +132,7 @@ def cloud_zones(spec: PlatformSpec) -> Iterable[Problem]:
 
 def _pools_for(spec: PlatformSpec, model: Model):
     for cluster in spec.clusters_of(model):
-        yield cluster, next((p for p in cluster.pools if p.name == model.pool), None)
+        yield cluster, model.pool_in(cluster)
 
 
 def placement(spec: PlatformSpec) -> Iterable[Problem]:
@@ -470,7 +470,7 @@ def _cached_models(spec: PlatformSpec, cluster: Cluster, pool: GpuPool) -> Itera
     """Models on `pool` of `cluster` that load their weights through the pool's node cache."""
     for name, model in spec.models.items():
         if model.pool == pool.name and cluster in spec.clusters_of(model) and model.weights.node_cache and \
-                model.weights.load_format == "runai_streamer":
+                model.streams_weights():
             yield name, model
 
 
@@ -491,7 +491,7 @@ def streamed_weights(spec: PlatformSpec) -> Iterable[Problem]:
     node caches: the prefetcher checks each file against its sha256 as it writes it there, before any replica
     reads it (the streamer itself verifies nothing)."""
     for name, model in spec.models.items():
-        if model.weights.load_format != "runai_streamer":
+        if not model.streams_weights():
             continue
         for v in model.versions:
             artifact = model.catalog.get(v.version)

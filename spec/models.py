@@ -13,9 +13,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from facts.clouds import machine_shape
 from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VALUE
 from facts.images import VLLM_IMAGE
 from facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
+
+from .autoscaling import AutoscalingPolicy
+from .startup import Startup, StartupConfig, derive
 
 Name = Annotated[
     str,
@@ -391,6 +395,30 @@ class Model(Section):
         """The replica bounds that apply to a deployed version."""
         return version.replicas or self.replicas
 
+    def pool_in(self, cluster: Cluster) -> GpuPool | None:
+        """The model's pool in `cluster` (None where the cluster lacks it: the `placement` rule refuses that)."""
+        return next((p for p in cluster.pools if p.name == self.pool), None)
+
+    def uses_node_cache(self, pool: GpuPool) -> bool:
+        """Whether replicas on `pool` load through its node cache: the pool keeps one and the model asks for it."""
+        return pool.node_cache is not None and self.weights.node_cache
+
+    def streams_weights(self) -> bool:
+        """Whether replicas stream the weights file by file (Run:ai streamer) rather than download an archive."""
+        return self.weights.load_format == "runai_streamer"
+
+    def startup_on(self, cloud: str, pool: GpuPool) -> Startup:
+        """A replica's start-up on `pool` in a `cloud` cluster, derived from the configuration: what the planner
+        replays and what the deployed probes and held-request timeouts are sized to."""
+        cached = self.uses_node_cache(pool)
+        shape = machine_shape(cloud, pool.gpu_type, pool.gpus_per_node)
+        return derive(StartupConfig(
+            weight_bytes=self.weight_bytes(), load_format=self.weights.load_format, load_seconds=self.load_seconds,
+            node_seconds=self.cold_start.node_seconds, image_pull_seconds=self.cold_start.image_pull_seconds,
+            image_prepull=pool.image_prepull, cache_medium=pool.node_cache.medium if cached else None,
+            machine_type=shape.machine_type if shape else None, engine_start_seconds=self.engine_start_seconds,
+            compile_cache=self.compile_cache and cached))
+
 
 class Images(Section):
     """Container images, referenced by digest only."""
@@ -545,3 +573,30 @@ class PlatformSpec(Section):
         if model.clusters is None:
             return list(self.clusters)
         return [c for c in self.clusters if c.name in model.clusters]
+
+    def autoscaling_policy(self, name: str, version: DeployedVersion | str) -> AutoscalingPolicy:
+        """The one reading of a deployed version's autoscaling thresholds (a DeployedVersion or its version
+        string): the ScaledObject compose() deploys and the trace the capacity planner replays both take it."""
+        model = self.models[name]
+        if isinstance(version, str):
+            matches = [v for v in model.versions if v.version == version]
+            if not matches:
+                deployed = ", ".join(v.version for v in model.versions)
+                raise ValueError(f"model '{name}' does not deploy version '{version}' (deployed: {deployed})")
+            version = matches[0]
+        bounds = model.replicas_of(version)
+        autoscaling = self.autoscaling
+        return AutoscalingPolicy(
+            served_model_name=f"{name}:{version.version}",
+            min_replicas=bounds.min,
+            max_replicas=bounds.max,
+            keda=autoscaling.keda,
+            queue_per_replica=autoscaling.queue_per_replica,
+            kv_cache_target=autoscaling.kv_cache_target,
+            scale_up_seconds=autoscaling.scale_up_seconds,
+            scale_down_seconds=autoscaling.scale_down_seconds,
+            polling_seconds=autoscaling.polling_seconds,
+            scale_to_zero=autoscaling.scale_to_zero and bounds.min == 0,
+            activation_queue=autoscaling.activation_queue,
+            cooldown_seconds=autoscaling.cooldown_seconds,
+        )

@@ -1,4 +1,4 @@
-"""The offline evaluator: every rule over an offline plan's resources, at the environment's enforcement.
+"""The policy pack over an offline plan: every rule on the plan's resources, at the environment's enforcement.
 
 Same rules as the CrossGuard pack, fed the plan's recorded inputs instead of the engine's.
 """
@@ -6,14 +6,13 @@ Same rules as the CrossGuard pack, fed the plan's recorded inputs instead of the
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .base import Context, ResourceView
-from .config import enforcement_levels
-from .rules import RULES, Rule
+from policies.base import Context, ResourceView
+from policies.config import enforcement_levels
+from policies.rules import RULES, Rule
 
-if TYPE_CHECKING:
-    from stacks.plan import Plan, PlannedResource
+from .plan import Plan, PlannedResource
 
 MOCK_ID_SUFFIX = "-id"
 """The offline plan's mocks give every resource the id `<name>-id` (stacks/plan.py), which is what another

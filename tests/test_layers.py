@@ -1,0 +1,79 @@
+"""Imports point one way (the design card's layers): facts, then the monitoring catalog, then the spec with what
+derives from it, then components and the tool chain, then the planner and the policies reading the spec from
+below, then composition, then the CLI. No module imports a layer above its own and no two packages import each
+other, so a reader finds a concept by going down, never around."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LAYERS = {
+    "facts": 0,
+    "monitoring": 1,
+    "spec": 2,
+    "components": 3,
+    "toolchain": 3,
+    "capacity": 4,
+    "policies": 4,
+    "stacks": 5,
+    "stacks.cli": 6,
+    "stacks.__main__": 6,
+    "benchmarks": 7,
+}
+"""Each package's layer; a module may import its own layer's package and any layer below."""
+
+
+def _layer_of(module: str) -> tuple[str, int] | None:
+    for name in sorted(LAYERS, key=len, reverse=True):
+        if module == name or module.startswith(f"{name}."):
+            return name, LAYERS[name]
+    return None
+
+
+def _imports() -> list[tuple[str, str, int]]:
+    """(importing module, imported module, line) for every absolute or relative import of the project's code."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] not in {name.split(".")[0] for name in LAYERS}:
+            continue
+        module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found += [(module, alias.name, node.lineno) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                target = ".".join([*base, node.module] if node.module else base)
+                found.append((module, target, node.lineno))
+    return found
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = []
+    for importer, imported, line in _imports():
+        source, target = _layer_of(importer), _layer_of(imported)
+        if source and target and target[1] > source[1]:
+            upward.append(f"{importer}:{line} imports {imported} ({target[0]} is above {source[0]})")
+    assert upward == []
+
+
+def test_no_two_packages_import_each_other():
+    edges = set()
+    for importer, imported, _ in _imports():
+        source, target = _layer_of(importer), _layer_of(imported)
+        if source and target and source[0].split(".")[0] != target[0].split(".")[0]:
+            edges.add((source[0].split(".")[0], target[0].split(".")[0]))
+    assert sorted((a, b) for a, b in edges if (b, a) in edges) == []
+
+
+def test_the_layer_check_sees_relative_and_upward_imports():
+    """The checker itself: a relative import resolves to its package, and the spec importing a component would be
+    reported."""
+    assert _layer_of("spec.models") == ("spec", 2)
+    assert _layer_of("stacks.cli") == ("stacks.cli", 6)
+    assert ("stacks.compose", "spec.models", 0) not in _imports()
+    assert any(importer == "stacks.plan_policies" and imported == "stacks.plan" for importer, imported, _ in _imports())
