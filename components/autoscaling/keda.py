@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.clusters.charts import KEDA
+from components.options import children_of
 
 KEDA_NAMESPACE = "keda"
 
@@ -20,6 +21,6 @@ class KedaInstall(pulumi.ComponentResource):
         release = KEDA.release(
             f"{name}-keda", KEDA_NAMESPACE,
             {"resources": {"operator": {"requests": {"cpu": "100m", "memory": "128Mi"}}}},
-            pulumi.ResourceOptions(parent=self), create_namespace=True)
+            children_of(self, opts), create_namespace=True)
         self.namespace = release.namespace
         self.register_outputs({"namespace": self.namespace})

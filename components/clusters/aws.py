@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components.aws_trust import POD_IDENTITY, trust_policy
 from components.labels import k8s_labels
+from components.options import children_of
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_folder, s3_object_arn
@@ -26,7 +27,6 @@ from .base import (
     exec_kubeconfig,
     moved_under,
     require_shape,
-    stateful,
 )
 from .charts import AWS_LOAD_BALANCER_CONTROLLER, KARPENTER, NVIDIA_DEVICE_PLUGIN
 
@@ -105,11 +105,11 @@ class AwsGpuCluster(GpuCluster):
         super().__init__("llmplane:cluster:AwsGpuCluster", name, None, opts)
         check_args(name, args)
         spec, tags = args, args.ownership.tags()
-        child = pulumi.ResourceOptions(parent=self)
-        keep = stateful(args.protect, self)
+        self._opts = opts
+        child = children_of(self, opts)
         provider = aws.Provider(f"{name}-aws", region=spec.region, default_tags={"tags": tags}, opts=child)
-        on_aws = pulumi.ResourceOptions(parent=self, provider=provider)
-        keep_aws = pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(provider=provider))
+        on_aws = children_of(self, opts, provider=provider)
+        keep_aws = children_of(self, opts, provider=provider, protect=args.protect)  # stateful: protected in prod
 
         key = aws.kms.Key(f"{name}-secrets-key", description=f"EKS secrets encryption for {spec.name}",
                           enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=keep_aws)
@@ -164,7 +164,7 @@ class AwsGpuCluster(GpuCluster):
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             access_config={"authentication_mode": "API"},
             tags=tags,
-            opts=pulumi.ResourceOptions.merge(keep_aws, pulumi.ResourceOptions(depends_on=[attach, logs])),
+            opts=children_of(self, opts, provider=provider, protect=args.protect, depends_on=[attach, logs]),
         )
         aws.eks.Addon(f"{name}-pod-identity", cluster_name=cluster.name, addon_name="eks-pod-identity-agent",
                       tags=tags, opts=on_aws)
@@ -188,7 +188,7 @@ class AwsGpuCluster(GpuCluster):
             scaling_config={"min_size": 2, "desired_size": 2, "max_size": 4},
             labels={"llmplane.dev/role": "system"},
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=node_policies),
+            opts=children_of(self, opts, provider=provider, depends_on=node_policies),
         )
         aws.eks.AccessEntry(f"{name}-node-access", cluster_name=cluster.name, principal_arn=node_role.arn,
                             type="EC2_LINUX", tags=tags, opts=on_aws)
@@ -218,9 +218,9 @@ class AwsGpuCluster(GpuCluster):
             f"{name}-k8s",
             kubeconfig=kubeconfig(cluster.name, cluster.endpoint, cluster.certificate_authority.data, spec.region),
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[system]),
+            opts=children_of(self, opts, depends_on=[system]),
         )
-        on_k8s = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        on_k8s = children_of(self, opts, provider=self.provider)
         karpenter = KARPENTER.release(f"{name}-karpenter", "kube-system", {
             "settings": {"clusterName": cluster.name, "clusterEndpoint": cluster.endpoint,
                          "interruptionQueue": interruptions.name},
@@ -233,7 +233,7 @@ class AwsGpuCluster(GpuCluster):
         AWS_LOAD_BALANCER_CONTROLLER.release(f"{name}-aws-lb-controller", "kube-system", {
             "clusterName": cluster.name, "region": spec.region, "vpcId": vpc.id,
         }, on_k8s)
-        after_karpenter = pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[karpenter])
+        after_karpenter = children_of(self, opts, provider=self.provider, depends_on=[karpenter])
         for pool in spec.pools:
             self._gpu_pool(name, spec.name, pool, node_role.name, tags, after_karpenter)
 
@@ -261,7 +261,7 @@ class AwsGpuCluster(GpuCluster):
                 cluster_name=self.network.eks_cluster_name, namespace=readers.namespace,
                 service_accounts=list(readers.service_accounts), object_arns=arns, tags=dict(readers.tags),
                 list_prefixes=sorted({f for f in map(s3_folder, readers.uris) if f}),
-            ), opts=moved_under(self, provider=self.network.provider))
+            ), opts=moved_under(self, self._opts, provider=self.network.provider))
         return {}
 
     @staticmethod

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import Ownership
+from components.options import children_of
 from components.serving.vllm_image import RegistryLogin
 from facts.clouds import MachineShape, gpu_types_offered, machine_shape, shapes_offered
 
@@ -160,11 +161,6 @@ def exec_kubeconfig(server: pulumi.Input[str], ca_data: pulumi.Input[str], user_
     }))
 
 
-def stateful(protect: bool, parent: pulumi.Resource) -> pulumi.ResourceOptions:
-    """Options of a slow-to-rebuild resource: protected when the environment asks for it."""
-    return pulumi.ResourceOptions(parent=parent, protect=protect)
-
-
 def require_shape(cloud: str, pool: GpuNodePool, component: str) -> MachineShape:
     """The machine that carries the pool's GPUs in `cloud`, or a clear error naming the shapes there are."""
     shape = machine_shape(cloud, pool.gpu_type, pool.gpus_per_node)
@@ -177,8 +173,8 @@ def require_shape(cloud: str, pool: GpuNodePool, component: str) -> MachineShape
     return shape
 
 
-def moved_under(parent: pulumi.Resource, provider: pulumi.ProviderResource | None = None) -> pulumi.ResourceOptions:
+def moved_under(parent: pulumi.Resource, opts: pulumi.ResourceOptions | None,
+                provider: pulumi.ProviderResource | None = None) -> pulumi.ResourceOptions:
     """Options of a child that earlier releases registered at the top of the stack: the alias keeps its state,
-    so moving it under its cluster replaces nothing."""
-    return pulumi.ResourceOptions(parent=parent, provider=provider,
-                                  aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)])
+    so moving it under its cluster (`parent`, created with `opts`) replaces nothing."""
+    return children_of(parent, opts, provider=provider, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)])

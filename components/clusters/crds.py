@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
+from components.options import children_of
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class CustomResourceDefinitions(pulumi.ComponentResource):
                 f"{name}-{metadata['name']}",
                 metadata=metadata,
                 spec=document["spec"],
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=children_of(self, opts),
             )
             names.append(crd.metadata.name)
         self.names = pulumi.Output.all(*names)

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components.options import children_of
 from components.serving.image_prepull import GkeImagePreload
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
@@ -25,7 +26,6 @@ from .base import (
     exec_kubeconfig,
     moved_under,
     require_shape,
-    stateful,
 )
 
 CONTROL_PLANE_CIDR = GKE_CONTROL_PLANE_CIDR
@@ -63,9 +63,9 @@ class GcpGpuCluster(GpuCluster):
         if not args.gcp_project:
             raise ValueError(f"GcpGpuCluster {name}: give `gcp_project`, the project whose Workload Identity pool "
                              "the cluster joins (e.g. the `gcp:project` config)")
-        self._project, self._name = args.gcp_project, args.name
-        child = pulumi.ResourceOptions(parent=self)
-        keep = stateful(args.protect, self)
+        self._project, self._name, self._opts = args.gcp_project, args.name, opts
+        child = children_of(self, opts)
+        keep = children_of(self, opts, protect=args.protect)  # stateful: protected in prod
         ranges = gke_secondary_ranges(spec.network_cidr or "10.0.0.0/16")
 
         network = gcp.compute.Network(f"{name}-vpc", name=spec.name, auto_create_subnetworks=False, opts=child)
@@ -171,7 +171,7 @@ class GcpGpuCluster(GpuCluster):
             return {}
         reader = GcpWeightsAccess(name, GcpWeightsAccessArgs(
             project=self._project, cluster=self._name, namespace=readers.namespace,
-            service_accounts=list(readers.service_accounts), buckets=buckets), opts=moved_under(self))
+            service_accounts=list(readers.service_accounts), buckets=buckets), opts=moved_under(self, self._opts))
         return {"iam.gke.io/gcp-service-account": reader.email}
 
     @staticmethod

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.options import children_of
+
 from .base import ClusterArgs, GpuCluster
 
 
@@ -26,7 +28,7 @@ class OnPremCluster(GpuCluster):
                 f"{name}-k8s",
                 kubeconfig=pulumi.Output.secret(args.kubeconfig),
                 enable_server_side_apply=True,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=children_of(self, opts),
             )
             render_dir = ""
         else:
@@ -34,7 +36,7 @@ class OnPremCluster(GpuCluster):
             self.provider = k8s.Provider(
                 f"{name}-k8s",
                 render_yaml_to_directory=render_dir,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=children_of(self, opts),
             )
         self.cluster_name = pulumi.Output.from_input(args.name)
         self.render_dir = pulumi.Output.from_input(render_dir)

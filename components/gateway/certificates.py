@@ -94,10 +94,10 @@ class CertManagerInstall(pulumi.ComponentResource):
         if args.issuer == "acme-dns01" and isinstance(network, AwsNetwork):
             zone = aws.route53.get_zone_output(name=args.dns_zone, private_zone=False,
                                                opts=pulumi.InvokeOptions(parent=self, provider=network.provider))
-            grant_route53(self, name, network, writer, zone.zone_id.apply(cert_manager_route53_policy))
+            grant_route53(child, name, network, writer, zone.zone_id.apply(cert_manager_route53_policy))
             solver = {"route53": {"region": args.aws_region, "hostedZoneID": zone.zone_id}}
         elif args.issuer == "acme-dns01" and isinstance(network, GcpNetwork):
-            email = grant_cloud_dns(self, name, network, writer, str(args.gcp_managed_zone),
+            email = grant_cloud_dns(child, name, network, writer, str(args.gcp_managed_zone),
                                     f"{args.cluster_name}-certs")
             annotations["iam.gke.io/gcp-service-account"] = email
             solver = {"cloudDNS": {"project": network.project, "hostedZoneName": args.gcp_managed_zone}}
@@ -107,7 +107,7 @@ class CertManagerInstall(pulumi.ComponentResource):
             "serviceAccount": {"name": SERVICE_ACCOUNT, "annotations": annotations},
             "prometheus": {"enabled": True, "servicemonitor": {"enabled": False}},
         }, child)
-        after_chart = pulumi.ResourceOptions(parent=self, depends_on=[release])  # the chart brings the CRDs
+        after_chart = children_of(self, opts, depends_on=[release])  # the chart brings the CRDs
         if solver is not None:
             issuer = k8s.apiextensions.CustomResource(
                 f"{name}-acme", api_version=CM_API, kind="ClusterIssuer",
@@ -120,18 +120,19 @@ class CertManagerInstall(pulumi.ComponentResource):
                 }},
                 opts=after_chart)
         else:
-            issuer = self._private_ca(name, labels, after_chart)
+            issuer = self._private_ca(name, labels, opts, release)
         self.issuer_name = issuer.metadata.apply(lambda m: m["name"])
         self.namespace = ns.metadata.name
         self.register_outputs({"issuer_name": self.issuer_name, "namespace": self.namespace})
 
-    def _private_ca(self, name: str, labels: dict[str, str],
-                    after_chart: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    def _private_ca(self, name: str, labels: dict[str, str], opts: pulumi.ResourceOptions | None,
+                    release: pulumi.Resource) -> k8s.apiextensions.CustomResource:
         """A self-signed root ClusterIssuer, the CA certificate it signs (kept in cert-manager's namespace, where a
         ClusterIssuer reads its CA), and the CA ClusterIssuer that signs the gateway's certificates."""
         root = k8s.apiextensions.CustomResource(
             f"{name}-selfsigned", api_version=CM_API, kind="ClusterIssuer",
-            metadata={"name": "llmplane-selfsigned", "labels": labels}, spec={"selfSigned": {}}, opts=after_chart)
+            metadata={"name": "llmplane-selfsigned", "labels": labels}, spec={"selfSigned": {}},
+            opts=children_of(self, opts, depends_on=[release]))
         ca = k8s.apiextensions.CustomResource(
             f"{name}-root-ca", api_version=CM_API, kind="Certificate",
             metadata={"name": "llmplane-root-ca", "namespace": NAMESPACE, "labels": labels},
@@ -139,11 +140,11 @@ class CertManagerInstall(pulumi.ComponentResource):
                   "duration": "87600h", "renewBefore": "720h",
                   "privateKey": {"algorithm": "ECDSA", "size": 256},
                   "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "llmplane-selfsigned"}},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after_chart.depends_on, root]))
+            opts=children_of(self, opts, depends_on=[release, root]))
         return k8s.apiextensions.CustomResource(
             f"{name}-ca", api_version=CM_API, kind="ClusterIssuer",
             metadata={"name": "llmplane-ca", "labels": labels}, spec={"ca": {"secretName": "llmplane-root-ca"}},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after_chart.depends_on, ca]))
+            opts=children_of(self, opts, depends_on=[release, ca]))
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,11 @@ class DnsWriter:
     """Tags for the cloud identity resources."""
 
 
-def grant_route53(parent: pulumi.Resource, name: str, network: AwsNetwork, writer: DnsWriter,
+def grant_route53(child: pulumi.ResourceOptions, name: str, network: AwsNetwork, writer: DnsWriter,
                   policy: pulumi.Input[str]) -> pulumi.Output[str]:
-    """An IAM role with `policy`, handed to the writer's service account through Pod Identity; its ARN."""
-    on_aws = pulumi.ResourceOptions(parent=parent, provider=network.provider)
+    """An IAM role with `policy`, handed to the writer's service account through Pod Identity; its ARN. `child`:
+    the calling component's options for its children (`children_of`)."""
+    on_aws = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(provider=network.provider))
     role = aws.iam.Role(f"{name}-dns", assume_role_policy=trust_policy(POD_IDENTITY), tags=writer.tags, opts=on_aws)
     aws.iam.RolePolicy(f"{name}-dns", role=role.id, policy=policy, opts=on_aws)
     aws.eks.PodIdentityAssociation(f"{name}-dns", cluster_name=network.eks_cluster_name, namespace=writer.namespace,
@@ -76,14 +77,14 @@ def grant_route53(parent: pulumi.Resource, name: str, network: AwsNetwork, write
     return role.arn
 
 
-def grant_cloud_dns(parent: pulumi.Resource, name: str, network: GcpNetwork, writer: DnsWriter, managed_zone: str,
-                    account_id: str) -> pulumi.Output[str]:
+def grant_cloud_dns(child: pulumi.ResourceOptions, name: str, network: GcpNetwork, writer: DnsWriter,
+                    managed_zone: str, account_id: str) -> pulumi.Output[str]:
     """A Google service account that administers one Cloud DNS managed zone (and may list the project's zones),
-    impersonated by the writer's service account; its email (the `iam.gke.io/gcp-service-account` annotation)."""
+    impersonated by the writer's service account; its email (the `iam.gke.io/gcp-service-account` annotation).
+    `child`: the calling component's options for its children (`children_of`)."""
     if network.project is None:
         raise ValueError(f"{name}: the GCP cluster's network has no project, which Workload Identity needs; set "
                          "ClusterArgs.gcp_project")
-    child = pulumi.ResourceOptions(parent=parent)
     account = gcp.serviceaccount.Account(f"{name}-dns", account_id=account_id[:30],
                                          display_name=f"DNS writer {writer.namespace}/{writer.service_account}",
                                          project=network.project, opts=child)

@@ -185,11 +185,11 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
         valkey = self._valkey(name, ns.metadata.name, child)
         redis_url = f"{valkey}.{NAMESPACE}.svc.cluster.local:{VALKEY_PORT}"
         release = ENVOY_GATEWAY.release(f"{name}-envoy-gateway", ns.metadata.name, chart_values(redis_url), child)
-        after_chart = pulumi.ResourceOptions(parent=self, depends_on=[release])  # the chart brings the CRDs
+        after_chart = children_of(self, opts, depends_on=[release])  # the chart brings the CRDs
         ai_crds = AI_GATEWAY_CRDS.release(f"{name}-ai-gateway-crds", AI_GATEWAY_NAMESPACE, {}, after_chart,
                                           create_namespace=True)
         ai_gateway = AI_GATEWAY.release(f"{name}-ai-gateway", AI_GATEWAY_NAMESPACE, {},
-                                        pulumi.ResourceOptions(parent=self, depends_on=[ai_crds]),
+                                        children_of(self, opts, depends_on=[ai_crds]),
                                         create_namespace=True)
         telemetry: dict = {"accessLog": {"settings": [{
             "format": {"type": "JSON", "json": ACCESS_LOG_FIELDS},
@@ -225,7 +225,7 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
             spec={"controllerName": CONTROLLER_NAME, "parametersRef": {
                 "group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": "llmplane",
                 "namespace": ns.metadata.name}},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[release, ai_gateway, proxy]),
+            opts=children_of(self, opts, depends_on=[release, ai_gateway, proxy]),
         )
         self.gateway_class = gateway_class.metadata.apply(lambda m: m["name"])
         self.namespace = ns.metadata.name

@@ -83,13 +83,13 @@ class ExternalDnsInstall(pulumi.ComponentResource):
         if isinstance(network, AwsNetwork):
             zone = aws.route53.get_zone_output(name=args.dns_zone, private_zone=False,
                                                opts=pulumi.InvokeOptions(parent=self, provider=network.provider))
-            grant_route53(self, name, network, writer, zone.zone_id.apply(external_dns_route53_policy))
+            grant_route53(child, name, network, writer, zone.zone_id.apply(external_dns_route53_policy))
             provider = "aws"
             extra_args += [pulumi.Output.concat("--zone-id-filter=", zone.zone_id), "--aws-zone-type=public"]
         else:
             assert isinstance(network, GcpNetwork)
             annotations["iam.gke.io/gcp-service-account"] = grant_cloud_dns(
-                self, name, network, writer, str(args.gcp_managed_zone), f"{args.cluster_name}-dns")
+                child, name, network, writer, str(args.gcp_managed_zone), f"{args.cluster_name}-dns")
             provider = "google"
             extra_args += [f"--google-project={network.project}", "--google-zone-visibility=public"]
         EXTERNAL_DNS.release(f"{name}-external-dns", ns.metadata.name, {

@@ -17,6 +17,7 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 
 from components.clusters.base import AwsNetwork, ClusterNetwork
+from components.options import children_of
 from facts.addressing import CLOUD_SIDE_ASN, TUNNELS_PER_CONNECTION, hosts, private_asn
 
 AWS_SIDE_ASN = CLOUD_SIDE_ASN["aws"]
@@ -93,6 +94,7 @@ class HybridLink(pulumi.ComponentResource):
     def __init__(self, name: str, args: HybridLinkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:hybrid:HybridLink", name, None, opts)
         self._args = args
+        self._opts = opts
         for side in args.sides:
             if len(side.inside_cidrs) != TUNNELS_PER_CONNECTION or len(side.preshared_keys) not in (
                     0, TUNNELS_PER_CONNECTION):
@@ -118,14 +120,14 @@ class HybridLink(pulumi.ComponentResource):
             return pulumi.Output.secret(side.preshared_keys[index])
         cluster = side.cluster
         generated = random.RandomPassword(f"{name}-{cluster}-psk-{index}", length=40, special=False,
-                                          opts=pulumi.ResourceOptions(parent=self))
+                                          opts=children_of(self, self._opts))
         # AWS refuses keys that start with a zero; a fixed letter first keeps every generated key valid.
         return pulumi.Output.secret(pulumi.Output.concat("k", generated.result))
 
     def _aws(self, name: str, side: LinkSide) -> list[pulumi.Output[dict]]:
         site, tags, network = self._args.site, self._args.tags, side.network
         assert isinstance(network, AwsNetwork)
-        opts = pulumi.ResourceOptions(parent=self, provider=network.provider)
+        opts = children_of(self, self._opts, provider=network.provider)
         cname = side.cluster
         cidrs = list(side.inside_cidrs)
         keys = [self._key(name, side, i) for i in range(TUNNELS_PER_CONNECTION)]
@@ -165,7 +167,7 @@ class HybridLink(pulumi.ComponentResource):
 
     def _gcp(self, name: str, side: LinkSide) -> list[pulumi.Output[dict]]:
         site, network = self._args.site, side.network
-        opts = pulumi.ResourceOptions(parent=self)
+        opts = children_of(self, self._opts)
         cluster, cname = side, side.cluster
         cidrs = list(side.inside_cidrs)
         keys = [self._key(name, side, i) for i in range(TUNNELS_PER_CONNECTION)]

@@ -9,6 +9,8 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
+from components.options import children_of
+
 HEALTH_PATH_TEMPLATE = "/{model}/health"
 """Path on each regional gateway that reaches a model's /health (see ModelRollout)."""
 
@@ -64,7 +66,7 @@ class GlobalRouting(pulumi.ComponentResource):
         if not any(c.cloud != "onprem" for c in args.clusters):
             raise ValueError(f"GlobalRouting {name}: latency routing needs at least one cloud cluster in `clusters`; "
                              f"got {[c.name for c in args.clusters]}")
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         zone = aws.route53.get_zone_output(name=args.hosted_zone, opts=pulumi.InvokeOptions(parent=self))
         latency_name = f"latency.{args.hostname}"
         checks = {}

@@ -17,6 +17,7 @@ from components.autoscaling.model_autoscaler import PROMETHEUS_URL
 from components.aws_trust import POD_IDENTITY, trust_policy
 from components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
 from components.labels import k8s_labels
+from components.options import children_of
 from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
 from monitoring import dashboards, tenant_usage
 from monitoring.rules import AlertParams, Slo, prometheus_rule
@@ -66,11 +67,11 @@ class ObservabilityStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:observability:ObservabilityStack", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         labels = k8s_labels(name="observability", instance=MONITORING_NAMESPACE, component="monitoring")
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": MONITORING_NAMESPACE, "labels": labels},
                                    opts=child)
-        bucket, loki_storage = self._log_storage(name, args)
+        bucket, loki_storage = self._log_storage(name, args, opts)
         prometheus_values = {
             "prometheus": {"prometheusSpec": {
                 "retention": f"{args.metrics_retention_days}d",
@@ -96,7 +97,7 @@ class ObservabilityStack(pulumi.ComponentResource):
             opts=child,
         )
         LOKI.release(f"{name}-loki", ns.metadata.name, loki_storage,
-                     pulumi.ResourceOptions(parent=self, depends_on=[rules]))
+                     children_of(self, opts, depends_on=[rules]))
         ALLOY.release(f"{name}-alloy", ns.metadata.name, {"alloy": {"configMap": {"content": _alloy_config()}}}, child)
         DCGM_EXPORTER.release(f"{name}-dcgm-exporter", ns.metadata.name, {
             "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
@@ -118,20 +119,21 @@ class ObservabilityStack(pulumi.ComponentResource):
             metadata={**rule["metadata"], "namespace": ns.metadata.name, "labels": {**labels,
                                                                                     **rule["metadata"]["labels"]}},
             spec=rule["spec"],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[operator]),  # the chart brings the CRD
+            opts=children_of(self, opts, depends_on=[operator]),  # the chart brings the CRD
         )
         self.namespace = ns.metadata.name
         self.log_bucket = pulumi.Output.from_input(bucket)
         self.register_outputs({"namespace": self.namespace, "log_bucket": self.log_bucket})
 
-    def _log_storage(self, name: str, args: ObservabilityArgs) -> tuple[pulumi.Input[str], dict]:
+    def _log_storage(self, name: str, args: ObservabilityArgs,
+                     opts: pulumi.ResourceOptions | None) -> tuple[pulumi.Input[str], dict]:
         """A private, encrypted, versioned bucket with the spec's retention (cloud), or local disks (on-prem)."""
         days, network = args.log_retention_days, args.network
         bucket_name = f"llmplane-{args.environment}-{args.cluster_name}-logs"
         single = _single_binary_loki(days)
         if isinstance(network, AwsNetwork):
-            keep = pulumi.ResourceOptions(parent=self, provider=network.provider, protect=args.protect)
-            on_aws = pulumi.ResourceOptions(parent=self, provider=network.provider)
+            keep = children_of(self, opts, provider=network.provider, protect=args.protect)
+            on_aws = children_of(self, opts, provider=network.provider)
             bucket = aws.s3.Bucket(f"{name}-logs", bucket=bucket_name, tags=args.tags, opts=keep)
             aws.s3.BucketPublicAccessBlock(f"{name}-logs-private", bucket=bucket.id, block_public_acls=True,
                                            block_public_policy=True, ignore_public_acls=True,
@@ -165,7 +167,7 @@ class ObservabilityStack(pulumi.ComponentResource):
                 public_access_prevention="enforced", versioning={"enabled": True},
                 lifecycle_rules=[{"action": {"type": "Delete"}, "condition": {"age": days}}],
                 labels={key.replace("-", "_"): value for key, value in args.tags.items()},
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+                opts=children_of(self, opts, protect=args.protect))
             storage = {"type": "gcs", "bucketNames": {"chunks": bucket_name, "ruler": bucket_name}}
             return bucket.name, {**single, "loki": {**single["loki"], "storage": storage}}
         return "", {**single, "loki": {**single["loki"], "storage": {"type": "filesystem"}}}

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
+from components.options import children_of
 
 from .model_cache import HOST_PATH_NAMESPACE_LABELS
 from .streaming import SCRIPT_NAME, SCRIPT_SOURCE
@@ -59,7 +60,7 @@ class ServingNamespace(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ServingNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:ServingNamespace", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         labels = k8s_labels(name="llmplane", instance=args.name, component="serving")
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker_build as docker_build
 
+from components.options import children_of
 from facts.images import VLLM_VERSION
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[2] / "images" / "vllm"
@@ -67,7 +68,7 @@ class VllmImage(pulumi.ComponentResource):
             registries=[{"address": login.address, "username": login.username,
                          "password": pulumi.Output.secret(login.password)}],
             build_on_preview=False,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=children_of(self, opts),
         )
         self.ref = image.ref
         self.register_outputs({"ref": self.ref})

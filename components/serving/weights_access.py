@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from components.aws_trust import POD_IDENTITY, trust_policy
+from components.options import children_of
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class WeightsAccess(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WeightsAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:WeightsAccess", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         role = aws.iam.Role(f"{name}-role", assume_role_policy=trust_policy(POD_IDENTITY), tags=args.tags, opts=child)
         listing = [{"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
                     "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}}
@@ -103,7 +104,7 @@ class GcpWeightsAccess(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GcpWeightsAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:GcpWeightsAccess", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children_of(self, opts)
         account = gcp.serviceaccount.Account(f"{name}-gsa", account_id=f"{args.cluster}-vllm"[:30],
                                              display_name=f"vLLM weights reader in {args.cluster}", opts=child)
         member = pulumi.Output.concat("serviceAccount:", account.email)
