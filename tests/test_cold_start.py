@@ -8,12 +8,20 @@ import json
 import math
 
 from facts.loading import NODE_CACHE_ROOTS
-from stacks.compose import node_cache_root
 from tests.planning import DEPLOYMENT, HTTP_ROUTE, model_servers, named, plan_of, plan_with
 
 DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 NAMESPACE = "kubernetes:core/v1:Namespace"
+
+
+CACHE_ROOTS = {
+    "aws-use1": "/mnt/k8s-disks/0/llmplane-model-cache",  # instance-store NVMe, RAID0 by Karpenter
+    "aws-usw2": "/mnt/k8s-disks/0/llmplane-model-cache",
+    "gcp-usc1": "/mnt/stateful_partition/kube-ephemeral-ssd/llmplane-model-cache",  # GKE's local SSD
+    "onprem-dc1": "/var/lib/llmplane/model-cache",  # the host path prod's environment file gives
+}
+"""Each prod cluster's node-cache folder on its GPU nodes."""
 
 
 def _container(deployment) -> dict:
@@ -31,7 +39,6 @@ def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cach
         name, version = labels["llmplane.dev/model"], labels["llmplane.dev/model-version"]
         model = plan.spec.models[name]
         cluster = plan.spec.cluster(_cluster_of(deployment))
-        pool = next(p for p in cluster.pools if p.name == model.pool)
         container = _container(deployment)
         assert container["command"][-3:] == ["/opt/llmplane/weights_cache.py", "launch", "--"]
         args = container["args"]
@@ -47,8 +54,7 @@ def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cach
         assert env["LLMPLANE_STREAM_URI"] + "/" == folder
         # The pool's cache, this version's folder only, read-only; the weights' emptyDir is gone.
         volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
-        assert volumes["node-weights"]["hostPath"]["path"] == \
-            f"{node_cache_root(pool.node_cache)}/weights/{name}/{version}"
+        assert volumes["node-weights"]["hostPath"]["path"] == f"{CACHE_ROOTS[cluster.name]}/weights/{name}/{version}"
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         assert mounts["node-weights"]["readOnly"] is True
         assert "model-cache" not in volumes

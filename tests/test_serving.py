@@ -9,7 +9,6 @@ import re
 import pytest
 
 from components.serving.vllm_image import content_tag
-from components.serving.vllm_service import resource_name
 from stacks.diff import diff_plans
 from stacks.program import uncredentialed_fetches
 from stacks.review import _changed_lines
@@ -29,26 +28,37 @@ from tests.planning import (
 ENVIRONMENTS = ["local", "dev", "staging", "prod"]
 EXTENSION_POLICY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyExtensionPolicy"
 
+DEPLOYMENTS = {
+    "local": ["llama-3-8b-v1-0-0"],
+    "dev": ["llama-3-8b-v1-1-0"],
+    "staging": ["llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"] * 2,  # two AWS regions
+    "prod": ["llama-3-70b-v1-0-0", "llama-3-70b-v1-1-0"] * 2  # the two AWS regions serve the 70B
+    + ["llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"] * 4,  # every cluster serves the 8B
+}
+"""The vLLM Deployments of each environment: one per version per cluster, named `<model>-v<version, dashed>`."""
+
+ROUTE_WEIGHTS = {
+    "local": {"llama-3-8b": {"llama-3-8b-v1-0-0": 100}},
+    "dev": {"llama-3-8b": {"llama-3-8b-v1-1-0": 100}},
+    "staging": {"llama-3-8b": {"llama-3-8b-v1-0-0": 90, "llama-3-8b-v1-1-0": 10}},
+    "prod": {"llama-3-8b": {"llama-3-8b-v1-0-0": 90, "llama-3-8b-v1-1-0": 10},
+             "llama-3-70b": {"llama-3-70b-v1-0-0": 100}},  # 1.1.0 is a shadow: mirrored, never weighed
+}
+"""What each model's route weighs, by version resource, as the environment files set it."""
+
+VERSION_HEADERS = {"1.0.0": "v1-0-0", "1.1.0": "v1-1-0"}
+"""The `x-llmplane-version` values the environments use, and the suffix of that version's resources."""
+
 
 def _container(deployment) -> dict:
     return deployment.inputs["spec"]["template"]["spec"]["containers"][0]
 
 
-def _deployed(plan):
-    """(cluster, model name, model, version) for every version each cluster serves."""
-    for cluster in plan.spec.clusters:
-        for name, model in plan.spec.models.items():
-            if cluster in plan.spec.clusters_of(model):
-                for version in model.versions:
-                    yield cluster, name, model, version
-
-
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_one_deployment_per_version_per_cluster(environment):
     plan = plan_of(environment)
-    expected = sorted(resource_name(n, v.version) for _, n, _, v in _deployed(plan))
     actual = sorted(d.inputs["metadata"]["name"] for d in model_servers(plan))
-    assert actual == expected
+    assert actual == sorted(DEPLOYMENTS[environment])
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -147,7 +157,7 @@ def test_api_key_reaches_vllm_only_through_a_secret():
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_version_has_service_pdb_and_network_policy(environment):
     plan = plan_of(environment)
-    names = {resource_name(n, v.version) for _, n, _, v in _deployed(plan)}
+    names = set(DEPLOYMENTS[environment])
     for type_ in (SERVICE, PDB, NETWORK_POLICY):
         assert names <= {r.inputs["metadata"]["name"] for r in plan.of_type(type_)}, type_
     for pdb in plan.of_type(PDB):
@@ -180,8 +190,7 @@ def test_traffic_weights_equal_the_environment(environment):
     assert routes
     for route in routes:
         model_name = route.inputs["metadata"]["name"]
-        model = plan.spec.models[model_name]
-        expected = {resource_name(model_name, v.version): v.weight for v in model.versions if v.role != "shadow"}
+        expected = ROUTE_WEIGHTS[environment][model_name]
         rules = route.inputs["spec"]["rules"]
         by_header = {h["value"]: rule for rule in rules for m in rule["matches"] for h in m.get("headers", [])
                      if h["name"] == "x-llmplane-version"}
@@ -189,13 +198,13 @@ def test_traffic_weights_equal_the_environment(environment):
             weights = {_version_of(b): b["weight"] for b in rules[-1]["backendRefs"]}
             assert weights == expected
             continue
-        assert {resource_name(model_name, v): [_version_of(b) for b in r["backendRefs"]]
+        assert {f"{model_name}-{VERSION_HEADERS[v]}": [_version_of(b) for b in r["backendRefs"]]
                 for v, r in by_header.items()} == {name: [name] for name, weight in expected.items() if weight}
         [split] = [p for p in plan.of_type(EXTENSION_POLICY) if _cluster(plan, p) == _cluster(plan, route)]
         lua = split.inputs["spec"]["lua"][0]["inline"]
         block = lua[lua.index(f'["{model_name}"] = {{'):]
         block = block[:block.index("  },")]
-        written = {resource_name(model_name, v): int(w) for v, w in re.findall(r'\{"([^"]+)", (\d+)\}', block)}
+        written = {f"{model_name}-{VERSION_HEADERS[v]}": int(w) for v, w in re.findall(r'\{"([^"]+)", (\d+)\}', block)}
         assert written == {name: weight for name, weight in expected.items() if weight}
 
 
@@ -274,7 +283,9 @@ def test_cloud_clusters_build_the_image_into_their_own_registry_and_serve_it_by_
     for image in images:
         assert image.inputs["push"] is True
         assert image.inputs["registries"] == "[secret]", "the registry token never shows"
-        assert image.inputs["tags"][0].rsplit(":", 1)[1] == content_tag()
+    # One immutable tag everywhere: the vLLM release, then a digest of the build context (its own test below).
+    [tag] = {image.inputs["tags"][0].rsplit(":", 1)[1] for image in images}
+    assert re.fullmatch(r"0\.14\.0-[0-9a-f]{12}", tag), tag
     for deployment in model_servers(plan):
         cluster = deployment.urn.split("::")[-1].split("-llama")[0]
         image = _container(deployment)["image"]
@@ -331,11 +342,10 @@ def test_eks_service_accounts_may_read_exactly_their_catalogs_weights():
     plan = plan_of("prod")
     associations = [a for a in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
                     if a.inputs["namespace"] == "llmplane"]
-    aws_clusters = [c for c in plan.spec.clusters if c.cloud == "aws"]
-    # Every vLLM version's account, and each node-cached pool's prefetch account.
-    per_cluster = {resource_name(n, v.version) for n, m in plan.spec.models.items() for v in m.versions}
-    per_cluster |= {f"{p.name}-model-cache" for p in aws_clusters[0].pools if p.node_cache}
-    assert sorted(a.inputs["serviceAccount"] for a in associations) == sorted(sorted(per_cluster) * len(aws_clusters))
+    # Every vLLM version's account, and each node-cached pool's prefetch account, in each of the two AWS clusters.
+    per_cluster = ["inference-model-cache", "large-model-cache", "llama-3-70b-v1-0-0", "llama-3-70b-v1-1-0",
+                   "llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"]
+    assert sorted(a.inputs["serviceAccount"] for a in associations) == sorted(per_cluster * 2)
     for policy in [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if "-weights-" in p.name]:
         read, *listing = json.loads(policy.inputs["policy"])["Statement"]
         assert read["Action"] == ["s3:GetObject"]
