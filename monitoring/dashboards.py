@@ -19,6 +19,7 @@ from typing import Any
 
 from monitoring import tenant_usage
 from monitoring import vllm_metrics as vm
+from monitoring.rules import BY
 
 with warnings.catch_warnings():
     # The classic dashboard model is what file provisioning and the Grafana
@@ -34,7 +35,6 @@ UID = "llmplane-vllm"
 PROMETHEUS = common.DataSourceRef(type_val="prometheus", uid="${prometheus}")
 LOKI = common.DataSourceRef(type_val="loki", uid="${loki}")
 SEL = 'model=~"$model", version=~"$version"'
-BY = "model, version"
 LEGEND = "{{model}} {{version}}"
 RATE = "$__rate_interval"
 # The log agent labels streams of a model's pods with `model` and `version`;

@@ -33,12 +33,12 @@ from .base import (
     same_scope,
     selector_matches,
 )
+from .gcp import GKE_NODE_POOL
 
 POOL_LABEL = "llmplane.dev/pool"
 GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
 GPU = "nvidia.com/gpu"
 KARPENTER_NODE_POOL = "kubernetes:karpenter.sh/*:NodePool"
-GKE_NODE_POOL = "gcp:container/nodePool:NodePool"
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/*:HTTPRoute"
 
 ALERT_RULES_REQUIRED = True

@@ -8,6 +8,7 @@ from components.clusters.charts import KEDA
 from components.options import children_of
 
 KEDA_NAMESPACE = "keda"
+"""Namespace of KEDA and of its HTTP add-on (their Services' addresses depend on it)."""
 
 
 class KedaInstall(pulumi.ComponentResource):

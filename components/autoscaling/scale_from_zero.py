@@ -28,14 +28,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.autoscaling.keda import KEDA_NAMESPACE
 from components.clusters.charts import Chart
 from components.labels import k8s_labels
 from components.options import children_of
 
 KEDA_HTTP_ADDON = Chart("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts")
 """The KEDA HTTP add-on chart, pinned (kedacore/charts `http-add-on/Chart.yaml`: version and appVersion 0.15.0)."""
-KEDA_NAMESPACE = "keda"
-"""Namespace of KEDA and of the add-on (its Services' addresses depend on it)."""
 INTERCEPTOR_SERVICE = "keda-add-ons-http-interceptor-proxy"
 """The interceptor's proxy Service (chart: `<chart name>-interceptor-proxy`)."""
 INTERCEPTOR_PORT = 8080

@@ -28,7 +28,8 @@ from .image_prepull import GPU_TOLERATION, PAUSE_IMAGE, POOL_LABEL, pause_contai
 from .streaming import SCRIPT_NAME, SCRIPT_SOURCE, stream_source
 
 SERVING_UID = 10001
-"""The serving image's user, which must own the compile cache folders it writes."""
+"""The serving image's user (non-root, above the host's usual UID range), which must own the compile cache
+folders it writes."""
 SCRIPT_DIR = "/opt/llmplane-cache"
 """Where the DaemonSet mounts the tool and its manifest."""
 MOUNT_WEIGHTS = "/node-cache/weights"

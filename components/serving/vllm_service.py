@@ -15,7 +15,7 @@ from components.options import children_of
 from facts.namespaces import GATEWAY_NAMESPACE
 
 from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
-from .model_cache import vllm_volumes
+from .model_cache import SERVING_UID, vllm_volumes
 from .streaming import GATE_PORT, StreamerSettings, gate_probe, launch_command, launch_env, streamer_settings
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -30,8 +30,6 @@ STORAGE_DIR = "/var/run/secrets/llmplane-storage"
 STORAGE_ENV = {"aws-credentials": "AWS_SHARED_CREDENTIALS_FILE",
                "gcp-service-account.json": "GOOGLE_APPLICATION_CREDENTIALS"}
 """The variable each client library reads to find its credential file."""
-SERVING_UID = 10001
-"""The serving image's user: non-root and above the host's usual UID range."""
 PRE_STOP_SECONDS = 15
 """Time for endpoints to drop the pod before vLLM stops taking requests."""
 

@@ -24,6 +24,7 @@ from components.labels import k8s_labels
 from components.options import children_of
 
 from .image_prepull import GPU_TOLERATION, PAUSE_IMAGE, POOL_LABEL, pause_container
+from .vllm_service import GPU_RESOURCE
 
 SERVING_PRIORITY_CLASS = "llmplane-serving"
 """PriorityClass of the vLLM pods."""
@@ -40,8 +41,6 @@ cutoff would silently lose its warm nodes. Karpenter has no such cutoff: it prov
 nominated by preemption (kubernetes-sigs/karpenter pkg/utils/pod/scheduling.go `IsProvisionable`)."""
 CLUSTER_AUTOSCALER_EXPENDABLE_CUTOFF = -10
 """The Cluster Autoscaler's default `--expendable-pods-priority-cutoff` (cluster-autoscaler/config/flags/flags.go)."""
-GPU_RESOURCE = "nvidia.com/gpu"
-"""Extended resource name of NVIDIA GPUs (device plugin)."""
 
 
 @dataclass(frozen=True)
