@@ -1,29 +1,17 @@
 """Imports point one way (the design card's layers): facts, then the monitoring catalog, then the spec with what
 derives from it, then components and the tool chain, then the planner and the policies reading the spec from
 below, then composition, then the CLI. No module imports a layer above its own and no two packages import each
-other, so a reader finds a concept by going down, never around."""
+other, so a reader finds a concept by going down, never around. The table is toolchain/layers.py's LAYERS, which the
+README's architecture picture lists too."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from toolchain.layers import LAYERS, ROLES
 
-LAYERS = {
-    "facts": 0,
-    "monitoring": 1,
-    "spec": 2,
-    "components": 3,
-    "toolchain": 3,
-    "capacity": 4,
-    "policies": 4,
-    "stacks": 5,
-    "stacks.cli": 6,
-    "stacks.__main__": 6,
-    "benchmarks": 7,
-}
-"""Each package's layer; a module may import its own layer's package and any layer below."""
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _layer_of(module: str) -> tuple[str, int] | None:
@@ -77,3 +65,9 @@ def test_the_layer_check_sees_relative_and_upward_imports():
     assert _layer_of("stacks.cli") == ("stacks.cli", 6)
     assert ("stacks.compose", "spec.models", 0) not in _imports()
     assert any(importer == "stacks.plan_policies" and imported == "stacks.plan" for importer, imported, _ in _imports())
+
+
+def test_every_layer_says_what_lives_there():
+    """The README's picture lists each layer with its line from toolchain/layers.py."""
+    assert list(ROLES) == list(LAYERS)
+    assert all(role.strip() for role in ROLES.values())
