@@ -78,6 +78,7 @@ from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROM
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
 from .inference_routing import installs_gateway, pooled_versions, version_shares
+from .tree import MOVED_FROM_ROOT, ModelNode, VersionNode
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"
 """Where the engine starts the program and its plugins (Pulumi.yaml `main: stacks/`)."""
@@ -454,109 +455,186 @@ def _hybrid_links(spec: PlatformSpec, targets: Mapping[str, GpuCluster],
     return outputs
 
 
+@dataclass(frozen=True)
+class Platform:
+    """What a cluster's platform phase leaves for its gateway and its models."""
+
+    target: GpuCluster
+    on_cluster: pulumi.ResourceOptions
+    """The cluster's provider, under the cluster in the tree."""
+    image: pulumi.Input[str]
+    serving: ServingNamespace
+    priorities: ServingPriorities | None
+    held: dict[str, HeldVersion]
+    """Versions that may scale to zero, by Service name."""
+    crds: CustomResourceDefinitions
+    annotations: Mapping[str, pulumi.Input[str]]
+    after_keda: pulumi.ResourceOptions
+    after_monitoring: pulumi.ResourceOptions
+    prometheus_url: str
+    observability: ObservabilityStack | None
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What a cluster's gateway phase leaves for its models: the Gateway, and Envoy Gateway where it is installed."""
+
+    gateway: RegionalGateway
+    envoy: EnvoyGatewayInstall | None
+    after_gateway_api: pulumi.ResourceOptions
+    """Options of everything that needs the Gateway API (and, behind Envoy Gateway, its extensions)."""
+    credential: UpstreamCredential | None
+
+
+def cluster_platform(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> Platform:
+    """Phase 1: the cluster and what every model on it stands on: the serving namespace and image, CRDs,
+    monitoring, KEDA, the pools' node caches, pre-pulls and warm slots, and the scale-from-zero interceptor."""
+    target = _cluster(spec, cluster, secrets, gcp_project)
+    on_cluster = pulumi.ResourceOptions(providers=[target.provider], parent=target).merge(MOVED_FROM_ROOT)
+    image: pulumi.Input[str] = spec.images.vllm
+    if target.registry_login is not None:
+        image = VllmImage(f"{cluster.name}-vllm-image", VllmImageArgs(
+            login=target.registry_login, context=plugin_relative("images/vllm")),
+            opts=pulumi.ResourceOptions(parent=target).merge(MOVED_FROM_ROOT)).ref
+    served = _served_here(spec, cluster)
+    serving = ServingNamespace(f"{cluster.name}-serving", ServingNamespaceArgs(
+        api_key=secrets.api_key, storage_credentials=dict(secrets.storage_credentials),
+        secret_data_out_of_band=bool(cluster.render_dir),
+        node_cache=any(model.uses_node_cache(model.pool_in(cluster)) for _, model in served)), opts=on_cluster)
+    priorities = (ServingPriorities(f"{cluster.name}-priorities", opts=on_cluster)
+                  if any(m.pool_in(cluster).warm_headroom for _, m in served) else None)
+    held = _held_versions(spec, cluster)
+    crds = _custom_resource_definitions(spec, cluster, on_cluster, holds_requests=bool(held))
+    observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
+    annotations = target.bind_workload_identity(f"{cluster.name}-weights", _weights_readers(spec, cluster))
+    keda = None
+    if spec.autoscaling.keda:
+        keda = KedaInstall(f"{cluster.name}-keda", opts=on_cluster) if cluster.addons == "helm" else crds
+    # Custom resources wait for their definitions: from the stack's CRDs, the KEDA chart or the monitoring
+    # stack's kube-prometheus-stack chart.
+    after_keda = on_cluster.merge(pulumi.ResourceOptions(depends_on=[keda] if keda else []))
+    after_monitoring = on_cluster.merge(pulumi.ResourceOptions(depends_on=[
+        d for d in (observability, crds if cluster.addons == "external" else None) if d]))
+    for pool in cluster.pools:
+        _pool_layer(spec, cluster, pool, serving, image, annotations, secrets, priorities, on_cluster, after_keda)
+    if held:
+        ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
+            namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
+            install_addon=cluster.addons == "helm"), opts=after_keda)
+    return Platform(target=target, on_cluster=on_cluster, image=image, serving=serving, priorities=priorities,
+                    held=held, crds=crds, annotations=annotations, after_keda=after_keda,
+                    after_monitoring=after_monitoring,
+                    prometheus_url=(spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/"),
+                    observability=observability)
+
+
+def cluster_gateway(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, platform: Platform) -> Gateway:
+    """Phase 2: the Gateway, with Envoy Gateway, its certificate and DNS, and the upstream credential where the
+    stack installs the gateway."""
+    on_cluster = platform.on_cluster
+    envoy = _envoy_gateway(spec, cluster, platform.observability, on_cluster)
+    # The Gateway and routes wait for the Gateway API: Envoy Gateway's chart, or the stack's own CRDs.
+    after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(
+        depends_on=[d for d in (envoy, platform.crds) if d]))
+    gateway = RegionalGateway(
+        f"{cluster.name}-gateway",
+        RegionalGatewayArgs(hostname=spec.routing.hostname,
+                            regional_hostname=regional_hostname(cluster.name, spec.routing.hostname),
+                            serving_namespace=platform.serving.namespace),
+        opts=after_gateway_api,
+    )
+    credential = None
+    if envoy is not None:
+        _certificates_and_dns(spec, cluster, platform.target, gateway, on_cluster)
+        # Behind the gateway, vLLM's own key is put on each request: tenants only ever hold theirs.
+        credential = UpstreamCredential(f"{cluster.name}-upstream-credential", UpstreamCredentialArgs(
+            namespace=platform.serving.namespace, api_key=secrets.api_key), opts=after_gateway_api)
+    return Gateway(gateway=gateway, envoy=envoy, after_gateway_api=after_gateway_api, credential=credential)
+
+
+def serve_model(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, secrets: Secrets,
+                platform: Platform, gateway: Gateway) -> pulumi.Output[str]:
+    """Phase 3, per model: its versions (each a Service, its autoscaler and, behind Envoy Gateway, its
+    InferencePool) and the route that splits traffic between them; returns the route's name."""
+    node = ModelNode(f"{cluster.name}-{model_name}", model_name, opts=pulumi.ResourceOptions(parent=platform.target))
+    in_model = pulumi.ResourceOptions(parent=node)
+    pooled = pooled_versions(model_name, model, platform.held) if gateway.envoy is not None else []
+    for version in model.versions:
+        _serve_version(spec, cluster, model_name, model, version, secrets, platform, gateway, node,
+                       pooled=version.version in pooled)
+    route = ModelRollout(
+        f"{cluster.name}-{model_name}",
+        ModelRolloutArgs(
+            model_name=model_name,
+            versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role,
+                                     backend_ref=_backend_ref(platform.held, pooled, model_name, v.version))
+                      for v in model.versions],
+            namespace=platform.serving.namespace,
+            hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
+            gateway_name=gateway.gateway.gateway_name,
+            gateway_namespace=gateway.gateway.gateway_namespace,
+            request_filters=[credential_filter()] if gateway.credential is not None else [],
+            # Behind Envoy Gateway the version split picks each version's own rule.
+            split="version_header" if gateway.envoy is not None else "weights",
+            served_by={s.version: served_by(model_name, s.version, cluster.name)
+                       for s in version_shares(model)} if gateway.envoy is not None else None,
+        ),
+        opts=gateway.after_gateway_api.merge(in_model).merge(pulumi.ResourceOptions(
+            depends_on=[gateway.credential] if gateway.credential is not None else [])),
+    )
+    return route.route_name
+
+
+def _serve_version(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, version: DeployedVersion,
+                   secrets: Secrets, platform: Platform, gateway: Gateway, model_node: ModelNode,
+                   pooled: bool) -> None:
+    """One deployed version in one cluster, under its node in the tree."""
+    name = f"{cluster.name}-{model_name}-{version.version}"
+    node = VersionNode(name, version.version, opts=pulumi.ResourceOptions(parent=model_node))
+    in_version = pulumi.ResourceOptions(parent=node)
+    kname = resource_name(model_name, version.version)
+    held = kname in platform.held
+    service = VllmService(
+        name,
+        _service_args(spec, cluster, model_name, model, version, platform.serving, platform.image, secrets,
+                      platform.annotations, platform.priorities, held),
+        opts=platform.after_monitoring.merge(in_version),
+    )
+    ModelAutoscaler(
+        name,
+        ModelAutoscalerArgs(policy=spec.autoscaling_policy(model_name, version),
+                            deployment_name=service.deployment_name, namespace=platform.serving.namespace,
+                            model=model_name, version=version.version, prometheus_url=platform.prometheus_url,
+                            extra_triggers=(http_trigger(kname),) if held else ()),
+        opts=platform.after_keda.merge(in_version),
+    )
+    if pooled:
+        ModelInferencePool(name, ModelInferencePoolArgs(
+            model=model_name, version=version.version, namespace=platform.serving.namespace,
+            selector=pod_selector(model_name, version.version), target_port=VLLM_PORT,
+            tracing_endpoint=grpc_endpoint() if _traces(spec, cluster) else None),
+            opts=gateway.after_gateway_api.merge(in_version))
+
+
+PHASES = (cluster_platform, cluster_gateway, serve_model)
+"""compose()'s phases per cluster, in order (the README's architecture picture is drawn from them)."""
+
+
 def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None) -> dict[str, pulumi.Output]:
-    """Register every component of the environment; return the stack outputs."""
+    """Register every component of the environment, cluster by cluster in phases, then what spans clusters
+    (hybrid links, global routing); return the stack outputs."""
     outputs: dict[str, pulumi.Output] = {}
     targets: dict[str, GpuCluster] = {}
     for cluster in spec.clusters:
-        target = targets[cluster.name] = _cluster(spec, cluster, secrets, gcp_project)
-        on_cluster = pulumi.ResourceOptions(providers=[target.provider])
-        image: pulumi.Input[str] = spec.images.vllm
-        if target.registry_login is not None:
-            image = VllmImage(f"{cluster.name}-vllm-image", VllmImageArgs(
-                login=target.registry_login, context=plugin_relative("images/vllm"))).ref
-        served = _served_here(spec, cluster)
-        serving = ServingNamespace(f"{cluster.name}-serving", ServingNamespaceArgs(
-            api_key=secrets.api_key, storage_credentials=dict(secrets.storage_credentials),
-            secret_data_out_of_band=bool(cluster.render_dir),
-            node_cache=any(model.uses_node_cache(model.pool_in(cluster)) for _, model in served)), opts=on_cluster)
-        priorities = (ServingPriorities(f"{cluster.name}-priorities", opts=on_cluster)
-                      if any(m.pool_in(cluster).warm_headroom for _, m in served) else None)
-        held = _held_versions(spec, cluster)
-        crds = _custom_resource_definitions(spec, cluster, on_cluster, holds_requests=bool(held))
-        observability = _observability(spec, cluster, target, on_cluster) if spec.observability.enabled else None
-        envoy = _envoy_gateway(spec, cluster, observability, on_cluster)
-        # The Gateway and routes wait for the Gateway API: Envoy Gateway's chart, or the stack's own CRDs.
-        after_gateway_api = on_cluster.merge(pulumi.ResourceOptions(depends_on=[d for d in (envoy, crds) if d]))
-        gateway = RegionalGateway(
-            f"{cluster.name}-gateway",
-            RegionalGatewayArgs(hostname=spec.routing.hostname,
-                                regional_hostname=regional_hostname(cluster.name, spec.routing.hostname),
-                                serving_namespace=serving.namespace),
-            opts=after_gateway_api,
-        )
-        if envoy is not None:
-            _certificates_and_dns(spec, cluster, target, gateway, on_cluster)
-        annotations = target.bind_workload_identity(f"{cluster.name}-weights", _weights_readers(spec, cluster))
-        keda = None
-        if spec.autoscaling.keda:
-            keda = KedaInstall(f"{cluster.name}-keda", opts=on_cluster) if cluster.addons == "helm" else crds
-        # Custom resources wait for their definitions: from the stack's CRDs, the KEDA chart or the monitoring
-        # stack's kube-prometheus-stack chart.
-        after_keda = on_cluster.merge(pulumi.ResourceOptions(depends_on=[keda] if keda else []))
-        after_monitoring = on_cluster.merge(pulumi.ResourceOptions(depends_on=[
-            d for d in (observability, crds if cluster.addons == "external" else None) if d]))
-        prometheus_url = (spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/")
-        for pool in cluster.pools:
-            _pool_layer(spec, cluster, pool, serving, image, annotations, secrets, priorities, on_cluster,
-                        after_keda)
-        if held:
-            ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
-                namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
-                install_addon=cluster.addons == "helm"), opts=after_keda)
-        # Behind the gateway, vLLM's own key is put on each request: tenants only ever hold theirs.
-        credential = (UpstreamCredential(f"{cluster.name}-upstream-credential", UpstreamCredentialArgs(
-            namespace=serving.namespace, api_key=secrets.api_key), opts=after_gateway_api)
-                      if envoy is not None else None)
-        routes: dict[str, pulumi.Output[str]] = {}
-        for model_name, model in served:
-            for version in model.versions:
-                policy = spec.autoscaling_policy(model_name, version)
-                kname = resource_name(model_name, version.version)
-                service = VllmService(
-                    f"{cluster.name}-{model_name}-{version.version}",
-                    _service_args(spec, cluster, model_name, model, version, serving, image, secrets, annotations,
-                                  priorities, kname in held),
-                    opts=after_monitoring,
-                )
-                ModelAutoscaler(
-                    f"{cluster.name}-{model_name}-{version.version}",
-                    ModelAutoscalerArgs(policy=policy, deployment_name=service.deployment_name,
-                                        namespace=serving.namespace, model=model_name, version=version.version,
-                                        prometheus_url=prometheus_url,
-                                        extra_triggers=(http_trigger(kname),) if kname in held else ()),
-                    opts=after_keda,
-                )
-            pooled = pooled_versions(model_name, model, held) if envoy is not None else []
-            for version_name in pooled:
-                ModelInferencePool(f"{cluster.name}-{model_name}-{version_name}", ModelInferencePoolArgs(
-                    model=model_name, version=version_name, namespace=serving.namespace,
-                    selector=pod_selector(model_name, version_name), target_port=VLLM_PORT,
-                    tracing_endpoint=grpc_endpoint() if _traces(spec, cluster) else None), opts=after_gateway_api)
-            route = ModelRollout(
-                f"{cluster.name}-{model_name}",
-                ModelRolloutArgs(
-                    model_name=model_name,
-                    versions=[RolloutVersion(version=v.version, weight=v.weight, role=v.role,
-                                             backend_ref=_backend_ref(held, pooled, model_name, v.version))
-                              for v in model.versions],
-                    namespace=serving.namespace,
-                    hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
-                    gateway_name=gateway.gateway_name,
-                    gateway_namespace=gateway.gateway_namespace,
-                    request_filters=[credential_filter()] if credential is not None else [],
-                    # Behind Envoy Gateway the version split picks each version's own rule.
-                    split="version_header" if envoy is not None else "weights",
-                    served_by={s.version: served_by(model_name, s.version, cluster.name)
-                               for s in version_shares(model)} if envoy is not None else None,
-                ),
-                opts=after_gateway_api.merge(pulumi.ResourceOptions(
-                    depends_on=[credential] if credential is not None else [])),
-            )
-            routes[model_name] = route.route_name
-        if envoy is not None:
-            _tenants(spec, cluster, secrets, gateway, routes, serving.namespace, after_gateway_api)
-        outputs[f"{cluster.name}:cluster"] = target.cluster_name
+        platform = cluster_platform(spec, cluster, secrets, gcp_project)
+        targets[cluster.name] = platform.target
+        gateway = cluster_gateway(spec, cluster, secrets, platform)
+        routes = {name: serve_model(spec, cluster, name, model, secrets, platform, gateway)
+                  for name, model in _served_here(spec, cluster)}
+        if gateway.envoy is not None:
+            _tenants(spec, cluster, secrets, gateway.gateway, routes, platform.serving.namespace,
+                     gateway.after_gateway_api)
+        outputs[f"{cluster.name}:cluster"] = platform.target.cluster_name
     outputs.update(_hybrid_links(spec, targets, secrets))
     if spec.routing.hosted_zone:
         order = spec.routing.failover_order or [c.name for c in spec.clusters]

@@ -53,6 +53,9 @@ class PlannedResource:
     """Registered with `protect`: the engine refuses to delete it."""
     dependencies: tuple[str, ...] = ()
     """URNs it waits for, sorted (its `depends_on`, components expanded to their resources), for tests of order."""
+    aliases: tuple[str, ...] = ()
+    """Earlier URNs the engine takes for this resource: its own aliases and those its parents' aliases give it,
+    resolved as the engine resolves them, so a state written under an earlier URN is updated, not replaced."""
 
     def as_json(self) -> dict[str, Any]:
         """The plan's published JSON shape (issue-defined keys; `protect` is for tests and policies in process)."""
@@ -180,12 +183,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.sink = sink
         self.stack = stack
         self.project = project
+        self.aliases: dict[str, tuple[str, ...]] = {}
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """URNs as the engine writes them for this stack (the SDK's default reads settings that its worker
         threads do not see)."""
-        if parent:
-            type_ = parent.split("::")[2].split("$")[-1] + "$" + type_
+        parent_type = parent.split("::")[2] if parent else STACK_TYPE
+        if parent_type != STACK_TYPE:  # a parent's whole type chain, the stack adding nothing, as in the engine
+            type_ = parent_type + "$" + type_
         return f"urn:pulumi:{self.stack}::{self.project}::{type_}::{name}"
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
@@ -204,9 +209,26 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         obj = _state_struct(state)
         urn = self.make_urn(request.parent, request.type, request.name)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        self.aliases[urn] = self._alias_urns(request)
         self.sink.append(PlannedResource(urn, request.type, request.name, request.parent, redact(inputs),
-                                         bool(request.protect), tuple(sorted(request.dependencies))))
+                                         bool(request.protect), tuple(sorted(request.dependencies)),
+                                         self.aliases[urn]))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+    def _alias_urns(self, request) -> tuple[str, ...]:
+        """The registration's alias specs as URNs, and one under each alias of its parent (the engine's inherited
+        child aliases): what a state written before a re-parenting is matched against."""
+        found = []
+        for alias in request.aliases:
+            if alias.urn:
+                found.append(alias.urn)
+                continue
+            spec = alias.spec
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            found.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        found += [self.make_urn(parent_alias, request.type, request.name)
+                  for parent_alias in self.aliases.get(request.parent, ())]
+        return tuple(sorted(set(found)))
 
 
 def _with_secret_placeholders(config: StackConfig, spec: PlatformSpec, notes: list[str]):

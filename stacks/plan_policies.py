@@ -14,19 +14,21 @@ from policies.rules import RULES, Rule
 
 from .plan import Plan, PlannedResource
 
+CLUSTER_TYPE_PREFIX = "llmplane:cluster:"
+"""The type of a cluster's component (AwsGpuCluster, GcpGpuCluster, OnPremCluster), the tree's second level."""
 MOCK_ID_SUFFIX = "-id"
 """The offline plan's mocks give every resource the id `<name>-id` (stacks/plan.py), which is what another
 resource's input carries when it refers to it (e.g. a bucket setting's `bucket`)."""
 
 
 def _scope(resource: PlannedResource, by_urn: dict[str, PlannedResource], clusters: list[str]) -> str | None:
-    """The cluster a resource belongs to: its top-level component is the cluster or is named after it."""
-    node = resource
-    while node.parent in by_urn:
-        node = by_urn[node.parent]
-    for cluster in sorted(clusters, key=len, reverse=True):
-        if node.name == cluster or node.name.startswith(f"{cluster}-"):
-            return cluster
+    """The cluster a resource belongs to, read from the tree: the cluster component among its ancestors (itself
+    included); None for what spans clusters (hybrid links, global routing)."""
+    node: PlannedResource | None = resource
+    while node is not None:
+        if node.type.startswith(CLUSTER_TYPE_PREFIX) and node.name in clusters and node.parent not in by_urn:
+            return node.name
+        node = by_urn.get(node.parent)
     return None
 
 

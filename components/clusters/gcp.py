@@ -63,7 +63,7 @@ class GcpGpuCluster(GpuCluster):
         if not args.gcp_project:
             raise ValueError(f"GcpGpuCluster {name}: give `gcp_project`, the project whose Workload Identity pool "
                              "the cluster joins (e.g. the `gcp:project` config)")
-        self._project, self._name, self._opts = args.gcp_project, args.name, opts
+        self._project, self._cluster_name, self._opts = args.gcp_project, args.name, opts
         child = children_of(self, opts)
         keep = children_of(self, opts, protect=args.protect)  # stateful: protected in prod
         ranges = gke_secondary_ranges(spec.network_cidr or "10.0.0.0/16")
@@ -170,7 +170,7 @@ class GcpGpuCluster(GpuCluster):
         if not buckets:
             return {}
         reader = GcpWeightsAccess(name, GcpWeightsAccessArgs(
-            project=self._project, cluster=self._name, namespace=readers.namespace,
+            project=self._project, cluster=self._cluster_name, namespace=readers.namespace,
             service_accounts=list(readers.service_accounts), buckets=buckets), opts=moved_under(self, self._opts))
         return {"iam.gke.io/gcp-service-account": reader.email}
 
