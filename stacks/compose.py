@@ -23,7 +23,7 @@ from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, WorkloadReaders
 from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
 from components.clusters.gcp import GcpGpuCluster
-from components.clusters.onprem import OnPremCluster
+from components.clusters.onprem import OnPremGpuCluster
 from components.gateway.certificates import (
     CertManagerArgs,
     CertManagerInstall,
@@ -111,7 +111,8 @@ def ownership(spec: PlatformSpec) -> Ownership:
     return Ownership(spec.environment, spec.owner, spec.cost_center)
 
 
-CLUSTER_KINDS: dict[str, type[GpuCluster]] = {"aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremCluster}
+CLUSTER_KINDS: dict[str, type[GpuCluster]] = {
+    "aws": AwsGpuCluster, "gcp": GcpGpuCluster, "onprem": OnPremGpuCluster}
 """The component that makes (or reaches) a cluster of each cloud; everything after picks no kind."""
 
 

@@ -15,7 +15,7 @@ from policies.rules import RULES, Rule
 from .plan import Plan, PlannedResource
 
 CLUSTER_TYPE_PREFIX = "llmplane:cluster:"
-"""The type of a cluster's component (AwsGpuCluster, GcpGpuCluster, OnPremCluster), the tree's second level."""
+"""The type of a cluster's component (AwsGpuCluster, GcpGpuCluster, OnPremGpuCluster), the tree's second level."""
 MOCK_ID_SUFFIX = "-id"
 """The offline plan's mocks give every resource the id `<name>-id` (stacks/plan.py), which is what another
 resource's input carries when it refers to it (e.g. a bucket setting's `bucket`)."""

@@ -20,7 +20,7 @@ from components.clusters.aws import AwsGpuCluster
 from components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool, WorkloadReaders
 from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
 from components.clusters.gcp import GcpGpuCluster
-from components.clusters.onprem import OnPremCluster
+from components.clusters.onprem import OnPremGpuCluster
 from components.gateway.certificates import CertManagerArgs, CertManagerInstall
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall
 from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
@@ -107,7 +107,7 @@ COMPONENTS: dict[str, Callable[[pulumi.ResourceOptions], None]] = {
     "KedaInstall": lambda opts: KedaInstall("c1-keda", opts),
     "CustomResourceDefinitions": lambda opts: CustomResourceDefinitions(
         "c1-crds", CustomResourceDefinitionsArgs(documents=[CRD]), opts),
-    "OnPremCluster": lambda opts: OnPremCluster("dc1", ClusterArgs(
+    "OnPremGpuCluster": lambda opts: OnPremGpuCluster("dc1", ClusterArgs(
         name="dc1", region="dc1", ownership=OWNERS, kubeconfig="{}"), opts),
     "AwsGpuCluster": _aws_cluster,
     "GcpGpuCluster": _gcp_cluster,

@@ -58,7 +58,7 @@ def test_a_models_route_sits_under_the_model_and_the_gateway_under_the_cluster()
     assert _ancestors(plan, route) == [("llmplane:environment:Model", "gcp-usc1-llama-3-8b"),
                                        ("llmplane:cluster:GcpGpuCluster", "gcp-usc1")]
     [gateway] = [r for r in plan.of_type("llmplane:networking:RegionalGateway") if r.name == "onprem-dc1-gateway"]
-    assert _ancestors(plan, gateway) == [("llmplane:cluster:OnPremCluster", "onprem-dc1")]
+    assert _ancestors(plan, gateway) == [("llmplane:cluster:OnPremGpuCluster", "onprem-dc1")]
 
 
 def test_only_what_spans_clusters_sits_at_the_root():
@@ -66,7 +66,7 @@ def test_only_what_spans_clusters_sits_at_the_root():
     urns = plan.by_urn()
     roots = sorted({r.type for r in plan.resources if r.parent not in urns})
     assert roots == ["llmplane:cluster:AwsGpuCluster", "llmplane:cluster:GcpGpuCluster",
-                     "llmplane:cluster:OnPremCluster", "llmplane:hybrid:HybridLink",
+                     "llmplane:cluster:OnPremGpuCluster", "llmplane:hybrid:HybridLink",
                      "llmplane:networking:GlobalRouting"]
 
 

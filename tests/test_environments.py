@@ -32,11 +32,11 @@ def _components(environment: str) -> Counter[str]:
 @pytest.mark.parametrize(
     ("environment", "clusters"),
     [
-        ("local", {"llmplane:cluster:OnPremCluster": 1}),
+        ("local", {"llmplane:cluster:OnPremGpuCluster": 1}),
         ("dev", {"llmplane:cluster:AwsGpuCluster": 1}),
         ("staging", {"llmplane:cluster:AwsGpuCluster": 2}),
         ("prod", {"llmplane:cluster:AwsGpuCluster": 2, "llmplane:cluster:GcpGpuCluster": 1,
-                  "llmplane:cluster:OnPremCluster": 1}),
+                  "llmplane:cluster:OnPremGpuCluster": 1}),
     ],
 )
 def test_environment_has_its_clusters_and_serving_components(environment, clusters):

@@ -1,6 +1,6 @@
 """What every cluster component shares: its plain-value arguments and the one interface the serving layer uses.
 
-A program picks a cluster kind (AwsGpuCluster, GcpGpuCluster, OnPremCluster) once; everything after that talks to
+A program picks a cluster kind (AwsGpuCluster, GcpGpuCluster, OnPremGpuCluster) once; everything after that talks to
 `GpuCluster`: the Kubernetes provider, the image registry, the identity binding for workloads and the network
 handles other components attach to. No caller needs to know which kind it holds.
 """

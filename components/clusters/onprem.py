@@ -1,4 +1,4 @@
-"""OnPremCluster: an existing cluster reached by a kubeconfig secret, or a folder manifests are rendered to."""
+"""OnPremGpuCluster: an existing cluster reached by a kubeconfig secret, or a folder manifests are rendered to."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from components.options import children_of
 from .base import ClusterArgs, GpuCluster
 
 
-class OnPremCluster(GpuCluster):
+class OnPremGpuCluster(GpuCluster):
     """A Kubernetes provider for a cluster llmplane does not create; GPU nodes are labelled by its operators.
 
     With `kubeconfig` it deploys to that cluster; without, it renders manifests to `render_dir` (GitOps)."""
@@ -19,9 +19,12 @@ class OnPremCluster(GpuCluster):
     """Where manifests are rendered, or '' when deploying to a real cluster."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("llmplane:cluster:OnPremCluster", name, None, opts)
+        # Named OnPremCluster until the GPU clusters took one naming; the alias keeps a stack's state in place.
+        super().__init__("llmplane:cluster:OnPremGpuCluster", name, None, pulumi.ResourceOptions.merge(
+            opts or pulumi.ResourceOptions(), pulumi.ResourceOptions(aliases=[
+                pulumi.Alias(type_="llmplane:cluster:OnPremCluster")])))
         if args.kubeconfig is None and not args.render_dir:
-            raise ValueError(f"OnPremCluster {name}: give `kubeconfig` (deploy to the cluster) or `render_dir` "
+            raise ValueError(f"OnPremGpuCluster {name}: give `kubeconfig` (deploy to the cluster) or `render_dir` "
                              "(render manifests to a folder); it has neither")
         if args.kubeconfig is not None:
             self.provider = k8s.Provider(

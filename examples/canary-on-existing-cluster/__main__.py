@@ -1,7 +1,7 @@
 """A canary rollout onto a cluster that already exists: the stable and the canary version of a model, and the
 HTTPRoute that splits traffic between them by weight.
 
-The cluster is reached by its kubeconfig (an OnPremCluster deploys into any cluster it is given); the Gateway
+The cluster is reached by its kubeconfig (an OnPremGpuCluster deploys into any cluster it is given); the Gateway
 the route attaches to is the cluster's own (config `gatewayName`/`gatewayNamespace`). A rollout step is one
 config edit, `pulumi config set canaryWeight 50`, which previews as a change of the route's weights only.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import pulumi
 
 from components.clusters.base import ClusterArgs
-from components.clusters.onprem import OnPremCluster
+from components.clusters.onprem import OnPremGpuCluster
 from components.labels import Ownership
 from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
 from components.serving.namespace import ServingNamespace, ServingNamespaceArgs
@@ -29,7 +29,7 @@ STABLE, CANARY = "1.0.0", "1.1.0"
 
 config = pulumi.Config()
 kubeconfig = Path(config.require("kubeconfigPath")).expanduser().read_text()
-cluster = OnPremCluster("existing", ClusterArgs(
+cluster = OnPremGpuCluster("existing", ClusterArgs(
     name="existing", region="site", ownership=Ownership(environment="demo", owner="team-recsys", cost_center="42"),
     kubeconfig=pulumi.Output.secret(kubeconfig)))
 on_cluster = pulumi.ResourceOptions(provider=cluster.provider)
