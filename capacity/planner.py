@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
-from spec.autoscaling import AutoscalingPolicy
+from spec.autoscaling_policy import AutoscalingPolicy
 from spec.models import Engine, GpuPool, PlatformSpec
 from spec.startup import Startup
 

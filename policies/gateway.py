@@ -165,7 +165,7 @@ RULES: list[Rule] = [
         name="platform-route-through-pool",
         description="Where a cluster has InferencePools, every HTTPRoute sends model traffic to InferencePools "
         "(or KEDA's interceptor), never straight to a Service.",
-        remediation="Build the route's backendRefs with components.gateway.routing.pool_backend_ref (group "
+        remediation="Build the route's backendRefs with components.gateway.route_refs.pool_backend_ref (group "
         "inference.networking.k8s.io, kind InferencePool); mirror shadows with a RequestMirror filter instead.",
         resource_types=None,
         check=routes_through_pools,
@@ -192,7 +192,7 @@ RULES: list[Rule] = [
         description="Every tenant with API keys in a cluster is held to a token budget by a global rate-limit "
         "rule of a BackendTrafficPolicy there.",
         remediation="Give the tenant tokensPerMinute or tokensPerDay (tenants[] in the environment file) and keep "
-        "the gateway's BackendTrafficPolicy built from components.gateway.tenancy.rate_limit_rules.",
+        "the gateway's BackendTrafficPolicy built from components.gateway.tenant_budgets.rate_limit_rules.",
         resource_types=None,
         check=tenants_budgeted,
     ),
@@ -200,7 +200,7 @@ RULES: list[Rule] = [
         name="platform-route-authenticated",
         description="Where a gateway serves tenants, no HTTPRoute bypasses authentication: a SecurityPolicy with "
         "apiKeyAuth (or another authentication) targets the route or its Gateway.",
-        remediation="Attach the model's SecurityPolicy (components.gateway.tenancy.api_key_auth of the tenants "
+        remediation="Attach the model's SecurityPolicy (components.gateway.tenant_budgets.api_key_auth of the tenants "
         "allowed to call it) to the route, or one to the Gateway.",
         resource_types=None,
         check=routes_authenticated,

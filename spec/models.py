@@ -18,7 +18,7 @@ from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VA
 from facts.images import VLLM_IMAGE
 from facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
 
-from .autoscaling import AutoscalingPolicy
+from .autoscaling_policy import AutoscalingPolicy
 from .startup import Startup, StartupConfig, derive
 
 Name = Annotated[

@@ -22,8 +22,8 @@ from facts.loading import GIB, INSTANCE_STORE_GB
 from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
 from .errors import Problem, inline, show
+from .gateway_rules import TENANCY_RULES
 from .models import Bounds, Cluster, GpuPool, Model, PlatformSpec
-from .tenancy import TENANCY_RULES
 
 KV_CACHE_SHARE = 0.10
 """Share of vLLM's usable GPU memory that must stay free of weights, for the KV cache."""
@@ -626,5 +626,5 @@ RULES: tuple[Rule, ...] = (
 
 
 def check(spec: PlatformSpec) -> list[Problem]:
-    """Every problem every rule finds, the gateway sections' rules (`tenancy.py`) included."""
+    """Every problem every rule finds, the gateway sections' rules (`gateway_rules.py`) included."""
     return [problem for rule in (*RULES, *TENANCY_RULES) for problem in rule(spec)]

@@ -33,8 +33,8 @@ from components.gateway.certificates import (
 from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
 from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
 from components.gateway.inference_pool import EPP_POD_LABELS, ModelInferencePool, ModelInferencePoolArgs
-from components.gateway.routing import credential_filter, pool_backend_ref, served_by
-from components.gateway.tenancy import TenantBudget
+from components.gateway.route_refs import credential_filter, pool_backend_ref, served_by
+from components.gateway.tenant_budgets import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
 from components.gateway.token_usage import TokenUsage, TokenUsageArgs
 from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
@@ -77,7 +77,7 @@ from spec.models import Slo as SpecSlo
 from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS
 from .environments import PROJECT_ROOT
-from .inference_routing import installs_gateway, pooled_versions, version_shares
+from .traffic import installs_gateway, pooled_versions, version_shares
 from .tree import MOVED_FROM_ROOT, ModelNode, VersionNode
 
 PROGRAM_DIR = PROJECT_ROOT / "stacks"

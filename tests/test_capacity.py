@@ -13,7 +13,7 @@ from capacity.planner import start_replicas, step_token_budget, target
 from capacity.simulator import FixedController, PolicyController, Profile, Simulator
 from capacity.trace import ATTRIBUTION, Trace, TraceError, azure_trace_path, read_trace, synthetic_trace
 from spec import load_spec
-from spec.autoscaling import AutoscalingPolicy
+from spec.autoscaling_policy import AutoscalingPolicy
 from spec.models import Engine
 from stacks.environments import known_environments, read_stack_config
 

@@ -11,7 +11,7 @@ import pytest
 from capacity.planner import format_table, plan, replay_policy, target
 from capacity.simulator import PolicyController, Profile, Simulator
 from capacity.trace import Trace, synthetic_trace
-from spec.autoscaling import AutoscalingPolicy
+from spec.autoscaling_policy import AutoscalingPolicy
 from spec.startup import StartupConfig, derive
 
 PROFILE = Profile(prefill_tokens_per_second=4000, decode_tokens_per_second=80, max_concurrent_sequences=8,

@@ -465,7 +465,7 @@ def test_the_addon_chart_is_pinned():
 
 
 def test_the_versions_one_scaled_object_also_scales_on_held_requests():
-    from spec.autoscaling import AutoscalingPolicy
+    from spec.autoscaling_policy import AutoscalingPolicy
 
     policy = AutoscalingPolicy(served_model_name="llama-3-8b:1.1.0", min_replicas=0, max_replicas=4, keda=True,
                                queue_per_replica=4, kv_cache_target=0.8, scale_up_seconds=0,

@@ -11,7 +11,7 @@ from components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNod
 from components.gateway.version_split import VersionShare
 from components.hybrid.link import HybridLinkArgs, LinkSide, OnPremSite
 from components.labels import Ownership
-from spec.autoscaling import AutoscalingPolicy
+from spec.autoscaling_policy import AutoscalingPolicy
 
 INSIDE = ("169.254.20.0/30", "169.254.20.4/30")
 

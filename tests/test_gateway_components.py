@@ -8,8 +8,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.gateway.inference_pool import EPP_IMAGE, ModelInferencePool, ModelInferencePoolArgs, epp_config
-from components.gateway.routing import pool_backend_ref
-from components.gateway.tenancy import TenantBudget
+from components.gateway.route_refs import pool_backend_ref
+from components.gateway.tenant_budgets import TenantBudget
 from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
 from policies.base import Context
 from policies.gateway import RULES as GATEWAY_RULES

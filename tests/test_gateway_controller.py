@@ -60,7 +60,7 @@ import yaml
 
 from components.gateway.envoy_gateway import NAMESPACE as CONTROLLER_NAMESPACE
 from components.gateway.envoy_gateway import chart_values
-from components.gateway.tenancy import API_KEY_HEADER, CLIENT_HEADER, USAGE_METADATA
+from components.gateway.tenant_budgets import API_KEY_HEADER, CLIENT_HEADER, USAGE_METADATA
 from components.gateway.tracing import OTLP_GRPC_PORT
 from components.gateway.tracing import SERVICE as TRACING_SERVICE
 from components.networking.regional_gateway import TLS_SECRET

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from components.gateway.routing import pool_backend_ref, pool_name
-from components.gateway.tenancy import (
+from components.gateway.route_refs import pool_backend_ref, pool_name
+from components.gateway.tenant_budgets import (
     TenantBudget,
     allowed_models,
     api_key_auth,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from components.gateway.routing import MODEL_REWRITE_HEADER
-from components.gateway.tenancy import CLIENT_HEADER, USAGE_METADATA
+from components.gateway.route_refs import MODEL_REWRITE_HEADER
+from components.gateway.tenant_budgets import CLIENT_HEADER, USAGE_METADATA
 from components.gateway.token_usage import LUA_SOURCE
 from components.serving.model_rollout import SERVED_BY_HEADER
 from tests import vllm_wheel

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring import autoscaling, dashboards, rules, tenant_usage
+from monitoring import dashboards, rules, scaling_queries, tenant_usage
 from monitoring import vllm_metrics as vm
 from toolchain.simulator import MODES, Simulator
 
@@ -46,7 +46,7 @@ def _recorded() -> set[str]:
 
 
 def _autoscaler_queries() -> list[str]:
-    return list(autoscaling.triggers("llama-3-8b", "1.1.0").values())
+    return list(scaling_queries.triggers("llama-3-8b", "1.1.0").values())
 
 
 def _variable_selectors() -> list[str]:

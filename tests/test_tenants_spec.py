@@ -1,4 +1,4 @@
-"""The gateway sections of the spec: tenants, fallbacks, certificates and DNS (`spec/tenancy.py`).
+"""The gateway sections of the spec: tenants, fallbacks, certificates and DNS (`spec/gateway_rules.py`).
 
 Each case starts from a shipped environment, changes one thing, and pins what the user is told: the path as
 written in the file, the message, the offending value and the fix.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec import PlatformSpec, Problem, SpecError, tenancy
+from spec import PlatformSpec, Problem, SpecError, gateway_rules
 from spec.load import spec_data
 
 
@@ -33,7 +33,7 @@ def tenant(config, name):
 
 def test_every_tenancy_rule_has_failing_cases_here():
     tested = {name.removeprefix("test_").split("__")[0] for name in globals() if name.startswith("test_")}
-    assert {rule.__name__ for rule in tenancy.TENANCY_RULES} <= tested
+    assert {rule.__name__ for rule in gateway_rules.TENANCY_RULES} <= tested
 
 
 @pytest.mark.parametrize("environment", ["dev", "local", "staging", "prod"])
@@ -59,7 +59,7 @@ def test_prod_tenants_as_written_and_no_fallback(env_config, load):
 def test_tenants__unknown_model(env_config, load):
     config = env_config("prod")
     tenant(config, "search")["models"].append("llama-4-400b")
-    problem = expect(load, config, "prod", tenancy.tenants, "tenants.search.models",
+    problem = expect(load, config, "prod", gateway_rules.tenants, "tenants.search.models",
                      "model 'llama-4-400b' does not exist", "llama-4-400b")
     assert problem.fix == "use one of: llama-3-70b, llama-3-8b"
 
@@ -68,15 +68,15 @@ def test_tenants__without_a_budget(env_config, load):
     config = env_config("staging")
     t = tenant(config, "search")
     del t["tokensPerMinute"], t["tokensPerDay"]
-    problem = expect(load, config, "staging", tenancy.tenants, "tenants.search", "tenant 'search' has no token budget",
-                     "(none)")
+    problem = expect(load, config, "staging", gateway_rules.tenants, "tenants.search",
+                     "tenant 'search' has no token budget", "(none)")
     assert problem.fix == "add tokensPerMinute, tokensPerDay or both"
 
 
 def test_tenants__a_day_below_a_minute(env_config, load):
     config = env_config("dev")
     tenant(config, "platform-dev").update(tokensPerMinute=100000, tokensPerDay=99999)
-    problem = expect(load, config, "dev", tenancy.tenants, "tenants.platform-dev.tokensPerDay",
+    problem = expect(load, config, "dev", gateway_rules.tenants, "tenants.platform-dev.tokensPerDay",
                      "99999 tokens per day is less than the 100000 tokens per minute",
                      "tokensPerDay=99999, tokensPerMinute=100000")
     assert problem.fix == "raise tokensPerDay to at least tokensPerMinute, or lower tokensPerMinute"
@@ -93,13 +93,13 @@ def test_tenants__names_are_unique(env_config, load):
     tenant(config, "support-bot")["name"] = "search"
     tenant(config, "search")["apiKeySecrets"] = ["searchApiKey"]
     config["llmplane:tenants"][1]["apiKeySecrets"] = ["otherApiKey"]
-    expect(load, config, "staging", tenancy.tenants, "tenants", "tenant name 'search' is used twice", "search")
+    expect(load, config, "staging", gateway_rules.tenants, "tenants", "tenant name 'search' is used twice", "search")
 
 
 def test_tenants__a_key_belongs_to_one_tenant(env_config, load):
     config = env_config("prod")
     tenant(config, "batch-eval")["apiKeySecrets"] = ["searchApiKey"]
-    problem = expect(load, config, "prod", tenancy.tenants, "tenants.batch-eval.apiKeySecrets",
+    problem = expect(load, config, "prod", gateway_rules.tenants, "tenants.batch-eval.apiKeySecrets",
                      "'searchApiKey' is already an API key of tenant 'search'", "searchApiKey")
     assert problem.fix == "give every tenant keys of its own"
 
@@ -108,7 +108,7 @@ def test_tenants__a_key_belongs_to_one_tenant(env_config, load):
 def test_tenants__platform_secrets_are_not_api_keys(env_config, load, key):
     config = env_config("prod")
     tenant(config, "support-bot")["apiKeySecrets"] = [key]
-    problem = expect(load, config, "prod", tenancy.tenants, "tenants.support-bot.apiKeySecrets",
+    problem = expect(load, config, "prod", gateway_rules.tenants, "tenants.support-bot.apiKeySecrets",
                      f"'{key}' holds a platform secret, not a tenant's API key", key)
     assert problem.fix == "store the tenant's key under its own name, e.g. supportbotApiKey"
 
@@ -139,7 +139,7 @@ def test_tenants__shape_errors_name_the_field(env_config, load, mutate, path, me
 def test_fallbacks__refused_since_the_gateway_cannot_fail_over(env_config, load, fallback):
     config = env_config("prod")
     config["llmplane:models"]["llama-3-70b"]["fallback"] = fallback
-    problem = expect(load, config, "prod", tenancy.fallbacks, "models.llama-3-70b.fallback",
+    problem = expect(load, config, "prod", gateway_rules.fallbacks, "models.llama-3-70b.fallback",
                      "the gateway cannot fail a model over to other clusters or another model (Envoy AI Gateway "
                      "v1.1.0 gives InferencePool rules no priority levels; see docs/gateway.md)")
     assert problem.fix == "remove fallback: whole clusters fail over by DNS in routing.failoverOrder"
@@ -152,7 +152,7 @@ def test_gateway_kubernetes__1_36_refuses_the_budget_crd(env_config, load):
     config = env_config("prod")
     config["llmplane:clusters"][0]["kubernetesVersion"] = "1.36"
     name = config["llmplane:clusters"][0]["name"]
-    problem = expect(load, config, "prod", tenancy.gateway_kubernetes, f"clusters.{name}.kubernetesVersion",
+    problem = expect(load, config, "prod", gateway_rules.gateway_kubernetes, f"clusters.{name}.kubernetesVersion",
                      "Kubernetes 1.36 refuses the token-budget CRD of Envoy Gateway v1.8.1", "1.36")
     assert problem.fix.startswith("use 1.35 or older")
 
@@ -169,7 +169,7 @@ def test_gateway_kubernetes__1_35_is_fine(env_config, load):
 def test_gateway__acme_needs_a_zone(env_config, load):
     config = env_config("dev")
     del config["llmplane:gateway"]["dnsZone"]
-    problem = expect(load, config, "dev", tenancy.gateway, "gateway.dnsZone",
+    problem = expect(load, config, "dev", gateway_rules.gateway, "gateway.dnsZone",
                      "ACME DNS-01 for the aws clusters needs a DNS zone", "(none)")
     assert problem.fix == "set gateway.dnsZone or routing.hostedZone, or use private-ca"
 
@@ -177,13 +177,13 @@ def test_gateway__acme_needs_a_zone(env_config, load):
 def test_gateway__acme_needs_an_email(env_config, load):
     config = env_config("prod")
     del config["llmplane:gateway"]["acmeEmail"]
-    expect(load, config, "prod", tenancy.gateway, "gateway.acmeEmail", "ACME DNS-01 needs a contact address")
+    expect(load, config, "prod", gateway_rules.gateway, "gateway.acmeEmail", "ACME DNS-01 needs a contact address")
 
 
 def test_gateway__gcp_names_its_managed_zone(env_config, load):
     config = env_config("prod")
     del config["llmplane:gateway"]["gcpManagedZone"]
-    problem = expect(load, config, "prod", tenancy.gateway, "gateway.gcpManagedZone",
+    problem = expect(load, config, "prod", gateway_rules.gateway, "gateway.gcpManagedZone",
                      "the gcp clusters write llmplane.dev through Cloud DNS, which names the zone by its managed zone",
                      "(none)")
     assert problem.fix == "set gateway.gcpManagedZone to the managed zone of llmplane.dev"
@@ -192,7 +192,7 @@ def test_gateway__gcp_names_its_managed_zone(env_config, load):
 def test_gateway__onprem_has_no_dns_for_acme(env_config, load):
     config = env_config("local")
     config["llmplane:gateway"]["tlsIssuer"] = {"onprem": "acme-dns01"}
-    problem = expect(load, config, "local", tenancy.gateway, "gateway.tlsIssuer.onprem",
+    problem = expect(load, config, "local", gateway_rules.gateway, "gateway.tlsIssuer.onprem",
                      "an on-prem cluster has no cloud DNS to answer ACME DNS-01", "acme-dns01")
     assert problem.fix == "use private-ca for onprem"
 
@@ -200,7 +200,7 @@ def test_gateway__onprem_has_no_dns_for_acme(env_config, load):
 def test_gateway__the_zone_holds_the_hostname(env_config, load):
     config = env_config("dev")
     config["llmplane:gateway"]["dnsZone"] = "example.com"
-    problem = expect(load, config, "dev", tenancy.gateway, "gateway.dnsZone",
+    problem = expect(load, config, "dev", gateway_rules.gateway, "gateway.dnsZone",
                      "the hostname llm.dev.llmplane.dev is not in the zone example.com", "example.com")
     assert problem.fix == "use the zone that holds llm.dev.llmplane.dev, e.g. dev.llmplane.dev"
 
@@ -214,7 +214,7 @@ def test_gateway__private_ca_everywhere_needs_no_zone(env_config, load):
 def test_gateway__every_cloud_has_an_issuer(env_config, load):
     config = env_config("prod")
     config["llmplane:gateway"]["tlsIssuer"] = {"aws": "acme-dns01", "onprem": "private-ca"}
-    problem = expect(load, config, "prod", tenancy.gateway, "gateway.tlsIssuer", "no issuer for the gcp clusters",
+    problem = expect(load, config, "prod", gateway_rules.gateway, "gateway.tlsIssuer", "no issuer for the gcp clusters",
                      "aws=acme-dns01, onprem=private-ca")
     assert problem.fix == "add gcp: acme-dns01"
 

@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from components.labels import k8s_labels
 from components.options import children_of
 from components.serving.vllm_service import MONITORING_NAMESPACE
-from spec.autoscaling import AutoscalingPolicy
+from spec.autoscaling_policy import AutoscalingPolicy
 
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
 """Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""

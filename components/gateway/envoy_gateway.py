@@ -25,8 +25,8 @@ from monitoring.tenant_usage import ACCESS_LOG_KIND
 
 from ..serving.model_rollout import SERVED_BY_HEADER
 from .charts import AI_GATEWAY, AI_GATEWAY_CRDS, ENVOY_GATEWAY, VALKEY_IMAGE
-from .routing import EG_API, POOL_GROUP
-from .tenancy import CLIENT_HEADER, USAGE_METADATA
+from .route_refs import EG_API, POOL_GROUP
+from .tenant_budgets import CLIENT_HEADER, USAGE_METADATA
 
 GATEWAY_CLASS = "envoy"
 """Name of the GatewayClass every cluster's Gateway uses."""

@@ -19,7 +19,7 @@ from components.labels import k8s_labels
 from components.options import children_of
 from components.serving.vllm_service import GATEWAY_NAMESPACE, MONITORING_NAMESPACE
 
-from .routing import POOL_GROUP, pool_name
+from .route_refs import POOL_GROUP, pool_name
 
 EPP_IMAGE = (
     "ghcr.io/llm-d/llm-d-router-endpoint-picker:v0.10.0"

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from components.labels import k8s_labels
 from components.options import children_of
 
-from .routing import EG_API
+from .route_refs import EG_API
 
 LUA_SOURCE = (Path(__file__).with_name("token_usage.lua")).read_text(encoding="utf-8")
 """The filter's Lua source, inlined into the EnvoyExtensionPolicy."""

@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 from components.labels import k8s_labels
 from components.options import children_of
 
-from .routing import CREDENTIAL_FILTER, EG_API
+from .route_refs import CREDENTIAL_FILTER, EG_API
 
 CREDENTIAL_SECRET = "vllm-upstream-credential"
 """Secret holding `Bearer <vLLM's key>` for the credential filter."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from components.observability.stack import alloy_stream_labels
-from monitoring import autoscaling, dashboards, rules
+from monitoring import dashboards, rules, scaling_queries
 from toolchain.localstack import (
     LOKI_PUSH_PATH,
     Server,
@@ -173,7 +173,7 @@ def test_the_model_and_version_pickers_list_every_model(alerts: Stack):
 @pytest.mark.parametrize("mode", MODES)
 def test_autoscaler_queries_return_one_number_per_model_version(alerts: Stack, mode: str):
     for version in VERSIONS:
-        for signal, expr in autoscaling.triggers(MODELS[mode], version).items():
+        for signal, expr in scaling_queries.triggers(MODELS[mode], version).items():
             result = alerts.promql(expr)
             assert len(result) == 1, f"{signal}: {expr} -> {result}"
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitoring import autoscaling
+from monitoring import scaling_queries
 
 HPA_TOLERANCE = 0.1
 """Kubernetes HPA ignores a metric/target ratio within 10 % of 1 (kube-controller-manager's
@@ -115,9 +115,9 @@ class AutoscalingPolicy:
     @property
     def queue_query(self) -> str:
         """PromQL of the queue trigger: one value, summed over the version's replicas."""
-        return autoscaling.queue_depth(self.served_model_name)
+        return scaling_queries.queue_depth(self.served_model_name)
 
     @property
     def kv_cache_query(self) -> str:
         """PromQL of the KV-cache trigger: the average usage over the version's replicas."""
-        return autoscaling.kv_cache_usage(self.served_model_name)
+        return scaling_queries.kv_cache_usage(self.served_model_name)
