@@ -5,7 +5,7 @@
 #   make render          the local stack's manifests in build/local/, for GitOps (own state in .state/render)
 #   make test            the whole test suite, with its own set-up (PYTEST_ARGS="-k engine" to pick tests)
 #   make plan ENV=prod   offline plan of a cloud environment (no credentials needed)
-#   make docs            the components' reference, from their docstrings, in build/docs/ (broken references fail)
+#   make docs            the components' reference in build/docs/, checked with the README's picture and links
 # The first run creates .venv and builds the Go tools into ~/.cache/llmplane (minutes; reused by every clone).
 
 VENV ?= .venv

@@ -165,11 +165,11 @@ def render(root: Path = ROOT) -> str:
         lines += _wrap("then, beside the phases: " + ", ".join(after), "  └─ ", "       ")
     lines += [
         "  ▼",
-        *_wrap(f"components/  {len(classes)} ComponentResources; plain-value args, never pulumi.Config or the spec",
-               "", "  │  "),
+        f"components/  {len(classes)} ComponentResource classes; plain-value args, never pulumi.Config or the spec",
         "  ▼",
-        *_wrap("providers  " + ", ".join(providers(root)) + " (Helm releases through pulumi-kubernetes)", "", "   "),
-        "  ▲",
+        *_wrap(", ".join(providers(root)) + " (Helm releases through pulumi-kubernetes)", "providers    ",
+               "             "),
+        "  ▼",
         "policies/  CrossGuard: judges every resource before it is written (reads the spec from below)",
         "",
         "layers (toolchain/layers.py): a module imports its own layer and those below, never above",

@@ -1,11 +1,14 @@
 """The components' reference documentation, generated from their docstrings with pdoc, and checked.
 
     python -m toolchain.docs [--out build/docs]
+    python -m toolchain.docs --write-architecture    redraw README.md's architecture picture from the code
 
-Two checks fail the build (exit 1), each naming the page and the reference:
+These checks fail the build (exit 1), each naming the page and the reference:
 - a link in the generated HTML whose page or anchor does not exist;
 - a docstring reference in backticks to one of our modules or names (e.g. `facts.gpus.GPU_MEMORY_GB`,
-  `GpuCluster.network`) that pdoc could not resolve, so the reader would get plain text instead of a link.
+  `GpuCluster.network`) that pdoc could not resolve, so the reader would get plain text instead of a link;
+- README.md's architecture picture differing from the one drawn from the code (toolchain/architecture.py);
+- a relative link in README.md or docs/*.md to a file or heading that does not exist.
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ from urllib.parse import urldefrag
 import pdoc
 import pdoc.render
 
+from toolchain.architecture import ROOT, ArchitectureError, render, stale, with_block
+
 PACKAGES = ("components", "facts")
 """What another team's program uses: the components and the facts they read."""
 OUR_ROOTS = ("components", "facts", "capacity", "monitoring", "stacks")
+README = ROOT / "README.md"
+MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 BACKTICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+)`")
 
 
@@ -90,16 +97,68 @@ def _linked(text: str, start: int) -> bool:
     return before.rfind("<a ") > before.rfind("</a>")
 
 
+def architecture_problems(readme: Path = README) -> list[str]:
+    """What is wrong with the README's architecture picture: [] when it is the one drawn from the code."""
+    try:
+        problem = stale(readme.read_text(), render())
+    except ArchitectureError as error:
+        return [f"architecture: {error}"]
+    return [problem] if problem else []
+
+
+def write_architecture(readme: Path = README) -> None:
+    """Put the picture drawn from the code between the README's markers."""
+    readme.write_text(with_block(readme.read_text(), render()))
+
+
+def markdown_files(root: Path = ROOT) -> list[Path]:
+    """The hand-written documentation: the README and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def dead_markdown_links(files: list[Path], root: Path = ROOT) -> Iterator[str]:
+    """Relative links in Markdown files to files, or headings of Markdown files, that do not exist (links to other
+    sites are not followed)."""
+    for file in files:
+        for target in MARKDOWN_LINK.findall(file.read_text()):
+            path, anchor = urldefrag(target)
+            if re.match(r"^[a-z]+:", target):
+                continue
+            page = (file.parent / path) if path else file
+            if not page.exists():
+                yield f"{file.relative_to(root)}: link to {target}: no such file"
+            elif anchor and page.suffix == ".md" and anchor not in _heading_anchors(page):
+                yield f"{file.relative_to(root)}: link to {target}: no such heading"
+
+
+def _heading_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/docs"))
-    out = parser.parse_args(argv).out
+    parser.add_argument("--write-architecture", action="store_true",
+                        help="redraw README.md's architecture picture from the code, and build nothing")
+    args = parser.parse_args(argv)
+    if args.write_architecture:
+        try:
+            write_architecture()
+        except ArchitectureError as error:
+            print(f"docs: architecture: {error}", file=sys.stderr)
+            return 1
+        print(f"docs: the architecture picture in {README.name} is drawn from the code")
+        return 0
+    out = args.out
     pages = build(out)
-    problems = [*broken_links(out, pages), *unresolved_references(out, pages)]
+    problems = [*broken_links(out, pages), *unresolved_references(out, pages), *architecture_problems(),
+                *dead_markdown_links(markdown_files())]
     for problem in problems:
         print(f"docs: {problem}", file=sys.stderr)
     if problems:
-        print(f"docs: {len(problems)} broken reference(s); fix the docstrings named above", file=sys.stderr)
+        print(f"docs: {len(problems)} problem(s); fix what is named above", file=sys.stderr)
         return 1
     print(f"docs: {len(pages)} pages in {out}/ (open {out}/index.html), every reference resolves")
     return 0

@@ -27,12 +27,13 @@ ROLES: dict[str, str] = {
     "components": "ComponentResources with plain-value args: clusters, serving, networking, autoscaling, "
                   "observability, hybrid, gateway",
     "toolchain": "builds and tests only: the embedded cluster and what runs beside it (simulators, local gateway), "
-                 "make up's safe update and summary, Go tools, the language host, the docs builder",
+                 "make up's safe update and summary, Go tools built or downloaded and cached, the Python "
+                 "language host, the docs builder and this picture",
     "capacity": "the trace-replay planner, reading the spec",
     "policies": "the CrossGuard policy pack, reading the spec",
     "stacks": "compose(), the offline plan and its policy check, diffs and reports",
     "stacks.cli": "the `llmplane` command",
     "stacks.__main__": "the Pulumi program (Pulumi.yaml: `main: stacks/`)",
-    "benchmarks": "figures for speed targets, printed, never asserted",
+    "benchmarks": "figures for speed targets (plan scaling, cold start, capacity replay), printed, never asserted",
 }
 """One line per entry of LAYERS: what lives there."""
