@@ -53,9 +53,9 @@ up: toolchain
 	@mkdir -p .state
 	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
 	@pulumi stack select --create '$(STACK)' >/dev/null
-	@$(PYTHON) -m toolchain.safe_up --stack '$(STACK)' -- $(POLICY_PACK)
+	@$(PYTHON) -m stacks.local.safe_up --stack '$(STACK)' -- $(POLICY_PACK)
 	@$(LLMPLANE) cluster up --environment '$(STACK)' --state-dir '$(CLUSTER_DIR)' >/dev/null  # KEDA, now that its CRDs exist
-	@$(PYTHON) -m toolchain.summary --stack '$(STACK)' --kubeconfig '$(CLUSTER_DIR)/kubeconfig'
+	@$(PYTHON) -m stacks.local.summary --stack '$(STACK)' --kubeconfig '$(CLUSTER_DIR)/kubeconfig'
 
 down: $(VENV)/.installed
 	@$(LLMPLANE) cluster down --state-dir '$(CLUSTER_DIR)'
@@ -67,12 +67,12 @@ render: toolchain
 	@$(LLMPLANE) validate '$(STACK)'
 	@mkdir -p .state
 	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
-	@$(PYTHON) -m toolchain.render_config --stack '$(STACK)' --render-dir '$(RENDER_DIR)' \
+	@$(PYTHON) -m stacks.local.render_config --stack '$(STACK)' --render-dir '$(RENDER_DIR)' \
 		--out '$(RENDER_STATE)/Pulumi.$(STACK).yaml'
 	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' pulumi stack select --create '$(STACK)' >/dev/null
-	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m toolchain.safe_up --stack '$(STACK)' -- \
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m stacks.local.safe_up --stack '$(STACK)' -- \
 		--config-file '$(RENDER_STATE)/Pulumi.$(STACK).yaml' $(POLICY_PACK)
-	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m toolchain.summary --stack '$(STACK)' \
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m stacks.local.summary --stack '$(STACK)' \
 		--render-dir '$(RENDER_DIR)'
 
 test: test-setup toolchain

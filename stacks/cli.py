@@ -149,10 +149,10 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from toolchain import cluster_addons
-    from toolchain.embedded_cluster import ClusterError, EmbeddedCluster
+    from stacks.local import cluster_addons
+    from stacks.local.embedded_cluster import ClusterError, EmbeddedCluster
 
-    from .local_cluster import addons, fake_nodes
+    from .local.for_environment import addons, fake_nodes
 
     cluster = EmbeddedCluster(args.state_dir)
     try:

@@ -42,8 +42,8 @@ def load() -> Callable[[dict[str, Any], str], PlatformSpec]:
 def embedded_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A real control plane with the local environment's fake GPU nodes, for the whole session; stopped at the
     end. Its binaries come from `make test`'s set-up (built once into ~/.cache/llmplane)."""
-    from stacks.local_cluster import fake_nodes
-    from toolchain.embedded_cluster import EmbeddedCluster
+    from stacks.local.embedded_cluster import EmbeddedCluster
+    from stacks.local.for_environment import fake_nodes
 
     cluster = EmbeddedCluster(tmp_path_factory.mktemp("cluster"))
     spec = load_spec(engine_values(_shipped_config("local")), "local")

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from stacks.crd_sources import ENVOY_GATEWAY, GATEWAY_API, INFERENCE_EXTENSION, crd_documents
+from stacks.local.embedded_cluster import EmbeddedCluster
 from stacks.plan import PlannedResource
 from tests.planning import plan_of
-from toolchain.embedded_cluster import EmbeddedCluster
 
 CLUSTER = "aws-use1"
 GATEWAY_COMPONENTS = ("llmplane:gateway:ModelInferencePool", "llmplane:gateway:UpstreamCredential",

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from stacks.local import cluster_addons
+from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.engine import Engine, wait_for
-from toolchain import cluster_addons
-from toolchain.embedded_cluster import EmbeddedCluster
 from toolchain.localstack import free_port
 
 NAMESPACE = "llmplane"

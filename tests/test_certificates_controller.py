@@ -47,11 +47,11 @@ from cryptography.x509.oid import NameOID
 
 from stacks.crd_sources import CERT_MANAGER as CERT_MANAGER_CRDS
 from stacks.crd_sources import crd_documents
+from stacks.local.embedded_cluster import EmbeddedCluster
 from stacks.plan import PlannedResource
 from tests.gateway_objects import manifest, stream
 from tests.planning import plan_of
 from toolchain import gotools
-from toolchain.embedded_cluster import EmbeddedCluster
 
 CLUSTER = "onprem-dc1"
 COMPONENTS = ("llmplane:gateway:CertManagerInstall", "llmplane:gateway:GatewayCertificate")

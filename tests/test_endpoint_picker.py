@@ -80,7 +80,7 @@ def _ready(address: str) -> dict:
 @pytest.fixture(scope="module")
 def picker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The picker's ext_proc address, once it sees the three replicas of the pool."""
-    from toolchain.embedded_cluster import EmbeddedCluster
+    from stacks.local.embedded_cluster import EmbeddedCluster
 
     folder = tmp_path_factory.mktemp("picker")
     cluster = EmbeddedCluster(folder / "cluster")

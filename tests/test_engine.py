@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.engine import STACK, Engine, inline_program, wait_for
-from toolchain.embedded_cluster import EmbeddedCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "llmplane"

@@ -66,10 +66,11 @@ from components.gateway.tracing import SERVICE as TRACING_SERVICE
 from components.networking.regional_gateway import TLS_SECRET
 from components.serving.model_rollout import SERVED_BY_HEADER, VERSION_HEADER
 from components.serving.vllm_service import MONITORING_NAMESPACE
+from stacks.local import pki
+from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.gateway_objects import NAMESPACES, gateway_cluster, gateway_objects, manifest
 from tests.test_gateway_version_split import run_source, users
-from toolchain import gotools, pki, prerequisites
-from toolchain.embedded_cluster import EmbeddedCluster
+from toolchain import gotools, prerequisites
 
 SAME_NAMESPACES = {name: name for name in NAMESPACES}
 """Prod's own namespaces: the Gateway admits routes by the label of the namespace `llmplane`."""

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.engine import ROOT, STACK, Engine, wait_for
-from toolchain.embedded_cluster import EmbeddedCluster
 
 NAMESPACE = "llmplane"
 
 
 def _start_update(engine: Engine) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "toolchain.safe_up", "--stack", STACK, "--",
+    return subprocess.Popen([sys.executable, "-m", "stacks.local.safe_up", "--stack", STACK, "--",
                              "--config-file", str(engine.config), *engine.policy],
                             cwd=ROOT, env=engine.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

@@ -25,6 +25,10 @@ def project_copy(tmp_path: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
     (copy / ".venv").symlink_to(ROOT / ".venv")
+    # The copy shares the project's virtualenv: its pyproject.toml must not look newer than the venv's stamp, or
+    # make would reinstall the project in editable mode from the copy, pointing the shared venv at a temp folder.
+    stamp = (ROOT / ".venv" / ".installed").stat().st_mtime
+    os.utime(copy / "pyproject.toml", (stamp - 1, stamp - 1))
     (copy / ".tools" / "bin").mkdir(parents=True)
     (copy / ".tools" / "bin" / "pulumi").symlink_to((ROOT / ".tools" / "bin" / "pulumi").resolve())
     return copy

@@ -1,6 +1,6 @@
 """`make render`: the local stack written as manifests for GitOps, by the official provider, with no secret in them.
 
-The same program as `make up`, with the cluster's target swapped for a render folder (toolchain.render_config),
+The same program as `make up`, with the cluster's target swapped for a render folder (stacks.local.render_config),
 through the real engine. The rendered objects must validate against the Kubernetes schema, pass checkov, and
 hold no secret value: Secrets are rendered without their data and say how to provide it.
 """

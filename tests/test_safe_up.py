@@ -1,4 +1,4 @@
-"""`make up`'s update (toolchain/safe_up.py): checks before it writes, one at a time, and cleans up after an
+"""`make up`'s update (stacks/local/safe_up.py): checks before it writes, one at a time, and cleans up after an
 interrupted run.
 
 A mandatory policy violation, stack-level or per resource, stops the update in its preview: nothing is rendered
@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 from policies.config import pack_config
+from stacks.local import safe_up
 from tests.engine import ROOT, Engine, engine_env, inline_program
 from tests.planning import plan_of
-from toolchain import safe_up
 
 
 def _safe_up(cwd: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolchain.safe_up", "--stack", "local", "--", *extra],
+    return subprocess.run([sys.executable, "-m", "stacks.local.safe_up", "--stack", "local", "--", *extra],
                           cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                           timeout=600, check=False)
 

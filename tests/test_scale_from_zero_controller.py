@@ -69,10 +69,11 @@ from components.autoscaling.scale_from_zero import BACKEND_HEADER, EXTERNAL_SCAL
 from components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as ADDON_CHART
 from stacks.crd_sources import KEDA, crd_documents
 from stacks.crd_sources import KEDA_HTTP_ADDON as ADDON_CRDS
+from stacks.local import pki
+from stacks.local.embedded_cluster import GPU_TAINT_KEY, EmbeddedCluster
 from tests.gateway_objects import manifest, stream
 from tests.planning import plan_of
-from toolchain import gotools, pki, prerequisites
-from toolchain.embedded_cluster import GPU_TAINT_KEY, EmbeddedCluster
+from toolchain import gotools, prerequisites
 
 NAMESPACE = "llmplane"
 VERSION = "llama-3-8b-v1-1-0"
@@ -219,7 +220,7 @@ def _objects(planned: dict[str, dict]) -> list[dict]:
 
 
 def _keda_certs(cluster: EmbeddedCluster) -> Path:
-    """KEDA's gRPC pair, as toolchain/cluster_addons.py makes it."""
+    """KEDA's gRPC pair, as stacks/local/cluster_addons.py makes it."""
     certs = cluster.pki / "keda"
     certs.mkdir(exist_ok=True)
     ca = pki.ensure_ca(cluster.pki, "ca")
@@ -300,7 +301,7 @@ def _start_processes(cluster: EmbeddedCluster, netns: str, hosts: Path) -> None:
                                "KEDA_HTTP_SCALER_TARGET_ADMIN_DEPLOYMENT": INTERCEPTOR_DEPLOYMENT,
                                "KEDA_HTTP_SCALER_TARGET_ADMIN_PORT": str(ADMIN_PORT)})
     certs = _keda_certs(cluster)
-    # As toolchain/cluster_addons.py starts it, its own ports on the namespace's loopback.
+    # As stacks/local/cluster_addons.py starts it, its own ports on the namespace's loopback.
     cluster.start_process("keda-operator", _in_namespace(netns, hosts, [
         str(_tool("keda")), "--leader-elect=false", "--enable-cert-rotation=false",
         "--enable-webhook-patching=false", "--enable-apiservice-patching=false",

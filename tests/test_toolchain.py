@@ -9,12 +9,12 @@ import pytest
 from google.protobuf import struct_pb2
 from pulumi.runtime.proto import language_pb2
 
+from stacks.local.render_config import render_config
+from stacks.local.summary import describe_changes, describe_manifests, describe_pods
 from toolchain import gotools
 from toolchain.language_host import VirtualenvMissing, python_for
 from toolchain.plugin_server import engine_address
 from toolchain.program_runner import program_traceback
-from toolchain.render_config import render_config
-from toolchain.summary import describe_changes, describe_manifests, describe_pods
 
 
 def struct(value: dict) -> struct_pb2.Struct:

@@ -26,12 +26,13 @@ ROLES: dict[str, str] = {
             "start-up, autoscaling policy",
     "components": "ComponentResources with plain-value args: clusters, serving, networking, autoscaling, "
                   "observability, hybrid, gateway",
-    "toolchain": "builds and tests only: the embedded cluster and what runs beside it (simulators, local gateway), "
-                 "make up's safe update and summary, Go tools built or downloaded and cached, the Python "
-                 "language host, the docs builder and this picture",
+    "toolchain": "the harness, what only builds or tests llmplane: Go tools built or downloaded and cached, "
+                 "stand-ins for what this machine cannot get (vLLM simulators, the local gateway, the Python "
+                 "language host), the docs builder and this picture",
     "capacity": "the trace-replay planner, reading the spec",
     "policies": "the CrossGuard policy pack, reading the spec",
-    "stacks": "compose(), the offline plan and its policy check, diffs and reports",
+    "stacks": "compose(), the offline plan and its policy check, diffs and reports; stacks/local: the local "
+              "target (the embedded cluster, make up's safe update and summary)",
     "stacks.cli": "the `llmplane` command",
     "stacks.__main__": "the Pulumi program (Pulumi.yaml: `main: stacks/`)",
     "benchmarks": "figures for speed targets (plan scaling, cold start, capacity replay), printed, never asserted",

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ROOT / ".state" / "locks"
 EXIT_BUSY = 75
 
@@ -97,7 +97,7 @@ def lock_key(stack: str, backend: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.safe_up", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stacks.local.safe_up", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: options for `pulumi up`")
     args = parser.parse_args(argv)

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring import rules
-from toolchain import gotools, pki
-from toolchain.embedded_cluster import ClusterError, EmbeddedCluster
+from toolchain import gotools
 from toolchain.localstack import LOOPBACK, free_port, http_ok, prometheus_argv, simulator_argv
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import pki
+from .embedded_cluster import ClusterError, EmbeddedCluster
+
+ROOT = Path(__file__).resolve().parents[2]
 KEDA_NAMESPACE = "keda"
 KEDA_METRICS_SERVICE = "keda-metrics-apiserver"
 SCALED_OBJECT_CRD = "scaledobjects.keda.sh"

@@ -25,7 +25,9 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from toolchain import gotools, pki
+from toolchain import gotools
+
+from . import pki
 
 SERVICE_RANGE = "10.96.0.0/16"
 GPU_RESOURCE = "nvidia.com/gpu"

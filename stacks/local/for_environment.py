@@ -6,8 +6,9 @@ from __future__ import annotations
 import urllib.parse
 
 from spec import PlatformSpec
-from toolchain.cluster_addons import Addons, SimulatedModel
-from toolchain.embedded_cluster import FakeNode
+
+from .cluster_addons import Addons, SimulatedModel
+from .embedded_cluster import FakeNode
 
 
 def fake_nodes(spec: PlatformSpec) -> list[FakeNode]:

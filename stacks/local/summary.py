@@ -91,8 +91,8 @@ def describe_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str:
 
 
 def _try_it_on_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str | None:
-    from toolchain.cluster_addons import GATEWAY
-    from toolchain.embedded_cluster import EmbeddedCluster
+    from stacks.local.cluster_addons import GATEWAY
+    from stacks.local.embedded_cluster import EmbeddedCluster
 
     listed = subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "get", "httproutes.gateway.networking.k8s.io",
                              "-n", namespace, "-o", "json"], capture_output=True, text=True, check=False, timeout=60)
@@ -117,7 +117,7 @@ def try_it(routes: list[dict], gateway_port: int | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.summary", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stacks.local.summary", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--render-dir", type=Path)
