@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
+from facts.kubernetes import TENANT_LABEL
+
 from .base import (
     Context,
     Finding,
@@ -29,7 +31,6 @@ from .base import (
     same_scope,
 )
 
-TENANT_LABEL = "llmplane.dev/tenant"
 """Label of a tenant's API-key Secret; its value is the tenant's name."""
 CLIENT_PROBE_KEY = "any-key"
 """A key name no tenant uses: a rate-limit rule budgets a tenant if it selects `<tenant>.<this>`."""

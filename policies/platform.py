@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from facts.kubernetes import GPU_RESOURCE, GPU_TYPE_LABEL, POOL_LABEL
+
 from .base import (
     SECRET,
     UNKNOWN,
@@ -35,9 +37,7 @@ from .base import (
 )
 from .gcp import GKE_NODE_POOL
 
-POOL_LABEL = "llmplane.dev/pool"
-GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
-GPU = "nvidia.com/gpu"
+GPU = GPU_RESOURCE
 KARPENTER_NODE_POOL = "kubernetes:karpenter.sh/*:NodePool"
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/*:HTTPRoute"
 

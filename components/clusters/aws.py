@@ -15,6 +15,7 @@ from components.options import children_of
 from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_folder, s3_object_arn
+from facts.kubernetes import GPU_RESOURCE, POOL_LABEL
 from facts.loading import INSTANCE_STORE_GB
 
 from .base import (
@@ -315,7 +316,7 @@ class AwsGpuCluster(GpuCluster):
                 metadata={"name": pool.name if suffix == "nodepool" else f"{pool.name}-{suffix}", "labels": labels},
                 spec={
                     "template": {
-                        "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name}},
+                        "metadata": {"labels": {GPU_TYPE_LABEL: pool.gpu_type, POOL_LABEL: pool.name}},
                         "spec": {
                             "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass",
                                              "name": class_name},
@@ -328,7 +329,7 @@ class AwsGpuCluster(GpuCluster):
                             "expireAfter": "720h",
                         },
                     },
-                    "limits": {"nvidia.com/gpu": str(gpu_nodes * pool.gpus_per_node)},
+                    "limits": {GPU_RESOURCE: str(gpu_nodes * pool.gpus_per_node)},
                     "disruption": disruption,
                     "weight": weight,
                 },

@@ -19,8 +19,9 @@ from components.labels import Ownership
 from components.options import children_of
 from components.serving.vllm_image import RegistryLogin
 from facts.clouds import MachineShape, gpu_types_offered, machine_shape, shapes_offered
+from facts.kubernetes import GPU_TAINT_KEY
 
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+GPU_TAINT = {"key": GPU_TAINT_KEY, "value": "true", "effect": "NoSchedule"}
 """Taint on every GPU node, so only pods that tolerate it (vLLM) land there."""
 
 

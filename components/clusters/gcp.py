@@ -15,6 +15,7 @@ from components.serving.vllm_image import RegistryLogin
 from components.serving.vllm_service import GPU_TYPE_LABEL
 from components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
 from facts.addressing import GKE_CONTROL_PLANE_CIDR, gke_secondary_ranges
+from facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
 from facts.loading import LOCAL_SSD_GB
 
 from .base import (
@@ -206,8 +207,8 @@ class GcpGpuCluster(GpuCluster):
                         "count": pool.gpus_per_node,
                         "gpu_driver_installation_config": {"gpu_driver_version": "LATEST"},
                     }],
-                    "labels": {GPU_TYPE_LABEL: pool.gpu_type, "llmplane.dev/pool": pool.name},
-                    "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}],
+                    "labels": {GPU_TYPE_LABEL: pool.gpu_type, POOL_LABEL: pool.name},
+                    "taints": [{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}],
                     "disk_size_gb": 300,
                     "disk_type": "pd-ssd",
                     **({"ephemeral_storage_local_ssd_config": {

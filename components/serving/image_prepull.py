@@ -25,15 +25,15 @@ import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 from components.options import children_of
+from facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
 
 PAUSE_IMAGE = (
     "registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
 )
 """The Kubernetes pause image 3.10, pinned by its multi-arch index digest (registry.k8s.io, as pinned in public
 manifests, e.g. Cilium's images/runtime Dockerfile)."""
-POOL_LABEL = "llmplane.dev/pool"
 """Node label every GPU pool sets: its pool name."""
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GPU_TOLERATION = {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
 """The GPU taint every GPU pool carries, tolerated."""
 _PAUSE_UID = 65535
 """The pause image's own user."""

@@ -12,15 +12,13 @@ import pulumi_kubernetes as k8s
 
 from components.labels import k8s_labels
 from components.options import children_of
+from facts.kubernetes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from facts.namespaces import GATEWAY_NAMESPACE
 
 from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
 from .model_cache import SERVING_UID, vllm_volumes
 from .streaming import GATE_PORT, StreamerSettings, gate_probe, launch_command, launch_env, streamer_settings
 
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
 """Node label every GPU pool sets (Karpenter NodePool, GKE node pool, or the on-prem operator)."""
 
 MONITORING_NAMESPACE = "monitoring"

@@ -25,15 +25,12 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from facts.kubernetes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL, POOL_LABEL
 from toolchain import gotools
 
 from . import pki
 
 SERVICE_RANGE = "10.96.0.0/16"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TYPE_LABEL = "llmplane.dev/gpu-type"
-POOL_LABEL = "llmplane.dev/pool"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 READY_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 15
