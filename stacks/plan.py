@@ -17,11 +17,13 @@ from typing import Any
 
 import pulumi
 from google.protobuf import struct_pb2
+from pulumi import _types as pulumi_types
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as pulumi_resource
 from pulumi.runtime import rpc
 from pulumi.runtime.config import set_all_config
-from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.settings import is_dry_run, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
@@ -263,6 +265,54 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+MEMOIZED_TYPE_FUNCTIONS = ("unwrap_type", "unwrap_optional_type", "resource_types", "resource_pulumi_to_py_names",
+                           "input_type_py_to_pulumi_names", "input_type_types")
+"""`pulumi._types` functions of a class or annotation alone, remembered while a program runs under the mocks."""
+
+
+def _memoized(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`function` of a type annotation, remembered per annotation (an unhashable one is computed each time)."""
+    known: dict[Any, Any] = {}
+
+    def cached(annotation: Any) -> Any:
+        try:
+            return known[annotation]
+        except KeyError:
+            result = known[annotation] = function(annotation)
+            return result
+        except TypeError:
+            return function(annotation)
+
+    return cached
+
+
+@contextmanager
+def sdk_shortcuts() -> Iterator[None]:
+    """Two things the SDK repeats for every resource, skipped or remembered while the mock monitor runs a program
+    (measured on `plan prod`, 741 resources; benchmarks/plan_scaling.py):
+
+    - its stack capture: for every registration it walks the whole Python stack (`traceback.extract_stack`, a
+      `linecache` stat and a `file://` URI per frame) for the engine's source positions, which the mock monitor never
+      reads and the plan never records; the components' deep stacks made it ~10% of the plan;
+    - its reading of type annotations: `unwrap_type` (Output[T], Input[T], Optional[T] down to T) runs for every
+      property of every typed input again (19,660 calls, ~5% of the plan), and the name and type tables of every
+      resource class and input type are rebuilt for every instance (`resource_types`...); all are pure functions of
+      the class or annotation, remembered here (the tables are only read by their callers).
+
+    The SDK's own functions come back afterwards."""
+    captured = pulumi_resource._get_stack_trace
+    originals = {name: getattr(pulumi_types, name) for name in MEMOIZED_TYPE_FUNCTIONS}
+    pulumi_resource._get_stack_trace = source_pb2.StackTrace
+    for name, function in originals.items():
+        setattr(pulumi_types, name, _memoized(function))
+    try:
+        yield
+    finally:
+        pulumi_resource._get_stack_trace = captured
+        for name, function in originals.items():
+            setattr(pulumi_types, name, function)
+
+
 def record_program(program: Callable[[], None], project: str, stack: str, values: dict[str, str],
                    secret_keys: list[str] | None = None) -> list[PlannedResource]:
     """Run any Pulumi program under the mock runtime with these config values; every registration, sorted by
@@ -272,7 +322,7 @@ def record_program(program: Callable[[], None], project: str, stack: str, values
     set_root_resource(None)
     pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)
     set_all_config(values, secret_keys or [])
-    with collector_paused():
+    with collector_paused(), sdk_shortcuts():
         _sync_await(run_pulumi_func(program))
     return sorted(resources, key=lambda r: r.urn)
 
