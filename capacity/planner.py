@@ -30,7 +30,7 @@ from .baselines import (
 )
 from .bound import Bound, startup_bound
 from .simulator import PolicyController, Profile, Result, Simulator
-from .trace import ATTRIBUTION, Trace
+from .trace import Trace, credit
 
 
 class PlanError(ValueError):
@@ -268,7 +268,7 @@ def _seconds(value: float) -> str:
     return "inf" if math.isinf(value) else f"{value:.2f}"
 
 
-def format_table(p: Plan) -> str:
+def format_table(p: Plan, trace_credit: str | None = None) -> str:
     """The plan as text: what was replayed, a table, the attribution."""
     t, prof, pol = p.target, p.target.profile, p.target.policy
     oracle_hours = p.row("oracle").result.gpu_hours
@@ -321,5 +321,6 @@ def format_table(p: Plan) -> str:
     ratio = p.bound.gpu_hours / oracle_hours if oracle_hours > 0 else math.inf
     lines += ["", f"bound: no autoscaler that pays the {p.bound.startup_seconds:.0f} s start-up of each replica it "
               f"adds on a node that holds everything, even one that knows the future, meets the TTFT objective on "
-              f"this trace with fewer than {p.bound.gpu_hours:.2f} GPU-hours ({ratio:.2f}x oracle)", "", ATTRIBUTION]
+              f"this trace with fewer than {p.bound.gpu_hours:.2f} GPU-hours ({ratio:.2f}x oracle)", "",
+              trace_credit or credit(p.trace.name)]
     return "\n".join(lines)

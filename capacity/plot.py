@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from .planner import Plan
-from .trace import ATTRIBUTION
+from .trace import credit
 
 MINUTE = 60.0
 
@@ -29,7 +29,7 @@ def _per_minute(values: list[tuple[float, float]], minutes: int, how: str) -> li
     return out
 
 
-def write_plot(p: Plan, path: str | Path) -> Path:
+def write_plot(p: Plan, path: str | Path, trace_credit: str | None = None) -> Path:
     """Write a PNG with three panels: requests and prompt tokens per second; replicas (policy, static, oracle);
     TTFT p99 per minute against the SLO."""
     try:
@@ -82,7 +82,7 @@ def write_plot(p: Plan, path: str | Path) -> Path:
     ax3.set_title("time to first token")
     ax3.legend(loc="upper right", fontsize=8)
 
-    fig.text(0.01, 0.005, ATTRIBUTION, fontsize=7, color="#555555")
+    fig.text(0.01, 0.005, trace_credit or credit(p.trace.name), fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
     out = Path(path)
     fig.savefig(out, dpi=110)

@@ -25,6 +25,21 @@ TRACES_ENV = "LLMPLANE_TRACES"
 AZURE_TRACES = {"code": "AzureLLMInferenceTrace_code.csv", "conv": "AzureLLMInferenceTrace_conv.csv"}
 """The two Azure traces by short name."""
 
+
+AZURE_2023 = "azure-2023"
+"""`--trace-credit` value naming the Azure 2023 traces, e.g. for an excerpt of them under another file name."""
+
+
+def credit(trace_name: str, given: str | None = None) -> str:
+    """The credit line a report on a trace carries: what the user gave (`azure-2023` for the Azure traces'
+    attribution), else the Azure attribution for the Azure trace files themselves, else the file's name and how to
+    credit it: nothing here knows another trace's source."""
+    if given == AZURE_2023 or (given is None and trace_name in AZURE_TRACES.values()):
+        return ATTRIBUTION
+    if given:
+        return f"Trace: {given}"
+    return f"Trace: {trace_name} (name its source and licence with --trace-credit)"
+
 _COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 _EPOCH = datetime(1970, 1, 1)
 

@@ -114,7 +114,7 @@ def _policy_config(args: argparse.Namespace) -> int:
 
 def _capacity(args: argparse.Namespace) -> int:
     from capacity.planner import PlanError, format_table, plan
-    from capacity.trace import TraceError, read_trace
+    from capacity.trace import TraceError, credit, read_trace
 
     if args.plot is not None and (problem := output_problem(args.plot, (".png",))):
         return _refuse_output(problem)
@@ -126,12 +126,13 @@ def _capacity(args: argparse.Namespace) -> int:
     except (TraceError, PlanError) as error:
         print(f"llmplane: {error}", file=sys.stderr)
         return EXIT_INVALID
-    print(format_table(result))
+    trace_credit = credit(args.trace.name, args.trace_credit)
+    print(format_table(result, trace_credit))
     if args.plot is not None:
         from capacity.plot import write_plot
 
         try:
-            print(f"plot written to {write_plot(result, args.plot)}", file=sys.stderr)
+            print(f"plot written to {write_plot(result, args.plot, trace_credit)}", file=sys.stderr)
         except (RuntimeError, OSError) as error:
             return _refuse_output(str(error))
     return 0
@@ -220,6 +221,10 @@ def parser() -> argparse.ArgumentParser:
     capacity.add_argument("--cluster", metavar="NAME", help="cluster whose pool prices the GPU-hours (default: the "
                                                             "model's first)")
     capacity.add_argument("--plot", metavar="PNG", type=Path, help="also write demand, replicas and TTFT over time")
+    capacity.add_argument("--trace-credit", metavar="TEXT",
+                          help="the trace's source and licence, printed with the results (azure-2023: the Azure LLM "
+                               "inference trace 2023's attribution, e.g. for an excerpt; default: that attribution "
+                               "for the Azure trace files, else the file's name)")
     _environments_option(capacity)
     capacity.set_defaults(run=_capacity)
     cluster = commands.add_parser(

@@ -44,7 +44,7 @@ def rows_of(out: str) -> list[str]:
 
 def test_prints_policy_static_and_oracle_with_the_attribution(capsys, tmp_path):
     trace = write_excerpt(tmp_path, "conv", 600)
-    code = main(["capacity", "prod", "--trace", str(trace)])
+    code = main(["capacity", "prod", "--trace", str(trace), "--trace-credit", "azure-2023"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert rows_of(out) == ["policy", "static", "oracle"]
@@ -53,6 +53,23 @@ def test_prints_policy_static_and_oracle_with_the_attribution(capsys, tmp_path):
     bound = next(line for line in out.splitlines() if line.startswith("bound: "))
     assert re.search(r"pays the \d+ s start-up of each replica it adds on a node that holds everything", bound)
     assert "x oracle)" in bound
+
+
+def test_a_trace_of_unknown_source_is_credited_by_its_name_not_as_azures(capsys, tmp_path):
+    trace = write_synthetic(tmp_path)
+    assert main(["capacity", "prod", "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert "Azure" not in out
+    assert out.rstrip().splitlines()[-1] == "Trace: synthetic.csv (name its source and licence with --trace-credit)"
+    assert main(["capacity", "prod", "--trace", str(trace), "--trace-credit", "load test, ours, CC0"]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == "Trace: load test, ours, CC0"
+
+
+def test_the_azure_trace_files_carry_their_attribution_unasked(capsys):
+    assert main(["capacity", "prod", "--trace", str(azure_trace_path("code"))]) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == (
+        'Trace: Azure LLM inference trace 2023, Azure Public Dataset (CC-BY 4.0); Patel et al., "Splitwise: '
+        'Efficient generative LLM inference using phase splitting", ISCA 2024.')
 
 
 def test_synthetic_trace_and_a_named_version(capsys, tmp_path):
