@@ -53,9 +53,9 @@ up: toolchain
 	@mkdir -p .state
 	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
 	@pulumi stack select --create '$(STACK)' >/dev/null
-	@$(PYTHON) -m stacks.local.safe_up --stack '$(STACK)' -- $(POLICY_PACK)
+	@$(PYTHON) -m llmplane.stacks.local.safe_up --stack '$(STACK)' -- $(POLICY_PACK)
 	@$(LLMPLANE) cluster up --environment '$(STACK)' --state-dir '$(CLUSTER_DIR)' >/dev/null  # KEDA, now that its CRDs exist
-	@$(PYTHON) -m stacks.local.summary --stack '$(STACK)' --kubeconfig '$(CLUSTER_DIR)/kubeconfig'
+	@$(PYTHON) -m llmplane.stacks.local.summary --stack '$(STACK)' --kubeconfig '$(CLUSTER_DIR)/kubeconfig'
 
 down: $(VENV)/.installed
 	@$(LLMPLANE) cluster down --state-dir '$(CLUSTER_DIR)'
@@ -67,12 +67,12 @@ render: toolchain
 	@$(LLMPLANE) validate '$(STACK)'
 	@mkdir -p .state
 	@$(LLMPLANE) policy-config '$(STACK)' --out '$(POLICY_CONFIG)'
-	@$(PYTHON) -m stacks.local.render_config --stack '$(STACK)' --render-dir '$(RENDER_DIR)' \
+	@$(PYTHON) -m llmplane.stacks.local.render_config --stack '$(STACK)' --render-dir '$(RENDER_DIR)' \
 		--out '$(RENDER_STATE)/Pulumi.$(STACK).yaml'
 	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' pulumi stack select --create '$(STACK)' >/dev/null
-	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m stacks.local.safe_up --stack '$(STACK)' -- \
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m llmplane.stacks.local.safe_up --stack '$(STACK)' -- \
 		--config-file '$(RENDER_STATE)/Pulumi.$(STACK).yaml' $(POLICY_PACK)
-	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m stacks.local.summary --stack '$(STACK)' \
+	@PULUMI_BACKEND_URL='file://$(CURDIR)/$(RENDER_STATE)' $(PYTHON) -m llmplane.stacks.local.summary --stack '$(STACK)' \
 		--render-dir '$(RENDER_DIR)'
 
 test: test-setup toolchain
@@ -82,10 +82,10 @@ test: test-setup toolchain
 # actionlint, the endpoint picker, the LogQL grammar from npm, vLLM's wheel (read as source) and checkov; each
 # installed or built once and cached in ~/.cache/llmplane.
 test-setup: $(VENV)/.installed
-	@$(PYTHON) -m toolchain.prerequisites install test
+	@$(PYTHON) -m llmplane.toolchain.prerequisites install test
 
 docs: $(VENV)/.installed
-	@$(PYTHON) -m toolchain.docs --out build/docs
+	@$(PYTHON) -m llmplane.toolchain.docs --out build/docs
 
 plan: $(VENV)/.installed
 	@$(LLMPLANE) plan '$(ENV)'
@@ -93,12 +93,12 @@ plan: $(VENV)/.installed
 # Everything the local stack runs (Prometheus, the cluster's binaries, KEDA, the Pulumi toolchain), checked
 # first and then installed or built, once.
 toolchain: $(VENV)/.installed
-	@$(PYTHON) -m toolchain.prerequisites install up
-	@$(PYTHON) -m toolchain.bootstrap
+	@$(PYTHON) -m llmplane.toolchain.prerequisites install up
+	@$(PYTHON) -m llmplane.toolchain.bootstrap
 
 # Reinstall only when the dependencies may have changed.
 $(VENV)/.installed: pyproject.toml
-	@python3 -m toolchain.prerequisites announce $(SETUP_TARGET)
+	@python3 -m llmplane.toolchain.prerequisites announce $(SETUP_TARGET)
 	@test -x $(PYTHON) || { echo "venv: creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "venv: installing llmplane with its dependencies (pip install -e '.[test]')"
 	@$(PYTHON) -m pip install --disable-pip-version-check -e '.[test]' > $(VENV)/pip-install.log 2>&1 \

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What the tests run against, nothing listening beyond 127.0.0.1. `make test` runs `install` first.
 #
-#   install  everything `make test` runs: python -m toolchain.prerequisites install
+#   install  everything `make test` runs: python -m llmplane.toolchain.prerequisites install
 #            test (the one list of external tools, shared with `make up`).
-#   start    for a person looking around: python -m monitoring.localstack in
+#   start    for a person looking around: python -m llmplane.monitoring.localstack in
 #            the background: the simulator on :8000, Prometheus on :9090 with
 #            our rules, VictoriaLogs on :9428, data in .tools/run/.
 #   stop     stops what `start` started.
@@ -26,7 +26,7 @@ start() {
   if running; then log "already running (pid $(cat "$RUN_DIR/localstack.pid"))"; return; fi
   mkdir -p "$RUN_DIR"
   cd "$ROOT"
-  nohup "$PY" -m monitoring.localstack --dir "$RUN_DIR" >"$RUN_DIR/localstack.out" 2>&1 &
+  nohup "$PY" -m llmplane.monitoring.localstack --dir "$RUN_DIR" >"$RUN_DIR/localstack.out" 2>&1 &
   echo $! >"$RUN_DIR/localstack.pid"
   log "started (pid $(cat "$RUN_DIR/localstack.pid")); output in $RUN_DIR/localstack.out"
 }
@@ -43,7 +43,7 @@ stop() {
 }
 
 case "${1:-}" in
-  install) "$PY" -m toolchain.prerequisites install test ;;
+  install) "$PY" -m llmplane.toolchain.prerequisites install test ;;
   start) start ;;
   stop) stop ;;
   *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from capacity.planner import plan, replay_policy, target
-from capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace
-from spec import load_spec
-from stacks.environments import read_stack_config
+from llmplane.capacity.planner import plan, replay_policy, target
+from llmplane.capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace
+from llmplane.spec import load_spec
+from llmplane.stacks.environments import read_stack_config
 
 REPLAY_BUDGET_SECONDS = 10.0
 ORACLE_RATIO_TARGET = 1.3

@@ -23,10 +23,10 @@ from pathlib import Path  # noqa: E402
 gc.disable()  # as `llmplane plan` runs (stacks.cli.SHORT_LIVED_HEAP), frozen at exit as there
 atexit.register(gc.freeze)
 
-from stacks.environments import read_stack_config  # noqa: E402
-from stacks.plan import PlannedResource, run_plan  # noqa: E402
-from stacks.plan_policies import evaluate  # noqa: E402 - the CLI's imports, after the collector is off
-from stacks.report import as_json  # noqa: E402
+from llmplane.stacks.environments import read_stack_config  # noqa: E402
+from llmplane.stacks.plan import PlannedResource, run_plan  # noqa: E402
+from llmplane.stacks.plan_policies import evaluate  # noqa: E402 - the CLI's imports, after the collector is off
+from llmplane.stacks.report import as_json  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from plan_scaling import bare_program  # noqa: E402

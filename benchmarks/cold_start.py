@@ -32,12 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from capacity.planner import Plan, Target, plan, prefill_scale, replay_policy, target
-from capacity.simulator import Profile, Result
-from capacity.trace import ATTRIBUTION, AZURE_TRACES, Trace, azure_trace_path, read_trace
-from facts.clouds import shapes_offered
-from spec import PlatformSpec, load_spec
-from stacks.environments import read_stack_config
+from llmplane.capacity.planner import Plan, Target, plan, prefill_scale, replay_policy, target
+from llmplane.capacity.simulator import Profile, Result
+from llmplane.capacity.trace import ATTRIBUTION, AZURE_TRACES, Trace, azure_trace_path, read_trace
+from llmplane.facts.clouds import shapes_offered
+from llmplane.spec import PlatformSpec, load_spec
+from llmplane.stacks.environments import read_stack_config
 
 BEFORE = {"node_seconds": 180.0, "image_pull_seconds": 90.0, "load_seconds": 300.0, "reload_seconds": None,
           "prefetch_seconds": 0.0, "warm_slots": 0}

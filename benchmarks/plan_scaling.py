@@ -40,9 +40,8 @@ from pathlib import Path
 from statistics import median
 
 import pulumi
-
-from stacks.environments import StackConfig, read_stack_config
-from stacks.plan import PlannedResource, run_plan
+from llmplane.stacks.environments import StackConfig, read_stack_config
+from llmplane.stacks.plan import PlannedResource, run_plan
 
 REGIONS = ["us-east-1", "us-east-2", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2", "eu-central-1",
            "eu-north-1"]
@@ -99,7 +98,8 @@ def _fresh_process(command: list[str]) -> tuple[float, float]:
 
 def cold_plan_seconds_and_peak_mib() -> tuple[float, float]:
     """`llmplane plan prod --json` as a user runs it: a fresh process, imports included (median of REPEATS)."""
-    runs = [_fresh_process([sys.executable, "-m", "stacks.cli", "plan", "prod", "--json"]) for _ in range(REPEATS)]
+    command = [sys.executable, "-m", "llmplane.stacks.cli", "plan", "prod", "--json"]
+    runs = [_fresh_process(command) for _ in range(REPEATS)]
     return median(r[0] for r in runs), max(r[1] for r in runs)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from capacity.planner import plan
-from capacity.trace import Trace, azure_trace_path, read_trace
-from spec import load_spec
-from stacks.environments import read_stack_config
+from llmplane.capacity.planner import plan
+from llmplane.capacity.trace import Trace, azure_trace_path, read_trace
+from llmplane.spec import load_spec
+from llmplane.stacks.environments import read_stack_config
 
 
 def _repeated(base: Trace, requests: int) -> Trace:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from statistics import median
 
-from spec.load import spec_data
-from spec.models import PlatformSpec
-from spec.rules import check
-from stacks.environments import environment_file, known_environments, read_stack_config
+from llmplane.spec.load import spec_data
+from llmplane.spec.models import PlatformSpec
+from llmplane.spec.rules import check
+from llmplane.stacks.environments import environment_file, known_environments, read_stack_config
 
 REPEATS = 200
 

@@ -1,6 +1,6 @@
 """Capacity planning: replay request traces against a model version's autoscaling policy, next to static and
 clairvoyant baselines. `PlatformSpec.autoscaling_policy` is the one reading of the spec's autoscaling thresholds."""
 
-from spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
 
 __all__ = ["AutoscalingPolicy"]

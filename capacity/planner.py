@@ -13,10 +13,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
-from spec.autoscaling_policy import AutoscalingPolicy
-from spec.models import Engine, GpuPool, PlatformSpec
-from spec.startup import Startup
+from llmplane.facts.gpus import DENSE_BF16_TFLOPS, GPU_HOUR_USD, GPU_MEMORY_GB
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.spec.models import Engine, GpuPool, PlatformSpec
+from llmplane.spec.startup import Startup
 
 from .baselines import (
     WINDOW_SECONDS,

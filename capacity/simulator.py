@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Protocol
 
-from spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
 
 from .trace import Trace
 

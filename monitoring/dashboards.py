@@ -4,7 +4,7 @@ Every panel splits by `model` and `version` (legend "<model> <version>"), so
 a canary sits beside its baseline on the same axes. Queries use the
 dashboard's variables: `$model`, `$version`, the `$prometheus` and `$loki`
 data sources and `$gpu_hourly_usd` for the cost panel.
-`python -m monitoring.dashboards --out DIR` writes the JSON that Grafana
+`python -m llmplane.monitoring.dashboards --out DIR` writes the JSON that Grafana
 provisions; `queries()` lists every PromQL and LogQL expression in it.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from monitoring import tenant_usage
-from monitoring import vllm_metrics as vm
-from monitoring.rules import BY
+from llmplane.monitoring import tenant_usage
+from llmplane.monitoring import vllm_metrics as vm
+from llmplane.monitoring.rules import BY
 
 with warnings.catch_warnings():
     # The classic dashboard model is what file provisioning and the Grafana
@@ -208,7 +208,8 @@ def variable_queries(board: dict[str, Any] | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m monitoring.dashboards", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.monitoring.dashboards",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder that receives the dashboard JSON")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ replica from an overloaded one.
 
 from __future__ import annotations
 
-from monitoring import vllm_metrics as vm
+from llmplane.monitoring import vllm_metrics as vm
 
 
 def _selector(served_model_name: str) -> str:

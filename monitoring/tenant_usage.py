@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from facts.namespaces import GATEWAY_NAMESPACE
-from monitoring import vllm_metrics as vm
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE
+from llmplane.monitoring import vllm_metrics as vm
 
 ACCESS_LOG_KIND = "llmplane-access"
 """Value of the access line's `log` field (the EnvoyProxy's access-log format writes it)."""

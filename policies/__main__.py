@@ -17,9 +17,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _PACK]
 if str(_PACK.parent) not in sys.path:
     sys.path.insert(0, str(_PACK.parent))
 
+from llmplane.policies.pack import PACK_NAME, build_policies  # noqa: E402
 from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
-
-from policies.pack import PACK_NAME, build_policies  # noqa: E402
 
 PolicyPack(
     name=PACK_NAME,

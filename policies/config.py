@@ -6,8 +6,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from spec.errors import Problem, SpecError
-from spec.models import PlatformSpec, Policy
+from llmplane.spec.errors import Problem, SpecError
+from llmplane.spec.models import PlatformSpec, Policy
 
 from .rules import RULES, Rule
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from facts.kubernetes import TENANT_LABEL
+from llmplane.facts.kubernetes import TENANT_LABEL
 
 from .base import (
     Context,

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from facts.kubernetes import GPU_RESOURCE, GPU_TYPE_LABEL, POOL_LABEL
+from llmplane.facts.kubernetes import GPU_RESOURCE, GPU_TYPE_LABEL, POOL_LABEL
 
 from .base import (
     SECRET,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitoring import scaling_queries
+from llmplane.monitoring import scaling_queries
 
 HPA_TOLERANCE = 0.1
 """Kubernetes HPA ignores a metric/target ratio within 10 % of 1 (kube-controller-manager's

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from facts.images import ENVOY_GATEWAY_VERSION
+from llmplane.facts.images import ENVOY_GATEWAY_VERSION
 
 from .errors import Problem
 from .models import PlatformSpec

@@ -7,9 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from llmplane.facts.clouds import REGIONS_BY_CLOUD
 from pydantic import ValidationError
-
-from facts.clouds import REGIONS_BY_CLOUD
 
 from .errors import Problem, SpecError, inline, problems_from
 from .models import PlatformSpec

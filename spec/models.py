@@ -9,14 +9,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
+from llmplane.facts.clouds import machine_shape
+from llmplane.facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VALUE
+from llmplane.facts.images import VLLM_IMAGE
+from llmplane.facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
-
-from facts.clouds import machine_shape
-from facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VALUE
-from facts.images import VLLM_IMAGE
-from facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
 
 from .autoscaling_policy import AutoscalingPolicy
 from .startup import Startup, StartupConfig, derive

@@ -7,7 +7,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from facts.addressing import (
+from llmplane.facts.addressing import (
     CLOUD_SIDE_ASN,
     GKE_CONTROL_PLANE_CIDR,
     PRIVATE_ASN_RANGES,
@@ -16,10 +16,10 @@ from facts.addressing import (
     private_asn,
     problem_with,
 )
-from facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered, zone_names, zone_region
-from facts.gpus import GPU_MEMORY_GB
-from facts.loading import GIB, INSTANCE_STORE_GB
-from monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
+from llmplane.facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered, zone_names, zone_region
+from llmplane.facts.gpus import GPU_MEMORY_GB
+from llmplane.facts.loading import GIB, INSTANCE_STORE_GB
+from llmplane.monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
 from .errors import Problem, inline, show
 from .gateway_rules import TENANCY_RULES

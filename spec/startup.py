@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from facts.loading import COMPILE_CACHE_SAVES, LOCAL_DISK_BYTES_PER_SECOND, stream_bytes_per_second
+from llmplane.facts.loading import COMPILE_CACHE_SAVES, LOCAL_DISK_BYTES_PER_SECOND, stream_bytes_per_second
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Pulumi runs this (`main: stacks/`): the llmplane program for the selected stack."""
 
-from stacks.program import main
+from llmplane.stacks.program import main
 
 main()

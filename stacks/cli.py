@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 import yaml
-
-from spec import SpecError, load_spec
+from llmplane.spec import SpecError, load_spec
 
 from .environments import (
     ENVIRONMENTS,
@@ -74,7 +73,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from stacks.plan_policies import evaluate, mandatory, verdict
+    from llmplane.stacks.plan_policies import evaluate, mandatory, verdict
 
     from .plan import run_plan
     from .report import as_json, inventory
@@ -97,7 +96,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _policy_config(args: argparse.Namespace) -> int:
-    from policies.config import pack_config
+    from llmplane.policies.config import pack_config
 
     if args.out is not None and (problem := output_problem(args.out, (".json",))):
         return _refuse_output(problem)
@@ -113,8 +112,8 @@ def _policy_config(args: argparse.Namespace) -> int:
 
 
 def _capacity(args: argparse.Namespace) -> int:
-    from capacity.planner import PlanError, format_table, plan
-    from capacity.trace import TraceError, credit, read_trace
+    from llmplane.capacity.planner import PlanError, format_table, plan
+    from llmplane.capacity.trace import TraceError, credit, read_trace
 
     if args.plot is not None and (problem := output_problem(args.plot, (".png",))):
         return _refuse_output(problem)
@@ -129,7 +128,7 @@ def _capacity(args: argparse.Namespace) -> int:
     trace_credit = credit(args.trace.name, args.trace_credit)
     print(format_table(result, trace_credit))
     if args.plot is not None:
-        from capacity.plot import write_plot
+        from llmplane.capacity.plot import write_plot
 
         try:
             print(f"plot written to {write_plot(result, args.plot, trace_credit)}", file=sys.stderr)
@@ -150,8 +149,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from stacks.local import cluster_addons
-    from stacks.local.embedded_cluster import ClusterError, EmbeddedCluster
+    from llmplane.stacks.local import cluster_addons
+    from llmplane.stacks.local.embedded_cluster import ClusterError, EmbeddedCluster
 
     from .local.for_environment import addons, fake_nodes
 
@@ -245,8 +244,9 @@ SHORT_LIVED_HEAP = ("plan", "diff")
 """Commands whose heap is nearly all alive until they end (the SDKs' classes, the plan): Python's cyclic garbage
 collector stays off while they run (its full collections walk that heap again and again: seconds for `plan prod`,
 while its peak memory grows by ~5 MiB without them), and the heap is frozen at exit so that the interpreter's
-shutdown does not walk it once more. As the process's own entry point (`argv` None: the console script, `python -m
-stacks.cli`) the collector stays off to the end, since turning it back on would walk every object allocated since
+shutdown does not walk it once more. As the process's own entry point (`argv` None: the console script,
+`python -m llmplane.stacks.cli`) the collector stays off to the end, since turning it back on would walk every object
+allocated since
 (~0.3 s for `plan prod`); in-process callers (`main([...])`) get it back as it was."""
 
 

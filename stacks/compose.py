@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
-
-from components.autoscaling.keda import KedaInstall
-from components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
-from components.autoscaling.scale_from_zero import (
+from llmplane.components.autoscaling.keda import KedaInstall
+from llmplane.components.autoscaling.model_autoscaler import PROMETHEUS_URL, ModelAutoscaler, ModelAutoscalerArgs
+from llmplane.components.autoscaling.scale_from_zero import (
     KEDA_NAMESPACE,
     HeldVersion,
     ScaleFromZero,
@@ -19,39 +18,44 @@ from components.autoscaling.scale_from_zero import (
     http_trigger,
     interceptor_backend_ref,
 )
-from components.clusters.aws import AwsGpuCluster
-from components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, WorkloadReaders
-from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
-from components.clusters.gcp import GcpGpuCluster
-from components.clusters.onprem import OnPremGpuCluster
-from components.gateway.certificates import (
+from llmplane.components.clusters.aws import AwsGpuCluster
+from llmplane.components.clusters.base import ClusterArgs, GpuCluster, GpuNodePool, WorkloadReaders
+from llmplane.components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
+from llmplane.components.clusters.gcp import GcpGpuCluster
+from llmplane.components.clusters.onprem import OnPremGpuCluster
+from llmplane.components.gateway.certificates import (
     CertManagerArgs,
     CertManagerInstall,
     GatewayCertificate,
     GatewayCertificateArgs,
 )
-from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
-from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
-from components.gateway.inference_pool import EPP_POD_LABELS, ModelInferencePool, ModelInferencePoolArgs
-from components.gateway.route_refs import credential_filter, pool_backend_ref, served_by
-from components.gateway.tenant_budgets import TenantBudget
-from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
-from components.gateway.token_usage import TokenUsage, TokenUsageArgs
-from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
-from components.gateway.upstream import UpstreamCredential, UpstreamCredentialArgs
-from components.gateway.version_split import lua_source as version_split_lua
-from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
-from components.labels import Ownership
-from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, RoutedCluster, regional_hostname
-from components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
-from components.observability.stack import ObservabilityArgs, ObservabilityStack
-from components.serving.engine_args import VLLM_PORT, EngineSettings
-from components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
-from components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
-from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
-from components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
-from components.serving.vllm_image import VllmImage, VllmImageArgs
-from components.serving.vllm_service import (
+from llmplane.components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
+from llmplane.components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
+from llmplane.components.gateway.inference_pool import EPP_POD_LABELS, ModelInferencePool, ModelInferencePoolArgs
+from llmplane.components.gateway.route_refs import credential_filter, pool_backend_ref, served_by
+from llmplane.components.gateway.tenant_budgets import TenantBudget
+from llmplane.components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
+from llmplane.components.gateway.token_usage import TokenUsage, TokenUsageArgs
+from llmplane.components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
+from llmplane.components.gateway.upstream import UpstreamCredential, UpstreamCredentialArgs
+from llmplane.components.gateway.version_split import lua_source as version_split_lua
+from llmplane.components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
+from llmplane.components.labels import Ownership
+from llmplane.components.networking.global_routing import (
+    GlobalRouting,
+    GlobalRoutingArgs,
+    RoutedCluster,
+    regional_hostname,
+)
+from llmplane.components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
+from llmplane.components.observability.stack import ObservabilityArgs, ObservabilityStack
+from llmplane.components.serving.engine_args import VLLM_PORT, EngineSettings
+from llmplane.components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
+from llmplane.components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
+from llmplane.components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
+from llmplane.components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
+from llmplane.components.serving.vllm_image import VllmImage, VllmImageArgs
+from llmplane.components.serving.vllm_service import (
     STORAGE_ENV,
     ModelWeights,
     VerifiedLoading,
@@ -61,18 +65,18 @@ from components.serving.vllm_service import (
     replica_memory_gi,
     resource_name,
 )
-from components.serving.warm_headroom import (
+from llmplane.components.serving.warm_headroom import (
     SERVING_PRIORITY_CLASS,
     HeadroomWindow,
     ServingPriorities,
     WarmHeadroom,
     WarmHeadroomArgs,
 )
-from facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
-from facts.loading import NODE_CACHE_ROOTS
-from monitoring.rules import Slo
-from spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
-from spec.models import Slo as SpecSlo
+from llmplane.facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
+from llmplane.facts.loading import NODE_CACHE_ROOTS
+from llmplane.monitoring.rules import Slo
+from llmplane.spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
+from llmplane.spec.models import Slo as SpecSlo
 
 from .crd_sources import GATEWAY_API, INFERENCE_EXTENSION, KEDA_HTTP_ADDON, PROMETHEUS_OPERATOR, crd_documents
 from .crd_sources import KEDA as KEDA_CRDS

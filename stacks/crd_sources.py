@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
-from components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as KEDA_HTTP_ADDON_CHART
-from components.gateway.charts import CERT_MANAGER as CERT_MANAGER_CHART
-from components.gateway.charts import ENVOY_GATEWAY as ENVOY_GATEWAY_CHART
-from stacks.yaml_loader import SAFE_LOADER
+from llmplane.components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as KEDA_HTTP_ADDON_CHART
+from llmplane.components.gateway.charts import CERT_MANAGER as CERT_MANAGER_CHART
+from llmplane.components.gateway.charts import ENVOY_GATEWAY as ENVOY_GATEWAY_CHART
+from llmplane.stacks.yaml_loader import SAFE_LOADER
 
 
 class CrdSourceError(RuntimeError):

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from stacks.yaml_loader import SAFE_LOADER
+from llmplane.stacks.yaml_loader import SAFE_LOADER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = PROJECT_ROOT / "environments"

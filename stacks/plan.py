@@ -17,6 +17,8 @@ from typing import Any
 
 import pulumi
 from google.protobuf import struct_pb2
+from llmplane.spec import PlatformSpec, load_spec
+from llmplane.spec.load import NAMESPACE, SECRETS_KEY
 from pulumi import _types as pulumi_types
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
@@ -27,9 +29,6 @@ from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.settings import is_dry_run, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
-
-from spec import PlatformSpec, load_spec
-from spec.load import NAMESPACE, SECRETS_KEY
 
 from .environments import SECRET_PLACEHOLDER, StackConfig
 from .program import kubeconfig_keys, main, psk_keys, tenant_keys

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from policies.base import Context, ResourceView
-from policies.config import enforcement_levels
-from policies.rules import RULES, Rule
+from llmplane.policies.base import Context, ResourceView
+from llmplane.policies.config import enforcement_levels
+from llmplane.policies.rules import RULES, Rule
 
 from .plan import Plan, PlannedResource
 

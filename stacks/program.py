@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pulumi
+from llmplane.facts.addressing import TUNNELS_PER_CONNECTION
+from llmplane.spec import PlatformSpec, SpecError, load_spec
+from llmplane.spec.load import SECRETS_KEY
 from pulumi.runtime.config import CONFIG
-
-from facts.addressing import TUNNELS_PER_CONNECTION
-from spec import PlatformSpec, SpecError, load_spec
-from spec.load import SECRETS_KEY
 
 from .compose import Secrets, compose, installs_gateway, kubeconfig_file_key, psk_secret_key
 from .environments import PROJECT_ROOT

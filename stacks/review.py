@@ -50,7 +50,7 @@ class Review:
 
 def plan_tree(root: Path, environment: str) -> Side:
     """Plan an environment with the code and environment files found under `root`."""
-    done = subprocess.run([sys.executable, "-m", "stacks.cli", "plan", environment, "--json"], cwd=root,
+    done = subprocess.run([sys.executable, "-m", "llmplane.stacks.cli", "plan", environment, "--json"], cwd=root,
                           env=_env_for(root), capture_output=True, text=True, timeout=600, check=False)
     if done.returncode not in (0, 3) or not done.stdout.strip().startswith("{"):
         raise DiffError(f"planning {environment} in {root} failed (exit {done.returncode}):\n"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from components.gateway.version_split import VersionShare
-from components.serving.vllm_service import resource_name
-from spec.models import Cluster, Model
+from llmplane.components.gateway.version_split import VersionShare
+from llmplane.components.serving.vllm_service import resource_name
+from llmplane.spec.models import Cluster, Model
 
 
 def installs_gateway(cluster: Cluster) -> bool:

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from spec import PlatformSpec, load_spec
-from stacks.environments import environment_file
+from llmplane.spec import PlatformSpec, load_spec
+from llmplane.stacks.environments import environment_file
 
 
 @functools.cache
@@ -42,8 +41,8 @@ def load() -> Callable[[dict[str, Any], str], PlatformSpec]:
 def embedded_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A real control plane with the local environment's fake GPU nodes, for the whole session; stopped at the
     end. Its binaries come from `make test`'s set-up (built once into ~/.cache/llmplane)."""
-    from stacks.local.embedded_cluster import EmbeddedCluster
-    from stacks.local.for_environment import fake_nodes
+    from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
+    from llmplane.stacks.local.for_environment import fake_nodes
 
     cluster = EmbeddedCluster(tmp_path_factory.mktemp("cluster"))
     spec = load_spec(engine_values(_shipped_config("local")), "local")

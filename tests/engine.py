@@ -64,7 +64,7 @@ class Engine:
 
     def up(self, config: Path | None = None) -> dict[str, Any]:
         """`make up`'s update (refresh, preview with the policy pack, then write); returns its history entry."""
-        done = subprocess.run([sys.executable, "-m", "stacks.local.safe_up", "--stack", STACK, "--",
+        done = subprocess.run([sys.executable, "-m", "llmplane.stacks.local.safe_up", "--stack", STACK, "--",
                                "--config-file", str(config or self.config), *self.policy],
                               cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900, check=False)
         if done.returncode != 0:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from llmplane.stacks.crd_sources import ENVOY_GATEWAY, GATEWAY_API, INFERENCE_EXTENSION, crd_documents
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
+from llmplane.stacks.plan import PlannedResource
 
-from stacks.crd_sources import ENVOY_GATEWAY, GATEWAY_API, INFERENCE_EXTENSION, crd_documents
-from stacks.local.embedded_cluster import EmbeddedCluster
-from stacks.plan import PlannedResource
 from tests.planning import plan_of
 
 CLUSTER = "aws-use1"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from stacks.environments import StackConfig, read_stack_config
-from stacks.plan import Plan, PlannedResource, run_plan
+from llmplane.stacks.environments import StackConfig, read_stack_config
+from llmplane.stacks.plan import Plan, PlannedResource, run_plan
 
 Mutation = Callable[[dict[str, Any]], None]
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llmplane.stacks.local import cluster_addons
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
+from llmplane.toolchain.localstack import free_port
 
-from stacks.local import cluster_addons
-from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.engine import Engine, wait_for
-from toolchain.localstack import free_port
 
 NAMESPACE = "llmplane"
 DEPLOYMENT = "llama-3-8b-v1-0-0"
@@ -103,7 +103,7 @@ def test_load_scales_up_to_the_pools_gpus_then_pods_wait_for_gpus_and_come_back_
 def test_every_program_the_local_stack_launches_is_one_make_up_installs(loop: Loop) -> None:
     """`make up` installs what it runs: each process beside the control plane (Prometheus, KEDA, the simulator)
     is either the project's own Python or a tool `make up`'s set-up installs, not one only `make test` brings."""
-    from toolchain import prerequisites
+    from llmplane.toolchain import prerequisites
 
     up_tools = {str(path): tool.name for tool in prerequisites.needed(prerequisites.UP)
                 if (path := prerequisites.locate(tool)) is not None}

@@ -7,15 +7,14 @@ import dataclasses
 import math
 
 import pytest
-
-from capacity.baselines import fluid_replicas, oracle, static_peak, window_attainment
-from capacity.planner import start_replicas, step_token_budget, target
-from capacity.simulator import FixedController, PolicyController, Profile, Simulator
-from capacity.trace import ATTRIBUTION, Trace, TraceError, azure_trace_path, read_trace, synthetic_trace
-from spec import load_spec
-from spec.autoscaling_policy import AutoscalingPolicy
-from spec.models import Engine
-from stacks.environments import known_environments, read_stack_config
+from llmplane.capacity.baselines import fluid_replicas, oracle, static_peak, window_attainment
+from llmplane.capacity.planner import start_replicas, step_token_budget, target
+from llmplane.capacity.simulator import FixedController, PolicyController, Profile, Simulator
+from llmplane.capacity.trace import ATTRIBUTION, Trace, TraceError, azure_trace_path, read_trace, synthetic_trace
+from llmplane.spec import load_spec
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.spec.models import Engine
+from llmplane.stacks.environments import known_environments, read_stack_config
 
 # A small replica: 1,000 prompt tokens take 0.25 s alone; 8 sequences decode 10 tokens/s each.
 PROFILE = Profile(prefill_tokens_per_second=4000, decode_tokens_per_second=80, max_concurrent_sequences=8,

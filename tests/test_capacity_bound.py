@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from llmplane.capacity.baselines import WINDOW_SECONDS, Windows, oracle, static_peak
+from llmplane.capacity.bound import convex_envelope, lower_bound_seconds, miss_curves, startup_bound
+from llmplane.capacity.planner import start_replicas
+from llmplane.capacity.simulator import PolicyController, Simulator
+from llmplane.capacity.trace import synthetic_trace
 
-from capacity.baselines import WINDOW_SECONDS, Windows, oracle, static_peak
-from capacity.bound import convex_envelope, lower_bound_seconds, miss_curves, startup_bound
-from capacity.planner import start_replicas
-from capacity.simulator import PolicyController, Simulator
-from capacity.trace import synthetic_trace
 from tests.test_capacity import POLICY, PROFILE
 
 # Quiet minutes with a ten-minute burst in the middle: the burst needs replicas that quiet minutes do not.

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-
-from capacity.trace import ATTRIBUTION, azure_trace_path
-from stacks.cli import main
+from llmplane.capacity.trace import ATTRIBUTION, azure_trace_path
+from llmplane.stacks.cli import main
 
 
 def write_excerpt(folder: Path, kind: str, rows: int) -> Path:

@@ -7,12 +7,11 @@ import dataclasses
 import math
 
 import pytest
-
-from capacity.planner import format_table, plan, replay_policy, target
-from capacity.simulator import PolicyController, Profile, Simulator
-from capacity.trace import Trace, synthetic_trace
-from spec.autoscaling_policy import AutoscalingPolicy
-from spec.startup import StartupConfig, derive
+from llmplane.capacity.planner import format_table, plan, replay_policy, target
+from llmplane.capacity.simulator import PolicyController, Profile, Simulator
+from llmplane.capacity.trace import Trace, synthetic_trace
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.spec.startup import StartupConfig, derive
 
 PROFILE = Profile(prefill_tokens_per_second=4000, decode_tokens_per_second=80, max_concurrent_sequences=8,
                   node_seconds=120, image_pull_seconds=60, load_seconds=150, reload_seconds=20,
@@ -190,7 +189,8 @@ def _benchmark():
 
 
 def test_a_candidate_is_written_into_the_config_and_validated(env_config, load):
-    from capacity.planner import prefill_scale
+    from llmplane.capacity.planner import prefill_scale
+
     from tests.conftest import engine_values
     bench = _benchmark()
     values = engine_values(env_config("prod"))

@@ -44,14 +44,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from llmplane.stacks.crd_sources import CERT_MANAGER as CERT_MANAGER_CRDS
+from llmplane.stacks.crd_sources import crd_documents
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
+from llmplane.stacks.plan import PlannedResource
+from llmplane.toolchain import gotools
 
-from stacks.crd_sources import CERT_MANAGER as CERT_MANAGER_CRDS
-from stacks.crd_sources import crd_documents
-from stacks.local.embedded_cluster import EmbeddedCluster
-from stacks.plan import PlannedResource
 from tests.gateway_objects import manifest, stream
 from tests.planning import plan_of
-from toolchain import gotools
 
 CLUSTER = "onprem-dc1"
 COMPONENTS = ("llmplane:gateway:CertManagerInstall", "llmplane:gateway:GatewayCertificate")

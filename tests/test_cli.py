@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from stacks.cli import main, parser
-from stacks.environments import ENVIRONMENTS, PROJECT_ROOT, known_environments
+from llmplane.stacks.cli import main, parser
+from llmplane.stacks.environments import ENVIRONMENTS, PROJECT_ROOT, known_environments
 
 WEIGHTS_90 = "models.llama-3-8b.versions: traffic weights sum to 90, they must sum to 100"
 
@@ -140,7 +139,7 @@ def test_every_problem_in_a_file_is_printed(capsys, tmp_path):
 def test_invalid_environment_in_a_real_process_prints_no_traceback(tmp_path):
     write_environment(tmp_path, "prod", weights_90)
     result = subprocess.run(
-        [sys.executable, "-m", "stacks.cli", "validate", "prod", "--environments", str(tmp_path)],
+        [sys.executable, "-m", "llmplane.stacks.cli", "validate", "prod", "--environments", str(tmp_path)],
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120, check=False,
     )
     assert result.returncode == 2
@@ -308,9 +307,8 @@ def test_provider_settings_are_validated(capsys, tmp_path, key, value, message):
 
 def test_a_plan_that_registers_one_urn_twice_is_refused():
     import pulumi
-
-    from stacks.environments import read_stack_config
-    from stacks.plan import DuplicateUrnError, run_plan
+    from llmplane.stacks.environments import read_stack_config
+    from llmplane.stacks.plan import DuplicateUrnError, run_plan
 
     def twice() -> None:
         pulumi.CustomResource("test:index:Thing", "same", {})

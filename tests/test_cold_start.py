@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import math
 
-from facts.loading import NODE_CACHE_ROOTS
+from llmplane.facts.loading import NODE_CACHE_ROOTS
+
 from tests.planning import DEPLOYMENT, HTTP_ROUTE, model_servers, named, plan_of, plan_with
 
 DAEMONSET = "kubernetes:apps/v1:DaemonSet"

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from components.autoscaling.model_autoscaler import scaled_object_spec as model_scaled_object_spec
-from components.autoscaling.scale_from_zero import (
+from llmplane.components.autoscaling.model_autoscaler import scaled_object_spec as model_scaled_object_spec
+from llmplane.components.autoscaling.scale_from_zero import (
     EXTERNAL_SCALER,
     INTERCEPTOR_SERVICE,
     KEDA_HTTP_ADDON,
@@ -27,18 +26,19 @@ from components.autoscaling.scale_from_zero import (
     http_trigger,
     interceptor_backend_ref,
 )
-from components.serving.image_prepull import PAUSE_IMAGE, GkeImagePreload, ImagePrepull, ImagePrepullArgs
-from components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs, vllm_volumes
-from components.serving.streaming import SCRIPT_SOURCE, launch_env, stream_source, streamer_settings
-from components.serving.warm_headroom import (
+from llmplane.components.serving.image_prepull import PAUSE_IMAGE, GkeImagePreload, ImagePrepull, ImagePrepullArgs
+from llmplane.components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs, vllm_volumes
+from llmplane.components.serving.streaming import SCRIPT_SOURCE, launch_env, stream_source, streamer_settings
+from llmplane.components.serving.warm_headroom import (
     HeadroomWindow,
     ServingPriorities,
     WarmHeadroom,
     WarmHeadroomArgs,
     window_end,
 )
-from stacks.environments import read_stack_config
-from stacks.plan import run_plan
+from llmplane.stacks.environments import read_stack_config
+from llmplane.stacks.plan import run_plan
+
 from tests import vllm_wheel
 
 SERVING_IMAGE = "registry.example/llmplane/vllm@sha256:" + "a" * 64
@@ -465,7 +465,7 @@ def test_the_addon_chart_is_pinned():
 
 
 def test_the_versions_one_scaled_object_also_scales_on_held_requests():
-    from spec.autoscaling_policy import AutoscalingPolicy
+    from llmplane.spec.autoscaling_policy import AutoscalingPolicy
 
     policy = AutoscalingPolicy(served_model_name="llama-3-8b:1.1.0", min_replicas=0, max_replicas=4, keda=True,
                                queue_per_replica=4, kv_cache_target=0.8, scale_up_seconds=0,

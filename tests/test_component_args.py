@@ -5,13 +5,12 @@ environments earlier, with the field's path: tests/test_spec_rules.py)."""
 from __future__ import annotations
 
 import pytest
-
-from components.clusters.aws import check_args
-from components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool
-from components.gateway.version_split import VersionShare
-from components.hybrid.link import HybridLinkArgs, LinkSide, OnPremSite
-from components.labels import Ownership
-from spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.components.clusters.aws import check_args
+from llmplane.components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool
+from llmplane.components.gateway.version_split import VersionShare
+from llmplane.components.hybrid.link import HybridLinkArgs, LinkSide, OnPremSite
+from llmplane.components.labels import Ownership
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
 
 INSIDE = ("169.254.20.0/30", "169.254.20.4/30")
 

@@ -14,25 +14,25 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
+from llmplane.components.autoscaling.keda import KedaInstall
+from llmplane.components.clusters.aws import AwsGpuCluster
+from llmplane.components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool, WorkloadReaders
+from llmplane.components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
+from llmplane.components.clusters.gcp import GcpGpuCluster
+from llmplane.components.clusters.onprem import OnPremGpuCluster
+from llmplane.components.gateway.certificates import CertManagerArgs, CertManagerInstall
+from llmplane.components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall
+from llmplane.components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
+from llmplane.components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
+from llmplane.components.labels import Ownership
+from llmplane.components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, RoutedCluster
+from llmplane.components.observability.stack import ObservabilityArgs, ObservabilityStack
+from llmplane.components.serving.namespace import ServingNamespace, ServingNamespaceArgs
+from llmplane.monitoring.rules import Slo
+from llmplane.stacks.environments import read_stack_config
+from llmplane.stacks.plan import STACK_TYPE as STACK
+from llmplane.stacks.plan import Plan, run_plan
 
-from components.autoscaling.keda import KedaInstall
-from components.clusters.aws import AwsGpuCluster
-from components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool, WorkloadReaders
-from components.clusters.crds import CustomResourceDefinitions, CustomResourceDefinitionsArgs
-from components.clusters.gcp import GcpGpuCluster
-from components.clusters.onprem import OnPremGpuCluster
-from components.gateway.certificates import CertManagerArgs, CertManagerInstall
-from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall
-from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall
-from components.hybrid.link import HybridLink, HybridLinkArgs, LinkSide, OnPremSite
-from components.labels import Ownership
-from components.networking.global_routing import GlobalRouting, GlobalRoutingArgs, RoutedCluster
-from components.observability.stack import ObservabilityArgs, ObservabilityStack
-from components.serving.namespace import ServingNamespace, ServingNamespaceArgs
-from monitoring.rules import Slo
-from stacks.environments import read_stack_config
-from stacks.plan import STACK_TYPE as STACK
-from stacks.plan import Plan, run_plan
 from tests.planning import plan_of
 
 ROOT = Path(__file__).resolve().parents[1]

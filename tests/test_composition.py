@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from llmplane.stacks.plan import Plan, PlannedResource
+from llmplane.stacks.plan_policies import views
 
-from stacks.plan import Plan, PlannedResource
-from stacks.plan_policies import views
 from tests.planning import plan_of
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.engine import ROOT
-from toolchain.architecture import BEGIN, END, ArchitectureError, block_in, render, with_block
-from toolchain.docs import (
+from llmplane.toolchain.architecture import BEGIN, END, ArchitectureError, block_in, render, with_block
+from llmplane.toolchain.docs import (
     MARKDOWN_LINK,
     README,
     architecture_problems,
@@ -21,12 +19,14 @@ from toolchain.docs import (
     markdown_files,
     unresolved_references,
 )
-from toolchain.layers import LAYERS
+from llmplane.toolchain.layers import LAYERS
+
+from tests.engine import ROOT
 
 
 def test_make_docs_builds_the_reference_with_every_reference_resolving(tmp_path: Path) -> None:
     out = tmp_path / "docs"
-    done = subprocess.run([sys.executable, "-m", "toolchain.docs", "--out", str(out)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "llmplane.toolchain.docs", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "every reference resolves" in done.stdout
@@ -75,7 +75,7 @@ def test_a_stale_or_missing_architecture_picture_is_reported_with_the_command_th
     readme.write_text(README.read_text().replace("serve_model()", "serve_models()", 1))
     assert architecture_problems(readme) == [
         "README.md's architecture picture differs from the code's (stacks/compose.py's PHASES, components/, "
-        "toolchain/layers.py); regenerate it with: python -m toolchain.docs --write-architecture"]
+        "toolchain/layers.py); regenerate it with: python -m llmplane.toolchain.docs --write-architecture"]
     readme.write_text(with_block(readme.read_text(), render()))
     assert architecture_problems(readme) == []
     readme.write_text("# no picture\n")
@@ -95,7 +95,7 @@ def _project(root: Path, compose: str) -> Path:
 
 
 def test_the_picture_follows_the_phases_and_the_components_they_create(tmp_path: Path):
-    root = _project(tmp_path, '''from components.thing import Other, Thing
+    root = _project(tmp_path, '''from llmplane.components.thing import Other, Thing
 
 KINDS = {"a": Other}
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 import yaml
+from llmplane.components.gateway.inference_pool import SCORER_WEIGHTS
+from llmplane.stacks.crd_sources import INFERENCE_EXTENSION, crd_documents
+from llmplane.toolchain import gotools
+from llmplane.toolchain.simulator import IDLE, Simulator, serve
 
-from components.gateway.inference_pool import SCORER_WEIGHTS
-from stacks.crd_sources import INFERENCE_EXTENSION, crd_documents
 from tests.planning import plan_of
-from toolchain import gotools
-from toolchain.simulator import IDLE, Simulator, serve
 
 NAMESPACE = "picker"
 POOL = "llama-3-8b-v1-0-0"
@@ -80,7 +80,7 @@ def _ready(address: str) -> dict:
 @pytest.fixture(scope="module")
 def picker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The picker's ext_proc address, once it sees the three replicas of the pool."""
-    from stacks.local.embedded_cluster import EmbeddedCluster
+    from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
 
     folder = tmp_path_factory.mktemp("picker")
     cluster = EmbeddedCluster(folder / "cluster")

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
 
-from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.engine import STACK, Engine, inline_program, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -124,8 +124,8 @@ def test_stateful_resources_are_protected_in_prod_only():
 
 @pytest.mark.parametrize("environment", ["local", "dev", "staging", "prod"])
 def test_plans_are_deterministic(environment):
-    from stacks.environments import read_stack_config
-    from stacks.plan import run_plan
+    from llmplane.stacks.environments import read_stack_config
+    from llmplane.stacks.plan import run_plan
 
     again = run_plan(read_stack_config(environment))
     assert again.resources == plan_of(environment).resources

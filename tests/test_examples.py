@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+from llmplane.stacks.crd_sources import GATEWAY_API, crd_documents
+from llmplane.stacks.plan import PlannedResource, record_program
 
-from stacks.crd_sources import GATEWAY_API, crd_documents
-from stacks.plan import PlannedResource, record_program
 from tests.engine import ROOT, engine_env, wait_for
 
 EXAMPLES = ROOT / "examples"
@@ -62,8 +62,8 @@ def test_an_example_imports_components_never_the_environment_layer(name: str) ->
     tree = ast.parse((EXAMPLES / name / "__main__.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert any(module.startswith("components.") for module in imported)
-    assert not [module for module in imported if module.split(".")[0] == "stacks"]
+    assert any(module.startswith("llmplane.components.") for module in imported)
+    assert not [module for module in imported if module.startswith(("llmplane.stacks", "llmplane.spec"))]
 
 
 def test_there_are_at_least_three_examples() -> None:

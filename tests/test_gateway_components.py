@@ -6,16 +6,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-
-from components.gateway.inference_pool import EPP_IMAGE, ModelInferencePool, ModelInferencePoolArgs, epp_config
-from components.gateway.route_refs import pool_backend_ref
-from components.gateway.tenant_budgets import TenantBudget
-from components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
-from policies.base import Context
-from policies.gateway import RULES as GATEWAY_RULES
-from stacks.environments import read_stack_config
-from stacks.plan import run_plan
-from stacks.plan_policies import views
+from llmplane.components.gateway.inference_pool import EPP_IMAGE, ModelInferencePool, ModelInferencePoolArgs, epp_config
+from llmplane.components.gateway.route_refs import pool_backend_ref
+from llmplane.components.gateway.tenant_budgets import TenantBudget
+from llmplane.components.gateway.tenants import GatewayTenants, GatewayTenantsArgs
+from llmplane.policies.base import Context
+from llmplane.policies.gateway import RULES as GATEWAY_RULES
+from llmplane.stacks.environments import read_stack_config
+from llmplane.stacks.plan import run_plan
+from llmplane.stacks.plan_policies import views
 
 TENANTS = [TenantBudget("search", ("llama-3-8b",), ("searchApiKey",), tokens_per_minute=10_000, priority=10),
            TenantBudget("batch", ("llama-3-8b",), ("batchApiKey",), tokens_per_day=1_000_000)]

@@ -57,20 +57,20 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
+from llmplane.components.gateway.envoy_gateway import NAMESPACE as CONTROLLER_NAMESPACE
+from llmplane.components.gateway.envoy_gateway import chart_values
+from llmplane.components.gateway.tenant_budgets import API_KEY_HEADER, CLIENT_HEADER, USAGE_METADATA
+from llmplane.components.gateway.tracing import OTLP_GRPC_PORT
+from llmplane.components.gateway.tracing import SERVICE as TRACING_SERVICE
+from llmplane.components.networking.regional_gateway import TLS_SECRET
+from llmplane.components.serving.model_rollout import SERVED_BY_HEADER, VERSION_HEADER
+from llmplane.components.serving.vllm_service import MONITORING_NAMESPACE
+from llmplane.stacks.local import pki
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
+from llmplane.toolchain import gotools, prerequisites
 
-from components.gateway.envoy_gateway import NAMESPACE as CONTROLLER_NAMESPACE
-from components.gateway.envoy_gateway import chart_values
-from components.gateway.tenant_budgets import API_KEY_HEADER, CLIENT_HEADER, USAGE_METADATA
-from components.gateway.tracing import OTLP_GRPC_PORT
-from components.gateway.tracing import SERVICE as TRACING_SERVICE
-from components.networking.regional_gateway import TLS_SECRET
-from components.serving.model_rollout import SERVED_BY_HEADER, VERSION_HEADER
-from components.serving.vllm_service import MONITORING_NAMESPACE
-from stacks.local import pki
-from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.gateway_objects import NAMESPACES, gateway_cluster, gateway_objects, manifest
 from tests.test_gateway_version_split import run_source, users
-from toolchain import gotools, prerequisites
 
 SAME_NAMESPACES = {name: name for name in NAMESPACES}
 """Prod's own namespaces: the Gateway admits routes by the label of the namespace `llmplane`."""

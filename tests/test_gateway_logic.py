@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from components.gateway.route_refs import pool_backend_ref, pool_name
-from components.gateway.tenant_budgets import (
+from llmplane.components.gateway.route_refs import pool_backend_ref, pool_name
+from llmplane.components.gateway.tenant_budgets import (
     TenantBudget,
     allowed_models,
     api_key_auth,
@@ -19,7 +18,7 @@ from components.gateway.tenant_budgets import (
     tenant_pattern,
     tenants_of_model,
 )
-from components.serving.model_rollout import RolloutVersion, route_rules
+from llmplane.components.serving.model_rollout import RolloutVersion, route_rules
 
 SEARCH = TenantBudget("search", ("llama-3-8b", "llama-3-70b"), ("searchApiKey",), tokens_per_minute=10_000,
                       priority=10)

@@ -11,11 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from llmplane.components.gateway.route_refs import MODEL_REWRITE_HEADER
+from llmplane.components.gateway.tenant_budgets import CLIENT_HEADER, USAGE_METADATA
+from llmplane.components.gateway.token_usage import LUA_SOURCE
+from llmplane.components.serving.model_rollout import SERVED_BY_HEADER
 
-from components.gateway.route_refs import MODEL_REWRITE_HEADER
-from components.gateway.tenant_budgets import CLIENT_HEADER, USAGE_METADATA
-from components.gateway.token_usage import LUA_SOURCE
-from components.serving.model_rollout import SERVED_BY_HEADER
 from tests import vllm_wheel
 
 HARNESS = Path(__file__).with_name("lua") / "token_usage_harness.lua"

@@ -12,21 +12,21 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pytest
-
-from components.clusters.base import AwsNetwork, GcpNetwork
-from components.gateway.certificates import (
+from llmplane.components.clusters.base import AwsNetwork, GcpNetwork
+from llmplane.components.gateway.certificates import (
     CertManagerArgs,
     CertManagerInstall,
     GatewayCertificate,
     GatewayCertificateArgs,
 )
-from components.gateway.charts import VALKEY_IMAGE
-from components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
-from components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall, zone_filters
-from components.gateway.token_usage import LUA_SOURCE, TokenUsage, TokenUsageArgs
-from components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
-from stacks.environments import read_stack_config
-from stacks.plan import Plan, run_plan
+from llmplane.components.gateway.charts import VALKEY_IMAGE
+from llmplane.components.gateway.envoy_gateway import EnvoyGatewayArgs, EnvoyGatewayInstall, TracingTarget
+from llmplane.components.gateway.external_dns import ExternalDnsArgs, ExternalDnsInstall, zone_filters
+from llmplane.components.gateway.token_usage import LUA_SOURCE, TokenUsage, TokenUsageArgs
+from llmplane.components.gateway.tracing import TracingBackend, TracingBackendArgs, grpc_endpoint, vllm_tracing_args
+from llmplane.stacks.environments import read_stack_config
+from llmplane.stacks.plan import Plan, run_plan
+
 from tests import vllm_wheel
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from llmplane.components.gateway.version_split import VersionShare, lua_source
 
-from components.gateway.version_split import VersionShare, lua_source
 from tests.planning import plan_of
 
 HARNESS = Path(__file__).with_name("lua") / "version_split_harness.lua"

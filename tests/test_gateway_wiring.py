@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 
-from stacks.environments import PROJECT_ROOT
-from stacks.plan import Plan, PlannedResource
-from stacks.report import as_json
+from llmplane.stacks.environments import PROJECT_ROOT
+from llmplane.stacks.plan import Plan, PlannedResource
+from llmplane.stacks.report import as_json
+
 from tests.planning import model_servers, plan_of, plan_with
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from llmplane.facts.addressing import allocate, assign_tunnels, problem_with
+from llmplane.spec import SpecError
 
-from facts.addressing import allocate, assign_tunnels, problem_with
-from spec import SpecError
 from tests.planning import model_servers, plan_of, plan_with
 
 PSK_FIELDS = ("tunnel1PresharedKey", "tunnel2PresharedKey", "sharedSecret")

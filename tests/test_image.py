@@ -14,8 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from facts.images import VLLM_IMAGE
+from llmplane.facts.images import VLLM_IMAGE
 
 IMAGE_DIR = Path(__file__).resolve().parents[1] / "images" / "vllm"
 ENTRYPOINT = IMAGE_DIR / "entrypoint.py"

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
 
-from stacks.local.embedded_cluster import EmbeddedCluster
 from tests.engine import ROOT, STACK, Engine, wait_for
 
 NAMESPACE = "llmplane"
 
 
 def _start_update(engine: Engine) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stacks.local.safe_up", "--stack", STACK, "--",
+    return subprocess.Popen([sys.executable, "-m", "llmplane.stacks.local.safe_up", "--stack", STACK, "--",
                              "--config-file", str(engine.config), *engine.policy],
                             cwd=ROOT, env=engine.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

@@ -7,14 +7,18 @@ README's architecture picture lists too."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
-from toolchain.layers import LAYERS, ROLES
+from llmplane.toolchain.layers import LAYERS, ROLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _layer_of(module: str) -> tuple[str, int] | None:
+    """The layer of a module by its import name (`llmplane.spec.models`) or its folder's (`spec.models`)."""
+    module = module.removeprefix("llmplane.")
     for name in sorted(LAYERS, key=len, reverse=True):
         if module == name or module.startswith(f"{name}."):
             return name, LAYERS[name]
@@ -71,3 +75,33 @@ def test_every_layer_says_what_lives_there():
     """The README's picture lists each layer with its line from toolchain/layers.py."""
     assert list(ROLES) == list(LAYERS)
     assert all(role.strip() for role in ROLES.values())
+
+
+def test_every_import_of_ours_uses_the_llmplane_name():
+    """A module imported under two names is two modules (two of each class); and the wheel has only `llmplane.*`."""
+    ours = {name.split(".")[0] for name in LAYERS}
+    bare = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.relative_to(ROOT).parts[0] not in ours | {"tests", "examples"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in ours]
+    assert bare == []
+    assert _layer_of("llmplane.spec.models") == ("spec", 2)
+
+
+def test_a_consumers_own_components_and_stacks_packages_do_not_shadow_ours(tmp_path):
+    for name in ("components", "stacks", "spec"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"OWNER = 'consumer {name}'\n")
+    probe = ("import components, stacks, spec\n"
+             "from llmplane.stacks.compose import compose\n"
+             "from llmplane.components.serving.vllm_service import VllmService\n"
+             "print(components.OWNER, stacks.OWNER, spec.OWNER, compose.__module__, VllmService.__module__)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["consumer", "components", "consumer", "stacks", "consumer", "spec",
+                                   "llmplane.stacks.compose", "llmplane.components.serving.vllm_service"]

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from stacks.cli import main
+from llmplane.stacks.cli import main
 
 VALID = (Path(__file__).resolve().parents[1] / "environments" / "Pulumi.local.yaml").read_text()
 

@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from llmplane.spec import load_spec
+from llmplane.stacks.local import cluster_addons
+from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
+from llmplane.stacks.local.for_environment import fake_nodes
+from llmplane.toolchain.local_gateway import Refusal, RoutingTable
+from llmplane.toolchain.localstack import free_port
 
-from spec import load_spec
-from stacks.local import cluster_addons
-from stacks.local.embedded_cluster import EmbeddedCluster
-from stacks.local.for_environment import fake_nodes
 from tests.conftest import _shipped_config, engine_values
 from tests.engine import ROOT, Engine, wait_for
-from toolchain.local_gateway import Refusal, RoutingTable
-from toolchain.localstack import free_port
 
 HOST = "llm.local.llmplane.dev"
 
@@ -45,7 +45,7 @@ def summary(tmp_path_factory: pytest.TempPathFactory):
                                                                                        "1.0.0"),), keda=False)
         engine.up(config)
         cluster_addons.start(cluster, addons, say=lambda _message: None)
-        done = subprocess.run([sys.executable, "-m", "stacks.local.summary", "--stack", "local",
+        done = subprocess.run([sys.executable, "-m", "llmplane.stacks.local.summary", "--stack", "local",
                                "--kubeconfig", str(cluster.kubeconfig)], cwd=ROOT, env=engine.env,
                               capture_output=True, text=True, timeout=120, check=True)
         yield done.stdout

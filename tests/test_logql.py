@@ -4,10 +4,9 @@ attaches (the Alloy configuration the observability stack deploys)."""
 from __future__ import annotations
 
 import pytest
-
-from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
-from components.observability.stack import alloy_stream_labels
-from toolchain.logql import ShippedQuery, parse, shipped_queries
+from llmplane.components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
+from llmplane.components.observability.stack import alloy_stream_labels
+from llmplane.toolchain.logql import ShippedQuery, parse, shipped_queries
 
 SHIPPED = shipped_queries()
 

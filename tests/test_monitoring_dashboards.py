@@ -6,8 +6,7 @@ import json
 import re
 
 import pytest
-
-from monitoring import dashboards
+from llmplane.monitoring import dashboards
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+from llmplane.monitoring import dashboards, rules, scaling_queries, tenant_usage
+from llmplane.monitoring import vllm_metrics as vm
+from llmplane.toolchain.simulator import MODES, Simulator
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
-from monitoring import dashboards, rules, scaling_queries, tenant_usage
-from monitoring import vllm_metrics as vm
-from toolchain.simulator import MODES, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",

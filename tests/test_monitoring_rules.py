@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from monitoring import rules
+from llmplane.monitoring import rules
 
 MONITORING = Path(rules.__file__).parent
 PROMTOOL = shutil.which("promtool")
@@ -36,7 +35,7 @@ def _anchors(markdown: str) -> set[str]:
 
 def test_alerts_yaml_is_what_rules_py_generates():
     assert (MONITORING / "alerts.yaml").read_text() == rules.render_alerts_file(), (
-        "monitoring/alerts.yaml is stale: run python -m monitoring.rules --write")
+        "monitoring/alerts.yaml is stale: run python -m llmplane.monitoring.rules --write")
 
 
 def test_alerts_yaml_is_a_prometheus_rule():

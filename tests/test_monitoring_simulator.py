@@ -9,10 +9,9 @@ import sys
 import urllib.request
 
 import pytest
-
-from monitoring import vllm_metrics as vm
-from toolchain.localstack import free_port, http_ok, wait_until
-from toolchain.simulator import Simulator
+from llmplane.monitoring import vllm_metrics as vm
+from llmplane.toolchain.localstack import free_port, http_ok, wait_until
+from llmplane.toolchain.simulator import Simulator
 
 
 def run(mode: str, seconds: float = 60) -> tuple[Simulator, list[dict]]:
@@ -119,7 +118,7 @@ def test_gpu_fault_reports_xid_79_and_an_unready_canary_deployment():
 
 def test_the_command_line_serves_metrics_and_service_discovery(tmp_path):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "toolchain.simulator", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "llmplane.toolchain.simulator", "--port", str(port),
                                 "--mode", "normal", "--log", str(tmp_path / "requests.log")])
     try:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 20, "simulator")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import yaml
+from llmplane.monitoring import dashboards
 
-from monitoring import dashboards
 from tests.planning import plan_of, plan_with
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -123,8 +123,8 @@ def test_loki_records_tenant_usage_from_the_gateway_access_lines_into_prometheus
 
 
 def test_the_ruler_reads_fields_the_gateway_writes_from_the_namespace_its_proxies_run_in():
-    from components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
-    from monitoring import tenant_usage
+    from llmplane.components.gateway.envoy_gateway import ACCESS_LOG_FIELDS
+    from llmplane.monitoring import tenant_usage
 
     assert tenant_usage.ACCESS_LINES.startswith('{namespace="llmplane-gateway"}')
     gateways = [g for g in plan_of("prod").of_type("kubernetes:gateway.networking.k8s.io/v1:Gateway")]

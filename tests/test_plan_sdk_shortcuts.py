@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pulumi
 import pytest
+from llmplane.stacks.plan import MEMOIZED_TYPE_FUNCTIONS, record_program, sdk_shortcuts
 from pulumi import _types as pulumi_types
 from pulumi.runtime import resource as pulumi_resource
-
-from stacks.plan import MEMOIZED_TYPE_FUNCTIONS, record_program, sdk_shortcuts
 
 
 def _sdk_functions() -> list:

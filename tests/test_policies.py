@@ -20,21 +20,21 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
+from llmplane.policies import platform
+from llmplane.policies.base import SECRET, UNKNOWN, Context, ResourceView
+from llmplane.policies.config import enforcement_levels, pack_config
+from llmplane.policies.pack import build_policies, context, plain
+from llmplane.policies.rules import BY_NAME, RULES
+from llmplane.spec import SpecError
+from llmplane.spec.models import Policy
+from llmplane.stacks.cli import main
+from llmplane.stacks.environments import ENVIRONMENTS, PROJECT_ROOT
+from llmplane.stacks.plan import Plan, PlannedResource
+from llmplane.stacks.plan_policies import evaluate, mandatory, verdict
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from policies import platform
-from policies.base import SECRET, UNKNOWN, Context, ResourceView
-from policies.config import enforcement_levels, pack_config
-from policies.pack import build_policies, context, plain
-from policies.rules import BY_NAME, RULES
-from spec import SpecError
-from spec.models import Policy
-from stacks.cli import main
-from stacks.environments import ENVIRONMENTS, PROJECT_ROOT
-from stacks.plan import Plan, PlannedResource
-from stacks.plan_policies import evaluate, mandatory, verdict
 from tests.planning import plan_of, plan_with
 
 ENVIRONMENTS_SHIPPED = ["local", "dev", "staging", "prod"]
@@ -706,8 +706,8 @@ def _buckets_program() -> None:
 
 
 def test_bucket_settings_pair_with_their_bucket_in_a_planned_program():
-    from stacks.environments import read_stack_config
-    from stacks.plan import run_plan
+    from llmplane.stacks.environments import read_stack_config
+    from llmplane.stacks.plan import run_plan
 
     plan = run_plan(read_stack_config("dev"), program=_buckets_program)
     found = {(v["policy"], v["urn"].rsplit("::", 1)[-1]) for v in evaluate(plan)}

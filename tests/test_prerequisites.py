@@ -8,9 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from toolchain import prerequisites
-from toolchain.prerequisites import TEST, UP, PrerequisiteError
+from llmplane.toolchain import prerequisites
+from llmplane.toolchain.prerequisites import TEST, UP, PrerequisiteError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +44,7 @@ def test_builds_of_one_module_run_back_to_back() -> None:
     kube = [order.index(n) for n in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")]
     assert kube == list(range(kube[0], kube[0] + 4))
     assert order.index("xds-probe") == order.index("envoy-gateway") + 1  # same go-control-plane, gRPC, protobuf
-    from toolchain import gotools
+    from llmplane.toolchain import gotools
 
     assert gotools.PARALLEL_BUILDS == 1
 
@@ -65,7 +64,7 @@ def test_no_go_names_every_build_and_where_go_comes_from(monkeypatch: pytest.Mon
                             else None, root=True)
     message = str(raised.value)
     assert "kube-apiserver: building it needs Go >= 1.26" in message
-    assert "python -m toolchain.gotools build kube-apiserver" in message
+    assert "python -m llmplane.toolchain.gotools build kube-apiserver" in message
     assert "prometheus" not in message
 
 
@@ -98,10 +97,10 @@ def test_a_missing_debian_tool_names_the_command_that_installs_it(monkeypatch: p
 
 def test_make_up_runs_the_up_set_up_and_make_test_the_test_one() -> None:
     up = subprocess.run(["make", "-n", "toolchain"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "-m toolchain.prerequisites install up" in up
+    assert "-m llmplane.toolchain.prerequisites install up" in up
     test = subprocess.run(["make", "-n", "test-setup"], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout
-    assert "-m toolchain.prerequisites install test" in test
+    assert "-m llmplane.toolchain.prerequisites install test" in test
 
 
 def test_ci_runs_the_readmes_two_commands_in_order() -> None:
@@ -113,7 +112,7 @@ def test_ci_runs_the_readmes_two_commands_in_order() -> None:
 
 
 def test_every_go_tool_is_installed_by_one_of_the_targets():
-    from toolchain import gotools
+    from llmplane.toolchain import gotools
 
     assert set(gotools.TOOLS) == {tool.name for tool in prerequisites.TOOLS if tool.kind == "go"}
 
@@ -122,7 +121,7 @@ def test_the_first_line_needs_no_package_the_virtualenv_would_bring():
     """`make up` says what lies ahead before it creates the virtualenv, with the machine's bare Python."""
     import sys
 
-    done = subprocess.run([sys.executable, "-S", "-m", "toolchain.prerequisites", "announce", "up"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-S", "-m", "llmplane.toolchain.prerequisites", "announce", "up"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("setup: up: ")

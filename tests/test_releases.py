@@ -16,8 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
-from toolchain import gotools, releases
+from llmplane.toolchain import gotools, releases
 
 BINARY = b"#!/bin/sh\necho pulumi v3.276.0\n"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from llmplane.components.serving.namespace import OUT_OF_BAND_ANNOTATION
+from llmplane.toolchain import checkov as toolchain_checkov
 
-from components.serving.namespace import OUT_OF_BAND_ANNOTATION
 from tests.engine import Engine
-from toolchain import checkov as toolchain_checkov
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM_KINDS = {"Gateway", "HTTPRoute", "ScaledObject", "ServiceMonitor", "PrometheusRule",
@@ -80,7 +80,7 @@ def test_rendered_manifests_validate_against_the_kubernetes_schema(rendered: Ren
 
 def test_checkov_finds_nothing_unexplained(rendered: Rendered) -> None:
     checkov = toolchain_checkov.path()
-    assert checkov.exists(), "checkov is missing: run `make test-setup` (python -m toolchain.checkov)"
+    assert checkov.exists(), "checkov is missing: run `make test-setup` (python -m llmplane.toolchain.checkov)"
     exemptions = yaml.safe_load((ROOT / "policies" / "checkov_exemptions.yaml").read_text()) or {}
     assert all(reason for reason in exemptions.values()), "every exemption states its reason"
     skip = ["--skip-check", ",".join(exemptions)] if exemptions else []

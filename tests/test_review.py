@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from stacks.review import DiffError, markdown, review
+from llmplane.stacks.review import DiffError, markdown, review
 
 ROOT = Path(__file__).resolve().parents[1]
 

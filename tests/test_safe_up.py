@@ -16,14 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from policies.config import pack_config
-from stacks.local import safe_up
+from llmplane.policies.config import pack_config
+from llmplane.stacks.local import safe_up
+
 from tests.engine import ROOT, Engine, engine_env, inline_program
 from tests.planning import plan_of
 
 
 def _safe_up(cwd: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stacks.local.safe_up", "--stack", "local", "--", *extra],
+    return subprocess.run([sys.executable, "-m", "llmplane.stacks.local.safe_up", "--stack", "local", "--", *extra],
                           cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                           timeout=600, check=False)
 

@@ -64,16 +64,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from llmplane.components.autoscaling.scale_from_zero import (
+    BACKEND_HEADER,
+    EXTERNAL_SCALER,
+    INTERCEPTOR_PORT,
+    KEDA_NAMESPACE,
+)
+from llmplane.components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as ADDON_CHART
+from llmplane.stacks.crd_sources import KEDA, crd_documents
+from llmplane.stacks.crd_sources import KEDA_HTTP_ADDON as ADDON_CRDS
+from llmplane.stacks.local import pki
+from llmplane.stacks.local.embedded_cluster import GPU_TAINT_KEY, EmbeddedCluster
+from llmplane.toolchain import gotools, prerequisites
 
-from components.autoscaling.scale_from_zero import BACKEND_HEADER, EXTERNAL_SCALER, INTERCEPTOR_PORT, KEDA_NAMESPACE
-from components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as ADDON_CHART
-from stacks.crd_sources import KEDA, crd_documents
-from stacks.crd_sources import KEDA_HTTP_ADDON as ADDON_CRDS
-from stacks.local import pki
-from stacks.local.embedded_cluster import GPU_TAINT_KEY, EmbeddedCluster
 from tests.gateway_objects import manifest, stream
 from tests.planning import plan_of
-from toolchain import gotools, prerequisites
 
 NAMESPACE = "llmplane"
 VERSION = "llama-3-8b-v1-1-0"

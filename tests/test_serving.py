@@ -7,11 +7,11 @@ import math
 import re
 
 import pytest
+from llmplane.components.serving.vllm_image import content_tag
+from llmplane.stacks.diff import diff_plans
+from llmplane.stacks.program import uncredentialed_fetches
+from llmplane.stacks.review import _changed_lines
 
-from components.serving.vllm_image import content_tag
-from stacks.diff import diff_plans
-from stacks.program import uncredentialed_fetches
-from stacks.review import _changed_lines
 from tests.planning import (
     DEPLOYMENT,
     HTTP_ROUTE,

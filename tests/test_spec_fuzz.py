@@ -18,12 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
+from llmplane.facts.clouds import AWS_REGIONS, GCP_REGIONS
+from llmplane.spec import PlatformSpec, SpecError
+from llmplane.spec.load import spec_data
+from llmplane.stacks.environments import known_environments
 from pydantic import ValidationError
-
-from facts.clouds import AWS_REGIONS, GCP_REGIONS
-from spec import PlatformSpec, SpecError
-from spec.load import spec_data
-from stacks.environments import known_environments
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 PROFILES = {"full": 52, "quick": 1}

@@ -12,10 +12,9 @@ import copy
 import inspect
 
 import pytest
-
-from spec import PlatformSpec, Problem, SpecError, load_spec, rules
-from spec.load import spec_data
-from stacks.environments import known_environments, read_stack_config
+from llmplane.spec import PlatformSpec, Problem, SpecError, load_spec, rules
+from llmplane.spec.load import spec_data
+from llmplane.stacks.environments import known_environments, read_stack_config
 
 SHIPPED = known_environments()
 
@@ -641,7 +640,7 @@ class TestReferences(RuleCases):
     def test_the_asns_compared_are_the_links_real_cloud_sides(self, env_config, load):
         """The components give every AWS side 64512 and every GCP side 64513 (facts.addressing.CLOUD_SIDE_ASN):
         a link to AWS only may use GCP's."""
-        from components.hybrid.link import AWS_SIDE_ASN, GCP_SIDE_ASN
+        from llmplane.components.hybrid.link import AWS_SIDE_ASN, GCP_SIDE_ASN
         assert (AWS_SIDE_ASN, GCP_SIDE_ASN) == (64512, 64513)
         config = env_config("prod")
         config["llmplane:hybrid"][0].update(bgpAsn=GCP_SIDE_ASN, cloudClusters=["aws-use1", "aws-usw2"])
@@ -792,7 +791,7 @@ class TestClusterTargets(RuleCases):
         assert problem.fix == "use a /16 to /22, e.g. 10.10.0.0/16"
 
     def test_an_aws_network_of_22_gives_28_public_subnets(self, env_config, load):
-        from components.clusters.aws import subnet_cidrs
+        from llmplane.components.clusters.aws import subnet_cidrs
         config = env_config("dev")
         config["llmplane:clusters"][0]["networkCidr"] = "10.40.0.0/22"
         load(config, "dev")

@@ -7,9 +7,8 @@ written in the file, the message, the offending value and the fix.
 from __future__ import annotations
 
 import pytest
-
-from spec import PlatformSpec, Problem, SpecError, gateway_rules
-from spec.load import spec_data
+from llmplane.spec import PlatformSpec, Problem, SpecError, gateway_rules
+from llmplane.spec.load import spec_data
 
 
 def expect(load, config, environment, rule, path, message, value=None) -> Problem:

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import struct_pb2
+from llmplane.stacks.local.render_config import render_config
+from llmplane.stacks.local.summary import describe_changes, describe_manifests, describe_pods
+from llmplane.toolchain import gotools
+from llmplane.toolchain.language_host import VirtualenvMissing, python_for
+from llmplane.toolchain.plugin_server import engine_address
+from llmplane.toolchain.program_runner import program_traceback
 from pulumi.runtime.proto import language_pb2
-
-from stacks.local.render_config import render_config
-from stacks.local.summary import describe_changes, describe_manifests, describe_pods
-from toolchain import gotools
-from toolchain.language_host import VirtualenvMissing, python_for
-from toolchain.plugin_server import engine_address
-from toolchain.program_runner import program_traceback
 
 
 def struct(value: dict) -> struct_pb2.Struct:

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-
-from capacity.planner import format_table, plan
-from capacity.trace import TraceError, read_trace
+from llmplane.capacity.planner import format_table, plan
+from llmplane.capacity.trace import TraceError, read_trace
 
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from llmplane.components.serving.model_rollout import SERVED_BY_HEADER
+from llmplane.spec.errors import SpecError
+from llmplane.stacks.plan import Plan, PlannedResource
+from llmplane.stacks.report import as_json
 
-from components.serving.model_rollout import SERVED_BY_HEADER
-from spec.errors import SpecError
-from stacks.plan import Plan, PlannedResource
-from stacks.report import as_json
 from tests.planning import plan_of, plan_with
 
 POOL = "kubernetes:inference.networking.k8s.io/v1:InferencePool"

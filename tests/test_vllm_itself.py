@@ -16,9 +16,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from components.serving.engine_args import EngineSettings, serve_args
-from monitoring import vllm_metrics
+from llmplane.components.serving.engine_args import EngineSettings, serve_args
+from llmplane.monitoring import vllm_metrics
 
 
 def _gpu_reason() -> str | None:

@@ -6,9 +6,9 @@ it defines."""
 from __future__ import annotations
 
 import pytest
+from llmplane.components.serving.engine_args import EngineSettings, serve_args
+from llmplane.monitoring import vllm_metrics
 
-from components.serving.engine_args import EngineSettings, serve_args
-from monitoring import vllm_metrics
 from tests import vllm_wheel
 
 ENGINE_ARGS = "vllm/engine/arg_utils.py"

@@ -6,8 +6,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-
-from toolchain import gotools
+from llmplane.toolchain import gotools
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"

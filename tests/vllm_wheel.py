@@ -11,8 +11,8 @@ import zipfile
 from functools import cache
 from pathlib import Path
 
-from facts.images import VLLM_VERSION
-from toolchain import prerequisites
+from llmplane.facts.images import VLLM_VERSION
+from llmplane.toolchain import prerequisites
 
 
 def wheel() -> Path:

@@ -9,7 +9,7 @@
 - the official Kubernetes provider, v4.25.0: installed as a plugin from the
   cached build unless that version is installed already.
 
-Run as `python -m toolchain.bootstrap` with the project's virtualenv.
+Run as `python -m llmplane.toolchain.bootstrap` with the project's virtualenv.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolchain import gotools
+from llmplane.toolchain import gotools
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_BIN = ROOT / ".tools" / "bin"
@@ -88,7 +88,7 @@ def ensure_language_host(cli: Path) -> str:
             if launcher.exists() and is_launcher(launcher):
                 launcher.unlink()
             return f"{candidate} (real plugin)"
-    write_launcher(launcher, "toolchain.language_host")
+    write_launcher(launcher, "llmplane.toolchain.language_host")
     return f"{launcher.relative_to(ROOT)} -> toolchain/language_host.py"
 
 

@@ -1,7 +1,7 @@
 """checkov, the Kubernetes manifest scanner the render test runs: installed once into a virtualenv of its own
 (it pins libraries the Pulumi SDKs cannot share), cached by version outside the clone.
 
-    python -m toolchain.checkov     # install if missing; print its path
+    python -m llmplane.toolchain.checkov     # install if missing; print its path
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolchain.gotools import cache_root
+from llmplane.toolchain.gotools import cache_root
 
 VERSION = "3.3.30"
 

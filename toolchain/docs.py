@@ -1,7 +1,7 @@
 """The components' reference documentation, generated from their docstrings with pdoc, and checked.
 
-    python -m toolchain.docs [--out build/docs]
-    python -m toolchain.docs --write-architecture    redraw README.md's architecture picture from the code
+    python -m llmplane.toolchain.docs [--out build/docs]
+    python -m llmplane.toolchain.docs --write-architecture    redraw README.md's architecture picture from the code
 
 These checks fail the build (exit 1), each naming the page and the reference:
 - a link in the generated HTML whose page or anchor does not exist;
@@ -24,8 +24,7 @@ from urllib.parse import urldefrag
 
 import pdoc
 import pdoc.render
-
-from toolchain.architecture import ROOT, ArchitectureError, render, stale, with_block
+from llmplane.toolchain.architecture import ROOT, ArchitectureError, render, stale, with_block
 
 PACKAGES = ("components", "facts")
 """What another team's program uses: the components and the facts they read."""

@@ -7,9 +7,9 @@ once and kept under `~/.cache/llmplane/<tool>/<version>/` (override with
 LLMPLANE_CACHE), outside any clone, so a fresh clone and CI reuse it. A binary
 of the same name already on PATH is preferred where the tool allows it.
 
-    python -m toolchain.gotools build etcd kwok     # build (or find) these
-    python -m toolchain.gotools path kube-apiserver # print where it is
-    python -m toolchain.gotools list                # every tool and its state
+    python -m llmplane.toolchain.gotools build etcd kwok     # build (or find) these
+    python -m llmplane.toolchain.gotools path kube-apiserver # print where it is
+    python -m llmplane.toolchain.gotools list                # every tool and its state
 
 Builds print a progress line every 30 s and run one at a time: each `go build`
 uses both cores already, and a build that follows another of the same module
@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facts.images import CERT_MANAGER_VERSION, ENVOY_GATEWAY_VERSION
-from toolchain import releases
+from llmplane.facts.images import CERT_MANAGER_VERSION, ENVOY_GATEWAY_VERSION
+from llmplane.toolchain import releases
 
 ROOT = Path(__file__).resolve().parent.parent
 WRAPPERS = ROOT / "toolchain" / "go"
@@ -310,7 +310,8 @@ def build_many(names: list[str]) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.gotools", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.toolchain.gotools",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="build (or find) tools")
     build_cmd.add_argument("tools", nargs="+")

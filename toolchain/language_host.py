@@ -21,9 +21,8 @@ from queue import Queue
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from llmplane.toolchain.plugin_server import engine_address, serve
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
-
-from toolchain.plugin_server import engine_address, serve
 
 RUNNER = Path(__file__).with_name("program_runner.py")
 BAIL_EXIT_CODE = 32  # program_runner: error already reported to the engine

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from toolchain.completions import SERVED_NAMES_HEADER
+from llmplane.toolchain.completions import SERVED_NAMES_HEADER
 
 LOOPBACK = "127.0.0.1"
 REFRESH_S = 1.0
@@ -287,7 +287,8 @@ def serve(reader: ClusterReader, simulators: dict[str, int], port: int) -> Threa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.local_gateway", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.toolchain.local_gateway",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--kubectl", required=True)
     parser.add_argument("--port", type=int, required=True)

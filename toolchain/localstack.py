@@ -7,7 +7,7 @@ relabeling pod labels into `model` and `version` as in a cluster;
 VictoriaLogs (Apache-2.0), which takes Loki's push API, as the log store
 (Loki itself is AGPL and never built or run here); and a log shipper thread
 that pushes in Loki's format with the labels our Alloy configuration sets.
-`python -m toolchain.localstack --dir DIR` runs it until interrupted.
+`python -m llmplane.toolchain.localstack --dir DIR` runs it until interrupted.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from monitoring import rules
-from monitoring import vllm_metrics as vm
-from toolchain import prerequisites
-from toolchain.logship import Shipper
+from llmplane.monitoring import rules
+from llmplane.monitoring import vllm_metrics as vm
+from llmplane.toolchain import prerequisites
+from llmplane.toolchain.logship import Shipper
 
 ROOT = Path(__file__).resolve().parents[1]
 LOKI_PUSH_PATH = "/insert/loki/api/v1/push"
@@ -70,13 +69,13 @@ def get_json(url: str, **params: str) -> Any:
 
 def victoria_logs_binary() -> Path:
     """VictoriaLogs (Apache-2.0), built once from its Go module by `make test`'s set-up (toolchain/gotools.py)."""
-    from toolchain import gotools
+    from llmplane.toolchain import gotools
 
     tool = gotools.TOOLS["victoria-logs"]
     binary = tool.path()
     if binary is None:
         raise FileNotFoundError(f"VictoriaLogs v{tool.version} is not built: run `make test-setup` "
-                                "(or `python -m toolchain.gotools build victoria-logs`)")
+                                "(or `python -m llmplane.toolchain.gotools build victoria-logs`)")
     return binary
 
 
@@ -112,7 +111,7 @@ class Server:
 
 def simulator_argv(port: int, mode: str, model: str, log: Path, versions: tuple[str, str] | None = None) -> list[str]:
     """The command line of a simulator of `model` (baseline and canary `versions`), run from the project root."""
-    argv = [sys.executable, "-m", "toolchain.simulator", "--host", LOOPBACK, "--port", str(port),
+    argv = [sys.executable, "-m", "llmplane.toolchain.simulator", "--host", LOOPBACK, "--port", str(port),
             "--mode", mode, "--model", model, "--log", str(log)]
     if versions:
         argv += ["--baseline", versions[0], "--canary", versions[1]]
@@ -165,7 +164,8 @@ def start_victoria_logs(workdir: Path, binary: Path, port: int | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.localstack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.toolchain.localstack",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="folder for configs, data, logs and outputs")
     parser.add_argument("--mode", default="normal", help="simulator mode")
     parser.add_argument("--simulator-port", type=int, default=8000)

@@ -7,9 +7,9 @@ grammar), says what lies ahead with the time it takes on a 2-core machine, then 
 before the long builds, and the Go builds one after another in an order where each reuses the build cache of the
 one before (keda then keda-adapter, the Kubernetes binaries together).
 
-    python -m toolchain.prerequisites install up     # what `make up` runs (the local stack)
-    python -m toolchain.prerequisites install test   # what `make test` runs (a superset of up)
-    python -m toolchain.prerequisites list           # every tool, its targets and whether it is here
+    python -m llmplane.toolchain.prerequisites install up     # what `make up` runs (the local stack)
+    python -m llmplane.toolchain.prerequisites install test   # what `make test` runs (a superset of up)
+    python -m llmplane.toolchain.prerequisites list           # every tool, its targets and whether it is here
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from facts.images import VLLM_VERSION  # facts imports nothing ours and no third-party package
-from toolchain import checkov, gotools
+from llmplane.facts.images import VLLM_VERSION  # facts imports nothing ours and no third-party package
+from llmplane.toolchain import checkov, gotools
 
 ROOT = Path(__file__).resolve().parent.parent
 LEZER_LOGQL_VERSION = "0.4.2"
@@ -60,10 +60,10 @@ class Tool:
     def provides_command(self) -> str:
         return {
             "debian": f"apt-get install {self.package}",
-            "go": f"python -m toolchain.gotools build {self.name}",
+            "go": f"python -m llmplane.toolchain.gotools build {self.name}",
             "npm": f"npm install {self.package}",
             "wheel": f"pip download --no-deps {self.package}",
-            "pip": f"python -m toolchain.checkov ({self.package})",
+            "pip": f"python -m llmplane.toolchain.checkov ({self.package})",
         }[self.kind]
 
 
@@ -280,7 +280,8 @@ def install(target: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.prerequisites", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.toolchain.prerequisites",
+                                     description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     install_cmd = sub.add_parser("install", help="check, then install what a target runs")
     install_cmd.add_argument("target", choices=TARGETS)

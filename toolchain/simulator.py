@@ -34,10 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 
 import prometheus_client
+from llmplane.monitoring import vllm_metrics as vm
+from llmplane.toolchain import completions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from monitoring import vllm_metrics as vm
-from toolchain import completions
 
 MODES = ("normal", "overload", "error_burst", "slow_canary", "gpu_fault")
 IDLE = "idle"
@@ -437,7 +436,8 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m toolchain.simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.toolchain.simulator",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=(*MODES, IDLE), default="normal")

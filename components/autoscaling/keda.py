@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pulumi
-
-from components.clusters.charts import KEDA
-from components.options import children_of
+from llmplane.components.clusters.charts import KEDA
+from llmplane.components.options import children_of
 
 KEDA_NAMESPACE = "keda"
 """Namespace of KEDA and of its HTTP add-on (their Services' addresses depend on it)."""

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
-from components.serving.vllm_service import MONITORING_NAMESPACE
-from spec.autoscaling_policy import AutoscalingPolicy
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.components.serving.vllm_service import MONITORING_NAMESPACE
+from llmplane.spec.autoscaling_policy import AutoscalingPolicy
 
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:9090"
 """Prometheus of the cluster's ObservabilityStack, where the triggers read vLLM's metrics."""

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.autoscaling.keda import KEDA_NAMESPACE
-from components.clusters.charts import Chart
-from components.labels import k8s_labels
-from components.options import children_of
+from llmplane.components.autoscaling.keda import KEDA_NAMESPACE
+from llmplane.components.clusters.charts import Chart
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
 
 KEDA_HTTP_ADDON = Chart("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts")
 """The KEDA HTTP add-on chart, pinned (kedacore/charts `http-add-on/Chart.yaml`: version and appVersion 0.15.0)."""

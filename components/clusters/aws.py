@@ -8,15 +8,14 @@ import json
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-
-from components.aws_trust import POD_IDENTITY, trust_policy
-from components.labels import k8s_labels
-from components.options import children_of
-from components.serving.vllm_image import RegistryLogin
-from components.serving.vllm_service import GPU_TYPE_LABEL
-from components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_folder, s3_object_arn
-from facts.kubernetes import GPU_RESOURCE, POOL_LABEL
-from facts.loading import INSTANCE_STORE_GB
+from llmplane.components.aws_trust import POD_IDENTITY, trust_policy
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.components.serving.vllm_image import RegistryLogin
+from llmplane.components.serving.vllm_service import GPU_TYPE_LABEL
+from llmplane.components.serving.weights_access import WeightsAccess, WeightsAccessArgs, s3_folder, s3_object_arn
+from llmplane.facts.kubernetes import GPU_RESOURCE, POOL_LABEL
+from llmplane.facts.loading import INSTANCE_STORE_GB
 
 from .base import (
     GPU_TAINT,

@@ -14,12 +14,11 @@ from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import Ownership
-from components.options import children_of
-from components.serving.vllm_image import RegistryLogin
-from facts.clouds import MachineShape, gpu_types_offered, machine_shape, shapes_offered
-from facts.kubernetes import GPU_TAINT_KEY
+from llmplane.components.labels import Ownership
+from llmplane.components.options import children_of
+from llmplane.components.serving.vllm_image import RegistryLogin
+from llmplane.facts.clouds import MachineShape, gpu_types_offered, machine_shape, shapes_offered
+from llmplane.facts.kubernetes import GPU_TAINT_KEY
 
 GPU_TAINT = {"key": GPU_TAINT_KEY, "value": "true", "effect": "NoSchedule"}
 """Taint on every GPU node, so only pods that tolerate it (vLLM) land there."""

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,14 @@ import math
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
-
-from components.options import children_of
-from components.serving.image_prepull import GkeImagePreload
-from components.serving.vllm_image import RegistryLogin
-from components.serving.vllm_service import GPU_TYPE_LABEL
-from components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
-from facts.addressing import GKE_CONTROL_PLANE_CIDR, gke_secondary_ranges
-from facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
-from facts.loading import LOCAL_SSD_GB
+from llmplane.components.options import children_of
+from llmplane.components.serving.image_prepull import GkeImagePreload
+from llmplane.components.serving.vllm_image import RegistryLogin
+from llmplane.components.serving.vllm_service import GPU_TYPE_LABEL
+from llmplane.components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
+from llmplane.facts.addressing import GKE_CONTROL_PLANE_CIDR, gke_secondary_ranges
+from llmplane.facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
+from llmplane.facts.loading import LOCAL_SSD_GB
 
 from .base import (
     ClusterArgs,

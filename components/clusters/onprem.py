@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.options import children_of
+from llmplane.components.options import children_of
 
 from .base import ClusterArgs, GpuCluster
 

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-
-from components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
-from components.labels import k8s_labels
-from components.networking.regional_gateway import TLS_SECRET
-from components.options import children_of
+from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
+from llmplane.components.labels import k8s_labels
+from llmplane.components.networking.regional_gateway import TLS_SECRET
+from llmplane.components.options import children_of
 
 from .charts import CERT_MANAGER
 from .dns_access import DnsWriter, cert_manager_route53_policy, grant_cloud_dns, grant_route53

@@ -1,7 +1,7 @@
 """Helm charts and images of the gateway layer, pinned: repository, chart and version in one place."""
 
-from components.clusters.charts import Chart
-from facts.images import CERT_MANAGER_VERSION, ENVOY_GATEWAY_VERSION
+from llmplane.components.clusters.charts import Chart
+from llmplane.facts.images import CERT_MANAGER_VERSION, ENVOY_GATEWAY_VERSION
 
 ENVOY_GATEWAY = Chart("gateway-helm", f"v{ENVOY_GATEWAY_VERSION}", "oci://docker.io/envoyproxy")
 """Envoy Gateway v1.8.1: the release Envoy AI Gateway v1.1.0 is built on and documents (its go.mod requires

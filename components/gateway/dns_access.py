@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
-
-from components.aws_trust import POD_IDENTITY, trust_policy
-from components.clusters.base import AwsNetwork, GcpNetwork
+from llmplane.components.aws_trust import POD_IDENTITY, trust_policy
+from llmplane.components.clusters.base import AwsNetwork, GcpNetwork
 
 ACME_CHALLENGE_PREFIX = "_acme-challenge."
 """Name prefix of the TXT records DNS-01 challenges write (RFC 8555 section 8.4)."""

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
-from monitoring.tenant_usage import ACCESS_LOG_KIND
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.monitoring.tenant_usage import ACCESS_LOG_KIND
 
 from ..serving.model_rollout import SERVED_BY_HEADER
 from .charts import AI_GATEWAY, AI_GATEWAY_CRDS, ENVOY_GATEWAY, VALKEY_IMAGE

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-
-from components.labels import k8s_labels
-from components.options import children_of
-from components.serving.vllm_service import GATEWAY_NAMESPACE, MONITORING_NAMESPACE
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.components.serving.vllm_service import GATEWAY_NAMESPACE, MONITORING_NAMESPACE
 
 from .route_refs import POOL_GROUP, pool_name
 

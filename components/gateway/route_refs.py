@@ -14,7 +14,7 @@ fail over by DNS (`components.networking.global_routing`). See docs/gateway.md.
 
 from __future__ import annotations
 
-from components.serving.vllm_service import resource_name
+from llmplane.components.serving.vllm_service import resource_name
 
 POOL_GROUP = "inference.networking.k8s.io"
 """API group of InferencePool v1 (CRD `inference.networking.k8s.io_inferencepools.yaml` of the Go module

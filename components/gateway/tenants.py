@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
-from facts.kubernetes import TENANT_LABEL
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.facts.kubernetes import TENANT_LABEL
 
 from .route_refs import EG_API
 from .tenant_budgets import TenantBudget, api_key_auth, key_secret_data, rate_limit_rules, secret_name, tenants_of_model

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
 
 from .route_refs import EG_API
 

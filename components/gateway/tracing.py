@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-
-from components.labels import k8s_labels
-from components.options import children_of
-from components.serving.vllm_service import MONITORING_NAMESPACE
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.components.serving.vllm_service import MONITORING_NAMESPACE
 
 from .charts import JAEGER
 

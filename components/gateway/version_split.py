@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.serving.model_rollout import VARIANT_HEADER, VERSION_HEADER
+from llmplane.components.serving.model_rollout import VARIANT_HEADER, VERSION_HEADER
 
 USER_HEADER = "x-llmplane-user"
 """Request header a client may send naming its end user: the same user of a tenant stays on one version."""

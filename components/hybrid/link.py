@@ -15,10 +15,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_random as random
-
-from components.clusters.base import AwsNetwork, ClusterNetwork
-from components.options import children_of
-from facts.addressing import CLOUD_SIDE_ASN, TUNNELS_PER_CONNECTION, hosts, private_asn
+from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork
+from llmplane.components.options import children_of
+from llmplane.facts.addressing import CLOUD_SIDE_ASN, TUNNELS_PER_CONNECTION, hosts, private_asn
 
 AWS_SIDE_ASN = CLOUD_SIDE_ASN["aws"]
 GCP_SIDE_ASN = CLOUD_SIDE_ASN["gcp"]

@@ -8,8 +8,7 @@ from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
-
-from components.options import children_of
+from llmplane.components.options import children_of
 
 HEALTH_PATH_TEMPLATE = "/{model}/health"
 """Path on each regional gateway that reaches a model's /health (see ModelRollout)."""

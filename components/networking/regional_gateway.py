@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.gateway.envoy_gateway import GATEWAY_CLASS
-from components.labels import k8s_labels
-from components.options import children_of
-from facts.namespaces import GATEWAY_NAMESPACE
+from llmplane.components.gateway.envoy_gateway import GATEWAY_CLASS
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
 GATEWAY_NAME = "llmplane"
 TLS_SECRET = "llmplane-tls"

@@ -1,6 +1,6 @@
 """Helm charts of the monitoring stack, pinned: repository, chart and version in one place."""
 
-from components.clusters.charts import Chart
+from llmplane.components.clusters.charts import Chart
 
 KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "79.5.0", "https://prometheus-community.github.io/helm-charts")
 LOKI = Chart("loki", "6.46.0", "https://grafana.github.io/helm-charts")

@@ -12,15 +12,14 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 import yaml
-
-from components.autoscaling.model_autoscaler import PROMETHEUS_URL
-from components.aws_trust import POD_IDENTITY, trust_policy
-from components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
-from components.labels import k8s_labels
-from components.options import children_of
-from components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
-from monitoring import dashboards, tenant_usage
-from monitoring.rules import AlertParams, Slo, prometheus_rule
+from llmplane.components.autoscaling.model_autoscaler import PROMETHEUS_URL
+from llmplane.components.aws_trust import POD_IDENTITY, trust_policy
+from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
+from llmplane.monitoring import dashboards, tenant_usage
+from llmplane.monitoring.rules import AlertParams, Slo, prometheus_rule
 
 from .charts import ALLOY, DCGM_EXPORTER, KUBE_PROMETHEUS_STACK, LOKI
 

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
-from facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
 
 PAUSE_IMAGE = (
     "registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"

@@ -8,9 +8,8 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
 
 from .engine_args import VLLM_PORT
 from .vllm_service import resource_name

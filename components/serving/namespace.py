@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
 
 from .model_cache import HOST_PATH_NAMESPACE_LABELS
 from .streaming import SCRIPT_NAME, SCRIPT_SOURCE

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pulumi
 import pulumi_docker_build as docker_build
-
-from components.options import children_of
-from facts.images import VLLM_VERSION
+from llmplane.components.options import children_of
+from llmplane.facts.images import VLLM_VERSION
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[2] / "images" / "vllm"
 

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
-from facts.kubernetes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL
-from facts.namespaces import GATEWAY_NAMESPACE
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
+from llmplane.facts.kubernetes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
 from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
 from .model_cache import SERVING_UID, vllm_volumes

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.labels import k8s_labels
-from components.options import children_of
+from llmplane.components.labels import k8s_labels
+from llmplane.components.options import children_of
 
 from .image_prepull import GPU_TOLERATION, PAUSE_IMAGE, POOL_LABEL, pause_container
 from .vllm_service import GPU_RESOURCE

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
-
-from components.aws_trust import POD_IDENTITY, trust_policy
-from components.options import children_of
+from llmplane.components.aws_trust import POD_IDENTITY, trust_policy
+from llmplane.components.options import children_of
 
 
 @dataclass(frozen=True)

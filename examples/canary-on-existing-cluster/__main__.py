@@ -9,14 +9,13 @@ config edit, `pulumi config set canaryWeight 50`, which previews as a change of 
 from pathlib import Path
 
 import pulumi
-
-from components.clusters.base import ClusterArgs
-from components.clusters.onprem import OnPremGpuCluster
-from components.labels import Ownership
-from components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
-from components.serving.namespace import ServingNamespace, ServingNamespaceArgs
-from components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs
-from facts.images import VLLM_IMAGE
+from llmplane.components.clusters.base import ClusterArgs
+from llmplane.components.clusters.onprem import OnPremGpuCluster
+from llmplane.components.labels import Ownership
+from llmplane.components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
+from llmplane.components.serving.namespace import ServingNamespace, ServingNamespaceArgs
+from llmplane.components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs
+from llmplane.facts.images import VLLM_IMAGE
 
 MODEL = "qwen-2-7b"
 VERSIONS = {

@@ -9,14 +9,13 @@ Identity so the pods read exactly their weights object in S3.
 import json
 
 import pulumi
-
-from components.clusters.aws import AwsGpuCluster
-from components.clusters.base import ClusterArgs, GpuNodePool, WorkloadReaders
-from components.labels import Ownership
-from components.serving.engine_args import EngineSettings
-from components.serving.namespace import ServingNamespace, ServingNamespaceArgs
-from components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs, resource_name
-from facts.images import VLLM_IMAGE
+from llmplane.components.clusters.aws import AwsGpuCluster
+from llmplane.components.clusters.base import ClusterArgs, GpuNodePool, WorkloadReaders
+from llmplane.components.labels import Ownership
+from llmplane.components.serving.engine_args import EngineSettings
+from llmplane.components.serving.namespace import ServingNamespace, ServingNamespaceArgs
+from llmplane.components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs, resource_name
+from llmplane.facts.images import VLLM_IMAGE
 
 MODEL, VERSION = "llama-3-8b", "1.0.0"
 

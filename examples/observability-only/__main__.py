@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
-
-from components.observability.stack import ObservabilityArgs, ObservabilityStack
-from monitoring.rules import Slo
+from llmplane.components.observability.stack import ObservabilityArgs, ObservabilityStack
+from llmplane.monitoring.rules import Slo
 
 config = pulumi.Config()
 provider = k8s.Provider("cluster", kubeconfig=pulumi.Output.secret(

@@ -28,9 +28,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitoring import rules
-from toolchain import gotools
-from toolchain.localstack import LOOPBACK, free_port, http_ok, prometheus_argv, simulator_argv
+from llmplane.monitoring import rules
+from llmplane.toolchain import gotools
+from llmplane.toolchain.localstack import LOOPBACK, free_port, http_ok, prometheus_argv, simulator_argv
 
 from . import pki
 from .embedded_cluster import ClusterError, EmbeddedCluster
@@ -107,7 +107,7 @@ def _start_gateway(cluster: EmbeddedCluster, simulators: dict[str, int], running
     if GATEWAY not in running:
         kubectl = gotools.build(gotools.TOOLS["kubectl"])
         cluster.start_process(GATEWAY, [
-            sys.executable, "-m", "toolchain.local_gateway", f"--kubeconfig={cluster.kubeconfig}",
+            sys.executable, "-m", "llmplane.toolchain.local_gateway", f"--kubeconfig={cluster.kubeconfig}",
             f"--kubectl={kubectl}", f"--port={port}",
             *[f"--simulator={model}={sim_port}" for model, sim_port in simulators.items()]], cwd=ROOT)
     say(f"cluster: the Gateway's routes answer on http://{LOOPBACK}:{port} (toolchain/local_gateway.py)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from spec import PlatformSpec
+from llmplane.spec import PlatformSpec
 
 from .cluster_addons import Addons, SimulatedModel
 from .embedded_cluster import FakeNode

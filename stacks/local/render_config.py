@@ -28,7 +28,8 @@ def render_config(config: dict, render_dir: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stacks.local.render_config", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.stacks.local.render_config",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--render-dir", required=True, help="project-relative folder, e.g. build/local")
     parser.add_argument("--out", type=Path, required=True)

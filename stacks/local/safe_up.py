@@ -97,7 +97,8 @@ def lock_key(stack: str, backend: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stacks.local.safe_up", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.stacks.local.safe_up",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: options for `pulumi up`")
     args = parser.parse_args(argv)

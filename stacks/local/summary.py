@@ -91,8 +91,8 @@ def describe_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str:
 
 
 def _try_it_on_cluster(kubectl: str, kubeconfig: Path, namespace: str) -> str | None:
-    from stacks.local.cluster_addons import GATEWAY
-    from stacks.local.embedded_cluster import EmbeddedCluster
+    from llmplane.stacks.local.cluster_addons import GATEWAY
+    from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
 
     listed = subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "get", "httproutes.gateway.networking.k8s.io",
                              "-n", namespace, "-o", "json"], capture_output=True, text=True, check=False, timeout=60)
@@ -117,7 +117,8 @@ def try_it(routes: list[dict], gateway_port: int | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stacks.local.summary", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m llmplane.stacks.local.summary",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--render-dir", type=Path)
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_dir is not None:
         print(f"manifests: {describe_manifests(args.render_dir)}")
     else:
-        from toolchain import gotools
+        from llmplane.toolchain import gotools
 
         kubectl = str(gotools.build(gotools.TOOLS["kubectl"]))
         print(f"deployed to: {describe_cluster(kubectl, args.kubeconfig, args.namespace)}")

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from components.observability.stack import alloy_stream_labels
-from monitoring import dashboards, rules, scaling_queries
-from toolchain.localstack import (
+from llmplane.components.observability.stack import alloy_stream_labels
+from llmplane.monitoring import dashboards, rules, scaling_queries
+from llmplane.toolchain.localstack import (
     LOKI_PUSH_PATH,
     Server,
     get_json,
@@ -36,8 +35,8 @@ from toolchain.localstack import (
     victoria_logs_binary,
     wait_until,
 )
-from toolchain.logship import Shipper
-from toolchain.simulator import MODES, behaviours
+from llmplane.toolchain.logship import Shipper
+from llmplane.toolchain.simulator import MODES, behaviours
 
 if shutil.which("prometheus") is None:
     raise RuntimeError("prometheus is missing: run `make test-setup` (apt-get install prometheus)")

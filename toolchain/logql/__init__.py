@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitoring import dashboards, tenant_usage
-from toolchain.prerequisites import LEZER_LOGQL_VERSION, lezer_logql_dir
+from llmplane.monitoring import dashboards, tenant_usage
+from llmplane.toolchain.prerequisites import LEZER_LOGQL_VERSION, lezer_logql_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "monitoring" / "runbook.md"
