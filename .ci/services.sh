@@ -3,7 +3,7 @@
 #
 #   install  everything `make test` runs: python -m llmplane.toolchain.prerequisites install
 #            test (the one list of external tools, shared with `make up`).
-#   start    for a person looking around: python -m llmplane.monitoring.localstack in
+#   start    for a person looking around: python -m llmplane.toolchain.localstack in
 #            the background: the simulator on :8000, Prometheus on :9090 with
 #            our rules, VictoriaLogs on :9428, data in .tools/run/.
 #   stop     stops what `start` started.
@@ -26,7 +26,7 @@ start() {
   if running; then log "already running (pid $(cat "$RUN_DIR/localstack.pid"))"; return; fi
   mkdir -p "$RUN_DIR"
   cd "$ROOT"
-  nohup "$PY" -m llmplane.monitoring.localstack --dir "$RUN_DIR" >"$RUN_DIR/localstack.out" 2>&1 &
+  nohup "$PY" -m llmplane.toolchain.localstack --dir "$RUN_DIR" >"$RUN_DIR/localstack.out" 2>&1 &
   echo $! >"$RUN_DIR/localstack.pid"
   log "started (pid $(cat "$RUN_DIR/localstack.pid")); output in $RUN_DIR/localstack.out"
 }
