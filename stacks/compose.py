@@ -561,7 +561,7 @@ def serve_model(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Mo
                 platform: Platform, gateway: Gateway) -> pulumi.Output[str]:
     """Phase 3, per model: its versions (each a Service, its autoscaler and, behind Envoy Gateway, its
     InferencePool) and the route that splits traffic between them; returns the route's name."""
-    node = ModelNode(f"{cluster.name}-{model_name}", model_name, opts=pulumi.ResourceOptions(parent=platform.target))
+    node = ModelNode(f"{cluster.name}-{model_name}", opts=pulumi.ResourceOptions(parent=platform.target))
     in_model = pulumi.ResourceOptions(parent=node)
     pooled = pooled_versions(model_name, model, platform.held) if gateway.envoy is not None else []
     for version in model.versions:
@@ -595,7 +595,7 @@ def _serve_version(spec: PlatformSpec, cluster: Cluster, model_name: str, model:
                    pooled: bool) -> None:
     """One deployed version in one cluster, under its node in the tree."""
     name = f"{cluster.name}-{model_name}-{version.version}"
-    node = VersionNode(name, version.version, opts=pulumi.ResourceOptions(parent=model_node))
+    node = VersionNode(name, opts=pulumi.ResourceOptions(parent=model_node))
     in_version = pulumi.ResourceOptions(parent=node)
     kname = resource_name(model_name, version.version)
     held = kname in platform.held

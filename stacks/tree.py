@@ -16,16 +16,14 @@ MOVED_FROM_ROOT = pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=pulumi.ROO
 class ModelNode(pulumi.ComponentResource):
     """One model in one cluster: its route and its versions."""
 
-    def __init__(self, name: str, model: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmplane:environment:Model", name, None, opts)
-        self.model = model
         self.register_outputs({})
 
 
 class VersionNode(pulumi.ComponentResource):
     """One deployed version of a model in one cluster: its Service, autoscaler and inference pool."""
 
-    def __init__(self, name: str, version: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmplane:environment:ModelVersion", name, None, opts)
-        self.version = version
         self.register_outputs({})

@@ -44,7 +44,6 @@ import base64
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -67,8 +66,9 @@ from llmplane.components.serving.model_rollout import SERVED_BY_HEADER, VERSION_
 from llmplane.components.serving.vllm_service import MONITORING_NAMESPACE
 from llmplane.stacks.local import pki
 from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
-from llmplane.toolchain import gotools, prerequisites
+from llmplane.toolchain.localstack import free_port
 
+from tests.built_tools import built_tool
 from tests.gateway_objects import NAMESPACES, gateway_cluster, gateway_objects, manifest
 from tests.test_gateway_version_split import run_source, users
 
@@ -82,20 +82,6 @@ XDS_TIMEOUT_S = 60
 POLICY_KINDS = ("securitypolicy", "backendtrafficpolicy", "clienttrafficpolicy", "envoyextensionpolicy")
 XDS_AUDIENCE = f"envoy-gateway.{CONTROLLER_NAMESPACE}.svc.cluster.local"
 """The audience the xDS server asks of a proxy's token and the name on its certificate (kubejwt, certgen)."""
-
-
-def _tool(name: str) -> Path:
-    found = gotools.TOOLS[name].path()
-    if found is None:
-        pytest.fail(f"{name} is not built: run `make test-setup` "
-                    f"(or `{prerequisites.BY_NAME[name].provides_command()}`)")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _private_network(cluster: EmbeddedCluster, folder: Path, ports: list[int]) -> str:
@@ -218,8 +204,8 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]
         pytest.fail("the controller test needs root: Envoy Gateway's fixed paths (/certs, the service-account "
                     "files) are bound in a private mount namespace (`unshare --mount`) and its fixed ports are "
                     "in a private network namespace (tests/netns_bridge.py)")
-    binary = _tool("envoy-gateway")
-    _tool("xds-probe")
+    binary = built_tool("envoy-gateway")
+    built_tool("xds-probe")
     folder = tmp_path_factory.mktemp("envoy-gateway")
     stub = grpc.server(ThreadPoolExecutor(max_workers=2))
     extension_port = stub.add_insecure_port("127.0.0.1:0")
@@ -233,7 +219,7 @@ def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]
         certs = _control_plane_certs(cluster, binary, env, folder / "certs")
         identity = _in_cluster_identity(cluster, folder / "serviceaccount")
         config = folder / "envoy-gateway.yaml"
-        config.write_text(yaml.safe_dump(controller_config(extension_port, _free_port()), sort_keys=False))
+        config.write_text(yaml.safe_dump(controller_config(extension_port, free_port()), sort_keys=False))
         netns = _private_network(cluster, folder, [api_port, extension_port])
         cluster.start_process("envoy-gateway", [
             "nsenter", f"--net={netns}", "unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -354,7 +340,7 @@ def _proxy_token(controller: Controller) -> tuple[str, Path]:
 
 def _read_xds(controller: Controller, pod: str, token: Path) -> dict[str, list[dict]]:
     """The xDS as the controller serves it on its namespace's loopback, read from inside that namespace."""
-    done = subprocess.run(["nsenter", f"--net={controller.netns}", str(_tool("xds-probe")),
+    done = subprocess.run(["nsenter", f"--net={controller.netns}", str(built_tool("xds-probe")),
                            "-addr", "127.0.0.1:18000", "-server-name", XDS_AUDIENCE,
                            "-ca", str(controller.certs / "ca.crt"), "-token-file", str(token), "-node-id", pod,
                            "-node-cluster", "/".join(GATEWAY), "-timeout", "20s"],

@@ -73,10 +73,11 @@ from llmplane.components.autoscaling.scale_from_zero import (
 from llmplane.components.autoscaling.scale_from_zero import KEDA_HTTP_ADDON as ADDON_CHART
 from llmplane.stacks.crd_sources import KEDA, crd_documents
 from llmplane.stacks.crd_sources import KEDA_HTTP_ADDON as ADDON_CRDS
-from llmplane.stacks.local import pki
+from llmplane.stacks.local.cluster_addons import keda_certs
 from llmplane.stacks.local.embedded_cluster import GPU_TAINT_KEY, EmbeddedCluster
-from llmplane.toolchain import gotools, prerequisites
+from llmplane.toolchain import gotools
 
+from tests.built_tools import built_tool
 from tests.gateway_objects import manifest, stream
 from tests.planning import plan_of
 
@@ -180,14 +181,6 @@ def _in_namespace(netns: str, hosts: Path, argv: list[str]) -> list[str]:
 
 # --- the cluster ------------------------------------------------------------------------------------------------
 
-def _tool(name: str) -> Path:
-    found = gotools.TOOLS[name].path()
-    if found is None:
-        pytest.fail(f"{name} is not built: run `make test-setup` "
-                    f"(or `{prerequisites.BY_NAME[name].provides_command()}`)")
-    return found
-
-
 def _planned() -> dict[str, dict]:
     """dev's objects of the version, by kind, as the provider would send them."""
     plan = plan_of("dev")
@@ -222,17 +215,6 @@ def _objects(planned: dict[str, dict]) -> list[dict]:
               for name in (NAMESPACE, KEDA_NAMESPACE)),
             planned["ServiceAccount"], planned["Service"], deployment, planned["InterceptorRoute"],
             planned["ScaledObject"], never_ready, short, admin, admin_endpoint]
-
-
-def _keda_certs(cluster: EmbeddedCluster) -> Path:
-    """KEDA's gRPC pair, as stacks/local/cluster_addons.py makes it."""
-    certs = cluster.pki / "keda"
-    certs.mkdir(exist_ok=True)
-    ca = pki.ensure_ca(cluster.pki, "ca")
-    pki.ensure_leaf(certs, "tls", ca, "keda-operator", client=True,
-                    server_names=("127.0.0.1", "localhost", f"keda-operator.{KEDA_NAMESPACE}.svc"))
-    (certs / "ca.crt").write_bytes(ca.cert.read_bytes())
-    return certs
 
 
 @dataclass(frozen=True)
@@ -295,20 +277,21 @@ def _start_processes(cluster: EmbeddedCluster, netns: str, hosts: Path) -> None:
     scaler_host, _, scaler_port = EXTERNAL_SCALER.rpartition(":")
     hosts.write_text(f"127.0.0.1 localhost\n{POD_ADDRESS} {VERSION}.{NAMESPACE}\n{SCALER_ADDRESS} {scaler_host}\n")
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "OTEL_PROM_EXPORTER_ENABLED": "false"}
-    cluster.start_process("keda-http-interceptor", _in_namespace(netns, hosts, [str(_tool("keda-http-interceptor"))]),
+    interceptor = [str(built_tool("keda-http-interceptor"))]
+    cluster.start_process("keda-http-interceptor", _in_namespace(netns, hosts, interceptor),
                           env={**env, "KEDA_HTTP_PROXY_PORT": str(INTERCEPTOR_PORT),
                                "KEDA_HTTP_ADMIN_PORT": str(ADMIN_PORT), "KEDA_HTTP_SHUTDOWN_DELAY": "0s",
                                "KEDA_HTTP_DRAIN_TIMEOUT": "1s"})
-    cluster.start_process("keda-http-scaler", _in_namespace(netns, hosts, [str(_tool("keda-http-scaler"))]),
+    cluster.start_process("keda-http-scaler", _in_namespace(netns, hosts, [str(built_tool("keda-http-scaler"))]),
                           env={**env, "KEDA_HTTP_SCALER_PORT": scaler_port,
                                "KEDA_HTTP_SCALER_TARGET_ADMIN_NAMESPACE": KEDA_NAMESPACE,
                                "KEDA_HTTP_SCALER_TARGET_ADMIN_SERVICE": ADMIN_SERVICE,
                                "KEDA_HTTP_SCALER_TARGET_ADMIN_DEPLOYMENT": INTERCEPTOR_DEPLOYMENT,
                                "KEDA_HTTP_SCALER_TARGET_ADMIN_PORT": str(ADMIN_PORT)})
-    certs = _keda_certs(cluster)
+    certs = keda_certs(cluster)
     # As stacks/local/cluster_addons.py starts it, its own ports on the namespace's loopback.
     cluster.start_process("keda-operator", _in_namespace(netns, hosts, [
-        str(_tool("keda")), "--leader-elect=false", "--enable-cert-rotation=false",
+        str(built_tool("keda")), "--leader-elect=false", "--enable-cert-rotation=false",
         "--enable-webhook-patching=false", "--enable-apiservice-patching=false",
         f"--cert-dir={certs}", f"--ca-dir={certs}", "--metrics-bind-address=127.0.0.1:18080",
         "--health-probe-bind-address=127.0.0.1:18081", "--metrics-service-bind-address=127.0.0.1:19666",
@@ -323,7 +306,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         pytest.fail("the scale-from-zero test needs root: the add-on runs in a private network namespace "
                     "(tests/netns_bridge.py) with a private /etc/hosts (`unshare --mount`)")
     for name in ("keda-http-interceptor", "keda-http-scaler", "keda"):
-        _tool(name)
+        built_tool(name)
     folder = tmp_path_factory.mktemp("scale-from-zero")
     planned = _planned()
     cluster = EmbeddedCluster(folder / "cluster")

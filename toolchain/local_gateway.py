@@ -213,29 +213,29 @@ def _served_names(pod: dict) -> tuple[str, ...]:
 
 
 class ClusterReader:
-    """Keeps a RoutingTable fresh from the API server (kubectl every REFRESH_S)."""
+    """The cluster's RoutingTable as of at most REFRESH_S ago, read from the API server when a request needs it:
+    an idle gateway runs no kubectl at all."""
 
     def __init__(self, kubectl: str, kubeconfig: Path) -> None:
         self.kubectl, self.kubeconfig = kubectl, kubeconfig
-        self.table = RoutingTable({})
-        threading.Thread(target=self._loop, daemon=True).start()
+        self._table, self._read_at = RoutingTable({}), float("-inf")
+        self._lock = threading.Lock()
 
     def _list(self, kinds: str) -> list[dict]:
         done = subprocess.run([self.kubectl, f"--kubeconfig={self.kubeconfig}", "get", kinds, "-A", "-o", "json"],
                               capture_output=True, text=True, timeout=30, check=False)
         return json.loads(done.stdout)["items"] if done.returncode == 0 else []
 
-    def refresh(self) -> None:
-        objects: dict[str, list[dict]] = {}
-        for kinds in (_CORE_KINDS, *_ROUTE_KINDS):
-            for item in self._list(kinds):
-                objects.setdefault(item["kind"], []).append(item)
-        self.table = RoutingTable(objects)
-
-    def _loop(self) -> None:
-        while True:
-            self.refresh()
-            time.sleep(REFRESH_S)
+    @property
+    def table(self) -> RoutingTable:
+        with self._lock:
+            if time.monotonic() - self._read_at >= REFRESH_S:
+                objects: dict[str, list[dict]] = {}
+                for kinds in (_CORE_KINDS, *_ROUTE_KINDS):
+                    for item in self._list(kinds):
+                        objects.setdefault(item["kind"], []).append(item)
+                self._table, self._read_at = RoutingTable(objects), time.monotonic()
+            return self._table
 
 
 def serve(reader: ClusterReader, simulators: dict[str, int], port: int) -> ThreadingHTTPServer:

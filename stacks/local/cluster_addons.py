@@ -113,15 +113,20 @@ def _start_gateway(cluster: EmbeddedCluster, simulators: dict[str, int], running
     say(f"cluster: the Gateway's routes answer on http://{LOOPBACK}:{port} (toolchain/local_gateway.py)")
 
 
-def _start_keda(cluster: EmbeddedCluster, say) -> None:
+def keda_certs(cluster: EmbeddedCluster) -> Path:
+    """The folder of KEDA's mutual-TLS gRPC pair: one pair for both ends (operator serves, metrics server
+    connects), with tls.crt, tls.key and ca.crt as KEDA reads them from its --cert-dir."""
     certs = cluster.pki / "keda"
     certs.mkdir(exist_ok=True)
     ca = pki.ensure_ca(cluster.pki, "ca")
-    # One pair for both ends of KEDA's mutual-TLS gRPC link (operator serves, metrics server connects).
-    # KEDA reads tls.crt, tls.key and ca.crt from its --cert-dir.
     pki.ensure_leaf(certs, "tls", ca, "keda-operator", client=True,
                     server_names=("127.0.0.1", "localhost", f"keda-operator.{KEDA_NAMESPACE}.svc"))
     (certs / "ca.crt").write_bytes(ca.cert.read_bytes())
+    return certs
+
+
+def _start_keda(cluster: EmbeddedCluster, say) -> None:
+    certs = keda_certs(cluster)
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "WATCH_NAMESPACE": "",
            "POD_NAMESPACE": KEDA_NAMESPACE, "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE}
     grpc_port = cluster.read_ports().get("keda-grpc") or free_port()
