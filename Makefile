@@ -79,8 +79,8 @@ test: test-setup toolchain
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # What the tests run against: what `make up` runs, and Debian's promtool, alertmanager and lua, VictoriaLogs,
-# actionlint, the endpoint picker, the LogQL grammar from npm, vLLM's wheel (read as source) and checkov; each
-# installed or built once and cached in ~/.cache/llmplane.
+# actionlint, the endpoint picker, the LogQL grammar from npm, vLLM's source of every supported release (read as
+# text) and checkov; each installed or built once and cached in ~/.cache/llmplane.
 test-setup: $(VENV)/.installed
 	@$(PYTHON) -m llmplane.toolchain.prerequisites install test
 

@@ -66,3 +66,23 @@ DENSE_BF16_TFLOPS: dict[str, float] = {
 H200 SXM: half the "with sparsity" figures); the A10G, AWS's variant of the A10, at the ~70 TFLOPS AWS and
 benchmarks report for it. Prefill is compute bound, so the planner scales a profile's prefill rate by these
 ratios when it suggests another GPU (an estimate: memory, kernels and batch shape shift it)."""
+
+COMPUTE_CAPABILITY: dict[str, float] = {
+    "nvidia-l4": 8.9,
+    "nvidia-a10g": 8.6,
+    "nvidia-l40s": 8.9,
+    "nvidia-a100-40gb": 8.0,
+    "nvidia-a100-80gb": 8.0,
+    "nvidia-h100-80gb": 9.0,
+    "nvidia-h200-141gb": 9.0,
+}
+"""CUDA compute capability per GPU type (NVIDIA's "CUDA GPUs - Compute Capability" table: Ada L4/L40S 8.9, A10G
+8.6, A100 8.0, Hopper H100/H200 9.0)."""
+
+FP8_KV_MIN_CAPABILITY = 8.9
+"""An fp8 KV cache needs native FP8: vLLM's Triton attention backend refuses `--kv-cache-dtype fp8*` below SM89
+("native FP8 (fp8e4nv) requires SM89+", vllm/v1/attention/backends/triton_attn.py in 0.34.0), and FlashAttention
+takes an fp8 cache only on SM90 (vllm/v1/attention/backends/fa_utils.py `flash_attn_supports_kv_cache_dtype`)."""
+
+FP8_KV_BYTES_PER_VALUE = 1
+"""Bytes of one key or value element of an fp8 KV cache: half of a 16-bit cache, so twice the tokens fit."""

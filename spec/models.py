@@ -10,8 +10,8 @@ import ipaddress
 from typing import Annotated, Literal
 
 from llmplane.facts.clouds import machine_shape
-from llmplane.facts.gpus import BYTES_PER_PARAMETER, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VALUE
-from llmplane.facts.images import VLLM_IMAGE
+from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES
+from llmplane.facts.gpus import BYTES_PER_PARAMETER, FP8_KV_BYTES_PER_VALUE, GPU_MEMORY_GB, KV_CACHE_BYTES_PER_VALUE
 from llmplane.facts.loading import ENGINE_START_SECONDS, NODE_JOIN_SECONDS
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -115,6 +115,7 @@ FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0
 """A file's path relative to the version's folder, e.g. `model-00001-of-00004.safetensors`."""
 
 GpuType = Literal[tuple(GPU_MEMORY_GB)]  # type: ignore[valid-type]
+EngineRelease = Literal[tuple(RELEASES)]  # type: ignore[valid-type]
 DType = Literal[tuple(BYTES_PER_PARAMETER)]  # type: ignore[valid-type]
 Cloud = Literal["aws", "gcp", "onprem"]
 CapacityType = Literal["on-demand", "spot"]
@@ -224,11 +225,30 @@ class Cluster(Section):
     )
 
 
-class Artifact(Section):
-    """One immutable model version in the catalog (the model registry)."""
+class GenerationDefaults(Section):
+    """Sampling defaults a version applies when a request leaves them out (vLLM's `--override-generation-config`):
+    the knobs parameter experiments compare."""
 
-    uri: str = Field(pattern=r"^(s3|gs|https)://\S+$", description="Immutable weights location: s3://, gs:// or https://.")
-    sha256: Sha256 = Field(description="Digest of the weights archive, checked before serving.")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Nucleus sampling: the probability mass kept.")
+    top_k: int | None = Field(default=None, ge=-1, le=1000, description="Most likely tokens kept; -1 keeps all.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=1 << 20, description="Output tokens when a request sets none (`max_new_tokens`).")
+
+    def overrides(self) -> dict[str, float | int]:
+        """The keys vLLM's generation config takes, for the fields that are set."""
+        named = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                 "max_new_tokens": self.max_tokens}
+        return {key: value for key, value in named.items() if value is not None}
+
+
+class Artifact(Section):
+    """One immutable model version in the catalog (the model registry): its weights and the engine that runs it."""
+
+    uri: str | None = Field(
+        default=None, pattern=r"^(s3|gs|https)://\S+$",
+        description="Immutable weights location: s3://, gs:// or https:// (taken from `weightsOf` when that is set).")
+    sha256: Sha256 | None = Field(default=None, description="Digest of the weights archive, checked before serving.")
     mirrors: dict[Cloud, Annotated[str, StringConstraints(pattern=r"^(s3|gs|https)://\S+$")]] = Field(
         default_factory=dict, description="The same archive in another cloud's storage, read there instead."
     )
@@ -236,6 +256,15 @@ class Artifact(Section):
         default_factory=dict,
         description="sha256 of every file of the version (safetensors, config, tokenizer), which sit in the folder "
                     "that holds the archive; required when the model streams its weights.")
+    weights_of: SemVer | None = Field(
+        default=None,
+        description="Another catalog version whose weights this one serves unchanged (its uri, sha256, mirrors and "
+                    "files): a version that differs only in its engine release or generation defaults.")
+    engine_release: EngineRelease | None = Field(
+        default=None, description="The vLLM release this version runs; the model's `engine.release` when omitted.")
+    generation_defaults: GenerationDefaults | None = Field(
+        default=None, description="Sampling defaults of this version; the model's `engine.generationDefaults` "
+                                  "when omitted.")
 
     def uri_for(self, cloud: str) -> str:
         """Where a cluster in `cloud` fetches the archive: its mirror, else the primary URI."""
@@ -272,6 +301,62 @@ class Architecture(Section):
         description="Dimensions per head: `head_dim`, or `hidden_size / num_attention_heads` (Llama 3: 128).")
 
 
+class KvOffload(Section):
+    """KV-cache blocks evicted from GPU memory kept in the replica's host memory, so a returning prefix is read
+    back instead of recomputed (vLLM's `--kv-offloading-size`, `--kv-offloading-backend`)."""
+
+    backend: Literal["native", "lmcache"] = Field(
+        default="native", description="native (vLLM's own CPU offload) or lmcache (LMCache's connector).")
+    cpu_gib: float = Field(gt=0, le=4096, description="Host memory for the KV cache per replica, in GiB (summed "
+                                                      "over its tensor parallel ranks, as vLLM counts it).")
+
+
+class LoraAdapter(Section):
+    """A LoRA adapter of the model, published like a version: immutable location and digest."""
+
+    uri: str = Field(pattern=r"^(s3|gs|https)://\S+$", description="The adapter's archive (safetensors and "
+                                                                    "adapter_config.json).")
+    sha256: Sha256 = Field(description="Digest of the archive, checked before the adapter is served.")
+    rank: int = Field(ge=1, le=512, description="The adapter's rank (`r` of its adapter_config.json).")
+    size_mib: float = Field(gt=0, le=100_000, description="Size of the adapter's weights, in MiB.")
+
+
+class Lora(Section):
+    """Adapters served by name beside the base model (vLLM's `--enable-lora`): a request names an adapter as its
+    `model`, through the gateway like any model name."""
+
+    adapters: dict[Name, LoraAdapter] = Field(min_length=1, description="Adapters by the name clients request.")
+    max_loras: int = Field(default=1, ge=1, le=64, description="Adapters in one batch (`--max-loras`); each slot "
+                                                               "takes GPU memory for an adapter of maxLoraRank.")
+    max_lora_rank: int = Field(default=16, ge=1, le=512,
+                               description="Largest adapter rank served (`--max-lora-rank`).")
+    max_cpu_loras: int | None = Field(default=None, ge=1, le=1024,
+                                      description="Adapters kept in host memory (`--max-cpu-loras`).")
+
+    def slot_bytes(self) -> float:
+        """GPU memory one adapter slot takes: vLLM sizes every slot for maxLoraRank, and an adapter's weights grow
+        with its rank, so the largest adapter scaled to that rank."""
+        return max(a.size_mib * 2**20 * self.max_lora_rank / a.rank for a in self.adapters.values())
+
+
+class Speculative(Section):
+    """Speculative decoding (vLLM's `--speculative-config`): a cheap proposer drafts tokens, the model checks
+    them in one step."""
+
+    method: Literal["ngram", "eagle", "eagle3", "draft_model"] = Field(
+        description="ngram (prompt lookup, no extra weights), eagle/eagle3 (a trained head), draft_model (a "
+                    "smaller model of the same tokenizer).")
+    num_speculative_tokens: int = Field(ge=1, le=16, description="Tokens drafted per step.")
+    draft: LoraAdapter | None = Field(
+        default=None, description="The proposer's weights (eagle, eagle3, draft_model): location, digest and "
+                                  "size (rank is ignored).")
+    acceptance_rate: float = Field(
+        default=0.6, gt=0, lt=1,
+        description="Expected share of drafted tokens accepted, for the planner: measure it on your traffic "
+                    "(vLLM's vllm:spec_decode_num_accepted_tokens over vllm:spec_decode_num_draft_tokens).")
+    prompt_lookup_max: int = Field(default=4, ge=1, le=32, description="Longest n-gram matched (ngram only).")
+
+
 class Engine(Section):
     """vLLM engine settings of a model."""
 
@@ -289,6 +374,22 @@ class Engine(Section):
         default=None, description="Quantization method, or none."
     )
     enable_prefix_caching: bool = Field(default=True, description="Reuse KV cache across shared prompt prefixes.")
+    release: EngineRelease = Field(
+        default=DEFAULT_RELEASE,
+        description="The vLLM release the model's versions run unless a catalog version names its own "
+                    f"(`engineRelease`); one of {', '.join(RELEASES)} (facts/engines.py).")
+    kv_cache_dtype: Literal["auto", "fp8"] = Field(
+        default="auto",
+        description="KV-cache element type: auto (the model's dtype) or fp8, half the bytes per token, so about "
+                    "twice the tokens in the same memory; fp8 needs a GPU with FP8 (compute capability 8.9+).")
+    calculate_kv_scales: bool = Field(
+        default=False, description="Compute fp8 KV scales from the first batches (`--calculate-kv-scales`) instead "
+                                   "of 1.0 or the checkpoint's; only some releases have the flag.")
+    kv_offload: KvOffload | None = Field(default=None, description="Keep KV cache beyond GPU memory in host memory.")
+    lora: Lora | None = Field(default=None, description="Serve LoRA adapters beside the base weights.")
+    speculative: Speculative | None = Field(default=None, description="Speculative decoding.")
+    generation_defaults: GenerationDefaults | None = Field(
+        default=None, description="Sampling defaults of every version (a catalog version may set its own).")
 
 
 class Slo(Section):
@@ -380,7 +481,8 @@ class Model(Section):
         GPUs, and replicates them where there are fewer heads than GPUs (vLLM's `get_num_kv_heads`:
         max(1, heads // tp))."""
         heads = max(1, self.architecture.kv_heads // self.engine.tensor_parallel_size)
-        return 2 * self.architecture.layers * heads * self.architecture.head_dim * KV_CACHE_BYTES_PER_VALUE[self.dtype]
+        value = FP8_KV_BYTES_PER_VALUE if self.engine.kv_cache_dtype == "fp8" else KV_CACHE_BYTES_PER_VALUE[self.dtype]
+        return 2 * self.architecture.layers * heads * self.architecture.head_dim * value
 
     def kv_room_bytes(self, gpu_type: str) -> float:
         """Bytes each GPU of a replica has left for the KV cache on `gpu_type`: its share vLLM may use
@@ -388,7 +490,37 @@ class Model(Section):
         peak and CUDA graphs out of it."""
         engine = self.engine
         return GPU_MEMORY_GB[gpu_type] * 1e9 * engine.gpu_memory_utilization - \
-            self.weight_bytes() / engine.tensor_parallel_size
+            (self.weight_bytes() + self.extra_gpu_bytes()) / engine.tensor_parallel_size
+
+    def extra_gpu_bytes(self) -> float:
+        """GPU memory the engine features take beside the weights, all shards together: a slot per LoRA adapter
+        in a batch (vLLM preallocates `maxLoras` slots of `maxLoraRank`) and the speculative draft's weights."""
+        engine = self.engine
+        lora = engine.lora.max_loras * engine.lora.slot_bytes() if engine.lora else 0.0
+        draft = engine.speculative.draft if engine.speculative else None
+        return lora + (draft.size_mib * 2**20 if draft else 0.0)
+
+    def artifact(self, version: str) -> Artifact:
+        """The catalog entry of `version` with its weights filled in from `weightsOf` (one level: the `catalog_registry`
+        rule refuses chains and unknown targets)."""
+        entry = self.catalog[version]
+        if entry.weights_of is None or entry.weights_of not in self.catalog:
+            return entry
+        source = self.catalog[entry.weights_of]
+        return entry.model_copy(update={"uri": source.uri, "sha256": source.sha256, "mirrors": source.mirrors,
+                                        "files": source.files})
+
+    def weights_version(self, version: str) -> str:
+        """The catalog version that holds `version`'s weights: the node caches keep one copy under that name."""
+        return self.catalog[version].weights_of or version
+
+    def release_of(self, version: str) -> str:
+        """The vLLM release a catalog version runs."""
+        return self.catalog[version].engine_release or self.engine.release
+
+    def generation_defaults_of(self, version: str) -> GenerationDefaults | None:
+        """The sampling defaults a catalog version applies."""
+        return self.catalog[version].generation_defaults or self.engine.generation_defaults
 
     def replicas_of(self, version: DeployedVersion) -> Bounds:
         """The replica bounds that apply to a deployed version."""
@@ -419,14 +551,23 @@ class Model(Section):
             compile_cache=self.compile_cache and cached))
 
 
+ImageRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9./_:-]+@sha256:[0-9a-f]{64}$")]
+"""An image as registry/name[:tag]@sha256:digest."""
+
+
 class Images(Section):
     """Container images, referenced by digest only."""
 
-    vllm: str = Field(
-        default=VLLM_IMAGE,
-        pattern=r"^[a-z0-9./_:-]+@sha256:[0-9a-f]{64}$",
-        description="Serving image as registry/name[:tag]@sha256:digest.",
-    )
+    vllm: dict[EngineRelease, ImageRef] = Field(
+        default_factory=dict,
+        description="Per engine release, the image to run where the stack builds none (clusters without a registry "
+                    "of ours, e.g. an on-prem mirror); the release's official image by digest (facts/engines.py) "
+                    "when omitted.")
+
+    def vllm_for(self, release: str) -> str | None:
+        """The image a cluster without a registry of ours runs for `release`, or None if the release has no
+        pinned image (the `engine_releases` rule refuses deploying it)."""
+        return self.vllm.get(release) or RELEASES[release].image
 
 
 class Observability(Section):

@@ -21,9 +21,10 @@ from llmplane.facts.gpus import GPU_MEMORY_GB
 from llmplane.facts.loading import GIB, INSTANCE_STORE_GB
 from llmplane.monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
+from .engine_rules import ENGINE_RULES
 from .errors import Problem, inline, show
 from .gateway_rules import TENANCY_RULES
-from .models import Bounds, Cluster, GpuPool, Model, PlatformSpec
+from .models import Artifact, Bounds, Cluster, GpuPool, Model, PlatformSpec
 
 KV_CACHE_SHARE = 0.10
 """Share of vLLM's usable GPU memory that must stay free of weights, for the KV cache."""
@@ -167,6 +168,31 @@ def traffic_weights(spec: PlatformSpec) -> Iterable[Problem]:
             yield Problem(path, "every version is a shadow", shown, "mark at least one version stable")
 
 
+def _weights_named(name: str, model: Model, version: str, artifact: Artifact) -> Iterable[Problem]:
+    """A catalog version names its weights: its own uri and sha256, or `weightsOf` another version that has them
+    (and nothing of its own, so the two can never disagree)."""
+    path = f"models.{name}.catalog.{version}"
+    own = [key for key, value in (("uri", artifact.uri), ("sha256", artifact.sha256), ("mirrors", artifact.mirrors),
+                                  ("files", artifact.files)) if value]
+    target = artifact.weights_of
+    if target is None:
+        for key in ("uri", "sha256"):
+            if getattr(artifact, key) is None:
+                yield Problem(f"{path}.{key}", f"version {version} has no {key}", "missing",
+                              f"give its weights' {key}, or weightsOf: <version> to serve another version's weights")
+        return
+    if own:
+        yield Problem(f"{path}.weightsOf", f"version {version} takes the weights of {target} but also sets "
+                      f"{', '.join(own)}", target, f"remove {', '.join(own)}: weightsOf serves {target}'s unchanged")
+    source = model.catalog.get(target)
+    if source is None or target == version:
+        yield Problem(f"{path}.weightsOf", f"{target} is not another version in the catalog of {name}", target,
+                      f"name a published version ({', '.join(v for v in sorted(model.catalog) if v != version)})")
+    elif source.weights_of is not None:
+        yield Problem(f"{path}.weightsOf", f"{target} itself takes the weights of {source.weights_of}", target,
+                      f"name {source.weights_of}, the version that holds the weights")
+
+
 def catalog_registry(spec: PlatformSpec) -> Iterable[Problem]:
     """Only versions listed in the model's catalog can be deployed; catalog URIs are immutable."""
     for name, model in spec.models.items():
@@ -177,8 +203,9 @@ def catalog_registry(spec: PlatformSpec) -> Iterable[Problem]:
                               f"{name}", v.version, f"deploy a catalog version ({', '.join(listed)}) or publish "
                               f"{v.version} in models.{name}.catalog with its uri and sha256")
         for version, artifact in model.catalog.items():
+            yield from _weights_named(name, model, version, artifact)
             for where, uri in (("uri", artifact.uri), *((f"mirrors.{c}", u) for c, u in artifact.mirrors.items())):
-                if "latest" in uri.lower().split("/")[-2:]:
+                if uri and "latest" in uri.lower().split("/")[-2:]:
                     yield Problem(f"models.{name}.catalog.{version}.{where}",
                                   "the URI names a moving 'latest' location", show(uri),
                                   "point at a versioned, immutable object")
@@ -191,7 +218,7 @@ def reachable_weights(spec: PlatformSpec) -> Iterable[Problem]:
             if cluster.cloud != "gcp":
                 continue
             for v in model.versions:
-                uri = model.catalog[v.version].uri_for("gcp") if v.version in model.catalog else ""
+                uri = model.artifact(v.version).uri_for("gcp") if v.version in model.catalog else ""
                 if uri.startswith("s3://"):
                     yield Problem(f"models.{name}.catalog.{v.version}.mirrors", f"GCP cluster '{cluster.name}' "
                                   f"cannot read {uri} with its workload identity", show(uri),
@@ -480,9 +507,9 @@ def cache_need_gib(spec: PlatformSpec, cluster: Cluster, pool: GpuPool) -> tuple
     need, users = 0.0, []
     for name, model in _cached_models(spec, cluster, pool):
         gib = model.weight_bytes() / GIB
-        for v in model.versions:
+        for held in sorted({model.weights_version(v.version) for v in model.versions if v.version in model.catalog}):
             need += gib
-            users.append(f"{name}:{v.version}={gib:.1f} GiB")
+            users.append(f"{name}:{held}={gib:.1f} GiB")
     return need, users
 
 
@@ -494,9 +521,9 @@ def streamed_weights(spec: PlatformSpec) -> Iterable[Problem]:
         if not model.streams_weights():
             continue
         for v in model.versions:
-            artifact = model.catalog.get(v.version)
-            if artifact is None:
+            if v.version not in model.catalog:
                 continue
+            artifact = model.artifact(v.version)
             path = f"models.{name}.catalog.{v.version}.files"
             if not artifact.files:
                 yield Problem(path, f"version {v.version} is streamed (weights.loadFormat: runai_streamer) but lists "
@@ -626,5 +653,6 @@ RULES: tuple[Rule, ...] = (
 
 
 def check(spec: PlatformSpec) -> list[Problem]:
-    """Every problem every rule finds, the gateway sections' rules (`gateway_rules.py`) included."""
-    return [problem for rule in (*RULES, *TENANCY_RULES) for problem in rule(spec)]
+    """Every problem every rule finds, the engine's (`engine_rules.py`) and the gateway sections' (`gateway_rules.py`)
+    included."""
+    return [problem for rule in (*RULES, *ENGINE_RULES, *TENANCY_RULES) for problem in rule(spec)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 from llmplane.spec import SpecError, load_spec
+from llmplane.spec.engine_rules import metric_warnings
 
 from .environments import (
     ENVIRONMENTS,
@@ -67,6 +68,8 @@ def _stack_config(args: argparse.Namespace) -> StackConfig:
 def _validate(args: argparse.Namespace) -> int:
     config = _stack_config(args)
     spec = load_spec(config.values, config.environment)
+    for warning in metric_warnings(spec):
+        print(f"llmplane: warning: {warning.path}: {warning.message}\n      fix:   {warning.fix}", file=sys.stderr)
     models = ", ".join(spec.models)
     print(f"environment '{spec.environment}' is valid: {len(spec.clusters)} cluster(s), models: {models}")
     return 0

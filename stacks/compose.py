@@ -49,7 +49,7 @@ from llmplane.components.networking.global_routing import (
 )
 from llmplane.components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from llmplane.components.observability.stack import ObservabilityArgs, ObservabilityStack
-from llmplane.components.serving.engine_args import VLLM_PORT, EngineSettings
+from llmplane.components.serving.engine_args import VLLM_PORT, EngineSettings, LoraSettings, extra_dir
 from llmplane.components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
 from llmplane.components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
 from llmplane.components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
@@ -73,6 +73,7 @@ from llmplane.components.serving.warm_headroom import (
     WarmHeadroomArgs,
 )
 from llmplane.facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
+from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES
 from llmplane.facts.loading import NODE_CACHE_ROOTS
 from llmplane.monitoring.rules import Slo
 from llmplane.spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
@@ -290,7 +291,7 @@ def cache_account(pool: str) -> str:
 def _source_uri(model: Model, version: str, cloud: str) -> str:
     """What a replica or a prefetch reads: the version's folder when the catalog lists its files, else the
     archive."""
-    artifact = model.catalog[version]
+    artifact = model.artifact(version)
     return artifact.folder_for(cloud) if artifact.files else artifact.uri_for(cloud)
 
 
@@ -314,7 +315,7 @@ def _verified_loading(cluster: Cluster, pool: GpuPool, model: Model, version: st
     cached = model.uses_node_cache(pool)
     if not (streamed or cached):
         return None
-    artifact = model.catalog[version]
+    artifact = model.artifact(version)
     return VerifiedLoading(
         files=dict(artifact.files),
         stream_uri=artifact.folder_for(cluster.cloud) if streamed else None,
@@ -353,7 +354,7 @@ def _held_backend(held: Mapping[str, HeldVersion], service: str) -> dict | None:
 
 
 def _pool_layer(spec: PlatformSpec, cluster: Cluster, pool: GpuPool, serving: ServingNamespace,
-                image: pulumi.Input[str], annotations: Mapping[str, pulumi.Input[str]], secrets: Secrets,
+                images: Mapping[str, pulumi.Input[str]], annotations: Mapping[str, pulumi.Input[str]], secrets: Secrets,
                 priorities: ServingPriorities | None, on_cluster: pulumi.ResourceOptions,
                 after_keda: pulumi.ResourceOptions) -> None:
     """What makes a pool's replicas start fast: the node cache and its prefetch, the image on every node before
@@ -362,16 +363,17 @@ def _pool_layer(spec: PlatformSpec, cluster: Cluster, pool: GpuPool, serving: Se
     if not models:
         return
     cached = [(name, model) for name, model in models if model.uses_node_cache(pool)]
+    on_pool = [images[release] for release in _releases_here(spec, cluster, pool.name)]
     if cached and pool.node_cache:
         NodeModelCache(f"{cluster.name}-{pool.name}-cache", NodeModelCacheArgs(
             pool=pool.name,
             cache_path=node_cache_root(pool.node_cache),
-            versions=[CachedVersion(model=name, version=v.version, uri=_source_uri(model, v.version, cluster.cloud),
-                                    files=dict(model.catalog[v.version].files),
-                                    archive_sha256=None if model.catalog[v.version].files
-                                    else model.catalog[v.version].sha256)
-                      for name, model in cached for v in model.versions],
-            image=image,
+            versions=[CachedVersion(model=name, version=held, uri=_source_uri(model, held, cluster.cloud),
+                                    files=dict(model.artifact(held).files),
+                                    archive_sha256=None if model.artifact(held).files else model.artifact(held).sha256)
+                      for name, model in cached
+                      for held in sorted({model.weights_version(v.version) for v in model.versions})],
+            image=on_pool[0],
             namespace=serving.namespace,
             service_account=cache_account(pool.name),
             service_account_annotations=dict(annotations),
@@ -381,7 +383,7 @@ def _pool_layer(spec: PlatformSpec, cluster: Cluster, pool: GpuPool, serving: Se
         ), opts=on_cluster)
     if pool.image_prepull:
         ImagePrepull(f"{cluster.name}-{pool.name}-prepull", ImagePrepullArgs(
-            pool=pool.name, images=[image], namespace=serving.namespace), opts=on_cluster)
+            pool=pool.name, images=on_pool, namespace=serving.namespace), opts=on_cluster)
     headroom = pool.warm_headroom
     if headroom and priorities and (headroom.slots or headroom.schedules):
         widest = max(models, key=lambda item: item[1].engine.tensor_parallel_size)[1]
@@ -395,9 +397,38 @@ def _pool_layer(spec: PlatformSpec, cluster: Cluster, pool: GpuPool, serving: Se
         ), opts=after_keda if headroom.schedules else on_cluster)
 
 
-def engine_settings(model: Model) -> EngineSettings:
-    """The spec's engine section as the serving component's settings (the same fields, one by one)."""
-    return EngineSettings(**model.engine.model_dump())
+def engine_settings(model: Model, version: str) -> EngineSettings:
+    """The spec's engine section, with the version's generation defaults, as the serving component's settings."""
+    engine = model.engine
+    lora, speculative = engine.lora, engine.speculative
+    proposal: dict[str, object] | None = None
+    if speculative is not None:
+        proposal = {"method": speculative.method, "num_speculative_tokens": speculative.num_speculative_tokens}
+        proposal |= ({"prompt_lookup_max": speculative.prompt_lookup_max} if speculative.method == "ngram"
+                     else {"model": extra_dir("draft")})
+    defaults = model.generation_defaults_of(version)
+    return EngineSettings(
+        **engine.model_dump(include={"tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
+                                     "max_num_seqs", "max_num_batched_tokens", "quantization",
+                                     "enable_prefix_caching", "kv_cache_dtype", "calculate_kv_scales"}),
+        kv_offload_gib=engine.kv_offload.cpu_gib if engine.kv_offload else None,
+        kv_offload_backend=engine.kv_offload.backend if engine.kv_offload else "native",
+        lora=LoraSettings(adapters=tuple(sorted(lora.adapters)), max_loras=lora.max_loras,
+                          max_lora_rank=lora.max_lora_rank, max_cpu_loras=lora.max_cpu_loras) if lora else None,
+        speculative=proposal,
+        generation_overrides=defaults.overrides() if defaults else {},
+    )
+
+
+def extra_weights(model: Model) -> dict[str, dict[str, str]]:
+    """The verified extras a version's pods fetch beside the weights, by folder name: its LoRA adapters and the
+    speculative draft (each an archive with its sha256, as the catalog's weights)."""
+    extras = {f"lora-{name}": {"uri": adapter.uri, "sha256": adapter.sha256}
+              for name, adapter in sorted((model.engine.lora.adapters if model.engine.lora else {}).items())}
+    draft = model.engine.speculative.draft if model.engine.speculative else None
+    if draft is not None:
+        extras["draft"] = {"uri": draft.uri, "sha256": draft.sha256}
+    return extras
 
 
 def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, version: DeployedVersion,
@@ -405,7 +436,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
                   annotations: Mapping[str, pulumi.Input[str]], priorities: ServingPriorities | None,
                   held: bool) -> VllmServiceArgs:
     """One deployed version in one cluster as VllmService arguments; its autoscaler owns the replica count."""
-    artifact = model.catalog[version.version]
+    artifact = model.artifact(version.version)
     pool = model.pool_in(cluster)
     return VllmServiceArgs(
         model_name=model_name,
@@ -417,7 +448,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         image=image,
         api_key_secret=serving.api_key_secret,
         entrypoint_configmap=serving.entrypoint_configmap,
-        engine=engine_settings(model),
+        engine=engine_settings(model, version.version),
         replicas=None,
         storage_secret=serving.storage_secret,
         storage_files=tuple(secrets.storage_credentials),
@@ -467,7 +498,8 @@ class Platform:
     target: GpuCluster
     on_cluster: pulumi.ResourceOptions
     """The cluster's provider, under the cluster in the tree."""
-    image: pulumi.Input[str]
+    images: dict[str, pulumi.Input[str]]
+    """The serving image of every engine release the cluster runs, by release."""
     serving: ServingNamespace
     priorities: ServingPriorities | None
     held: dict[str, HeldVersion]
@@ -491,16 +523,36 @@ class Gateway:
     credential: UpstreamCredential | None
 
 
+def _releases_here(spec: PlatformSpec, cluster: Cluster, pool: str | None = None) -> list[str]:
+    """The engine releases the versions deployed to `cluster` (on `pool`, when given) run, oldest first."""
+    used = {model.release_of(v.version) for _, model in _served_here(spec, cluster)
+            if pool is None or model.pool == pool for v in model.versions if v.version in model.catalog}
+    return [release for release in RELEASES if release in used]
+
+
+def _serving_images(spec: PlatformSpec, cluster: Cluster, target: GpuCluster) -> dict[str, pulumi.Input[str]]:
+    """One serving image per engine release in use: built on the release's image and pushed where the cluster has
+    a registry of ours, else the spec's image for the release (or the release's official one). The default release
+    keeps the image resource's first name, so stacks from before per-version engines keep their image."""
+    images: dict[str, pulumi.Input[str]] = {}
+    for release in _releases_here(spec, cluster):
+        base = spec.images.vllm_for(release)
+        if target.registry_login is None or base is None:
+            images[release] = base or ""
+            continue
+        suffix = "" if release == DEFAULT_RELEASE else f"-{release.replace('.', '-')}"
+        images[release] = VllmImage(f"{cluster.name}-vllm-image{suffix}", VllmImageArgs(
+            login=target.registry_login, context=plugin_relative("images/vllm"), release=release, base=base),
+            opts=pulumi.ResourceOptions(parent=target).merge(MOVED_FROM_ROOT)).ref
+    return images
+
+
 def cluster_platform(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp_project: str | None) -> Platform:
     """Phase 1: the cluster and what every model on it stands on: the serving namespace and image, CRDs,
     monitoring, KEDA, the pools' node caches, pre-pulls and warm slots, and the scale-from-zero interceptor."""
     target = _cluster(spec, cluster, secrets, gcp_project)
     on_cluster = pulumi.ResourceOptions(providers=[target.provider], parent=target).merge(MOVED_FROM_ROOT)
-    image: pulumi.Input[str] = spec.images.vllm
-    if target.registry_login is not None:
-        image = VllmImage(f"{cluster.name}-vllm-image", VllmImageArgs(
-            login=target.registry_login, context=plugin_relative("images/vllm")),
-            opts=pulumi.ResourceOptions(parent=target).merge(MOVED_FROM_ROOT)).ref
+    images = _serving_images(spec, cluster, target)
     served = _served_here(spec, cluster)
     serving = ServingNamespace(f"{cluster.name}-serving", ServingNamespaceArgs(
         api_key=secrets.api_key, storage_credentials=dict(secrets.storage_credentials),
@@ -521,12 +573,12 @@ def cluster_platform(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gcp
     after_monitoring = on_cluster.merge(pulumi.ResourceOptions(depends_on=[
         d for d in (observability, crds if cluster.addons == "external" else None) if d]))
     for pool in cluster.pools:
-        _pool_layer(spec, cluster, pool, serving, image, annotations, secrets, priorities, on_cluster, after_keda)
+        _pool_layer(spec, cluster, pool, serving, images, annotations, secrets, priorities, on_cluster, after_keda)
     if held:
         ScaleFromZero(f"{cluster.name}-scale-from-zero", ScaleFromZeroArgs(
             namespace=serving.namespace, versions=list(held.values()), route_namespace=SERVING_NAMESPACE,
             install_addon=cluster.addons == "helm"), opts=after_keda)
-    return Platform(target=target, on_cluster=on_cluster, image=image, serving=serving, priorities=priorities,
+    return Platform(target=target, on_cluster=on_cluster, images=images, serving=serving, priorities=priorities,
                     held=held, crds=crds, annotations=annotations, after_keda=after_keda,
                     after_monitoring=after_monitoring,
                     prometheus_url=(spec.observability.prometheus_url or PROMETHEUS_URL).rstrip("/"),
@@ -601,7 +653,8 @@ def _serve_version(spec: PlatformSpec, cluster: Cluster, model_name: str, model:
     held = kname in platform.held
     service = VllmService(
         name,
-        _service_args(spec, cluster, model_name, model, version, platform.serving, platform.image, secrets,
+        _service_args(spec, cluster, model_name, model, version, platform.serving,
+                      platform.images[model.release_of(version.version)], secrets,
                       platform.annotations, platform.priorities, held),
         opts=platform.after_monitoring.merge(in_version),
     )

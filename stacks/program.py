@@ -87,7 +87,7 @@ def uncredentialed_fetches(spec: PlatformSpec, storage_clouds: set[str]) -> list
             if cluster.cloud != "onprem":
                 continue
             for version in model.versions:
-                uri = model.catalog[version.version].uri_for("onprem")
+                uri = model.artifact(version.version).uri_for("onprem")
                 cloud = next((c for scheme, c in STORAGE_SCHEMES.items() if uri.startswith(scheme)), None)
                 if cloud and cloud not in storage_clouds:
                     warnings.append(

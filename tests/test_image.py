@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from llmplane.facts.images import VLLM_IMAGE
+from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES
 
 IMAGE_DIR = Path(__file__).resolve().parents[1] / "images" / "vllm"
 ENTRYPOINT = IMAGE_DIR / "entrypoint.py"
@@ -26,10 +26,12 @@ def _instructions() -> list[tuple[str, str]]:
     return [tuple(line.strip().split(None, 1)) for line in lines if line.strip() and not line.startswith("#")]
 
 
-def test_base_image_is_pinned_by_digest_and_matches_the_spec_default():
+def test_the_base_is_the_engine_release_the_stack_passes_and_defaults_to_the_default_release_by_digest():
     froms = [arg for op, arg in _instructions() if op == "FROM"]
-    assert froms == [VLLM_IMAGE]
-    assert re.search(r"@sha256:[0-9a-f]{64}$", froms[0])
+    assert froms == ["${VLLM_BASE}"]
+    defaults = [arg.split("=", 1)[1] for op, arg in _instructions() if op == "ARG" and arg.startswith("VLLM_BASE=")]
+    assert defaults == [RELEASES[DEFAULT_RELEASE].image]
+    assert re.search(r"@sha256:[0-9a-f]{64}$", defaults[0])
 
 
 def test_image_runs_as_a_numeric_non_root_user():

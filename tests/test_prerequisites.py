@@ -32,7 +32,7 @@ def test_make_up_installs_the_cluster_keda_and_the_pulumi_toolchain() -> None:
 
 def test_make_test_installs_everything_make_up_does_and_what_only_the_tests_read() -> None:
     assert names(prerequisites.needed(UP)) < names(prerequisites.needed(TEST))
-    assert {"promtool", "lua5.4", "victoria-logs", "epp", "vllm-wheel", "checkov", "envoy-gateway",
+    assert {"promtool", "lua5.4", "victoria-logs", "epp", "vllm-sources", "checkov", "envoy-gateway",
             "xds-probe"} <= (
         names(prerequisites.needed(TEST)) - names(prerequisites.needed(UP)))
 

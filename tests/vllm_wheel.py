@@ -1,46 +1,38 @@
-"""vLLM's own sources, read from its release wheel (no torch, no GPU needed).
+"""vLLM's own sources, per supported release, read as text (no torch, no GPU needed).
 
-`make test`'s set-up downloads the pinned wheel once (`pip download --no-deps`) into the llmplane cache; the
-tests read modules out of it as text and parse them, so what they assert is vLLM's truth at that version.
+`make test`'s set-up fetches every release in facts/engines.py once (toolchain/vllm_source.py: PyPI's source
+distribution, verified by its sha256, unpacked into the llmplane cache); the tests parse modules out of it, so what
+they assert is vLLM's truth at that release. `source(path)` reads the default release.
 """
 
 from __future__ import annotations
 
 import ast
-import zipfile
 from functools import cache
-from pathlib import Path
 
-from llmplane.facts.images import VLLM_VERSION
-from llmplane.toolchain import prerequisites
+from llmplane.facts.engines import DEFAULT_RELEASE
+from llmplane.toolchain import vllm_source
 
-
-def wheel() -> Path:
-    found = prerequisites.locate(prerequisites.BY_NAME["vllm-wheel"])
-    if found is None:
-        raise FileNotFoundError(f"vLLM {VLLM_VERSION}'s wheel is missing: run `make test-setup` (pip download "
-                                f"--no-deps -d {prerequisites.vllm_wheel_dir()} vllm=={VLLM_VERSION})")
-    return found
+VLLM_VERSION = DEFAULT_RELEASE
 
 
 @cache
-def source(module_path: str) -> str:
+def source(module_path: str, version: str = DEFAULT_RELEASE) -> str:
     """A module's source text, e.g. source('vllm/v1/engine/__init__.py')."""
-    with zipfile.ZipFile(wheel()) as archive:
-        return archive.read(module_path).decode()
+    return (vllm_source.require(version).parent / module_path).read_text()
 
 
-def constant(module_path: str, name: str):
+def constant(module_path: str, name: str, version: str = DEFAULT_RELEASE):
     """A module-level literal constant, e.g. FINISH_REASON_STRINGS."""
-    for node in ast.parse(source(module_path)).body:
+    for node in ast.parse(source(module_path, version)).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             return ast.literal_eval(node.value)
     raise KeyError(f"{name} not in {module_path}")
 
 
-def dataclass_fields(module_path: str, class_name: str) -> set[str]:
+def dataclass_fields(module_path: str, class_name: str, version: str = DEFAULT_RELEASE) -> set[str]:
     """Annotated field names of a class (vLLM derives its CLI flags from these dataclasses)."""
-    for node in ast.parse(source(module_path)).body:
+    for node in ast.parse(source(module_path, version)).body:
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             return {item.target.id for item in node.body
                     if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmplane.facts.images import VLLM_VERSION  # facts imports nothing ours and no third-party package
-from llmplane.toolchain import checkov, gotools
+from llmplane.facts.engines import RELEASES  # facts imports nothing ours and no third-party package
+from llmplane.toolchain import checkov, gotools, vllm_source
 
 ROOT = Path(__file__).resolve().parent.parent
 LEZER_LOGQL_VERSION = "0.4.2"
@@ -44,7 +44,8 @@ class Tool:
     """One external program, and how the set-up gets it.
 
     kind: `debian` (a package from apt-get, found on PATH), `go` (built by toolchain/gotools.py), `npm`,
-    `wheel` (a file read as source, never run) or `pip` (a virtualenv of its own).
+    `sdist` (source distributions read as text, never run: toolchain/vllm_source.py) or `pip` (a virtualenv of its
+    own).
     targets: the make targets whose runs start or read it; `test` includes everything `up` needs, since the
     tests run the local stack too.
     expected_s: how long getting it takes on a bare 2-core machine (measured by benchmarks/bare_machine.sh),
@@ -62,7 +63,7 @@ class Tool:
             "debian": f"apt-get install {self.package}",
             "go": f"python -m llmplane.toolchain.gotools build {self.name}",
             "npm": f"npm install {self.package}",
-            "wheel": f"pip download --no-deps {self.package}",
+            "sdist": "python -m llmplane.toolchain.vllm_source fetch",
             "pip": f"python -m llmplane.toolchain.checkov ({self.package})",
         }[self.kind]
 
@@ -84,7 +85,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("node", "debian", "nodejs", frozenset((TEST,)), 20),
     Tool("npm", "debian", "npm", frozenset((TEST,)), 20),
     Tool("lezer-logql", "npm", "@grafana/lezer-logql", frozenset((TEST,)), 10),
-    Tool("vllm-wheel", "wheel", "vllm", frozenset((TEST,)), 30),
+    Tool("vllm-sources", "sdist", f"vllm {', '.join(RELEASES)}", frozenset((TEST,)), 20),
     Tool("checkov", "pip", f"checkov=={checkov.VERSION}", frozenset((TEST,)), 60),
     _go("pulumi", BOTH, 341),
     _go("pulumi-resource-kubernetes", BOTH, 478),
@@ -122,10 +123,6 @@ def lezer_logql_dir() -> Path:
     return gotools.cache_root() / "npm" / f"lezer-logql-{LEZER_LOGQL_VERSION}"
 
 
-def vllm_wheel_dir() -> Path:
-    return gotools.cache_root() / "vllm" / VLLM_VERSION
-
-
 def locate(tool: Tool, path: str | None = None) -> Path | None:
     """Where the tool is on this machine, or None. `path` replaces $PATH for Debian's tools."""
     if tool.kind == "debian":
@@ -136,8 +133,9 @@ def locate(tool: Tool, path: str | None = None) -> Path | None:
     if tool.kind == "npm":
         found = lezer_logql_dir() / "node_modules" / "@grafana" / "lezer-logql"
         return found if found.is_dir() else None
-    if tool.kind == "wheel":
-        return next(iter(sorted(vllm_wheel_dir().glob(f"vllm-{VLLM_VERSION}-*.whl"))), None)
+    if tool.kind == "sdist":
+        roots = [vllm_source.source_root(version) for version in RELEASES]
+        return None if None in roots else roots[-1]
     if tool.kind == "pip":
         return checkov.path() if checkov.path().exists() else None
     raise ValueError(f"tool {tool.name}: unknown kind {tool.kind!r}")
@@ -247,11 +245,11 @@ def install_lezer_logql() -> None:
                     f"@grafana/lezer-logql@{LEZER_LOGQL_VERSION}"], cwd=folder, check=True)
 
 
-def install_vllm_wheel() -> None:
-    folder = vllm_wheel_dir()
-    say(f"pip download vllm=={VLLM_VERSION} (the wheel only, read as source by the tests) into {folder}")
-    subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps", "-q",
-                    "-d", str(folder), f"vllm=={VLLM_VERSION}"], check=True)
+def install_vllm_sources() -> None:
+    for version in RELEASES:
+        say(f"vLLM {version}'s source from PyPI (verified by its sha256, read by the tests) into "
+            f"{vllm_source.release_dir(version)}")
+        vllm_source.fetch(version)
 
 
 def install(target: str) -> None:
@@ -265,8 +263,8 @@ def install(target: str) -> None:
     for tool in todo:
         if tool.kind == "npm":
             install_lezer_logql()
-        elif tool.kind == "wheel":
-            install_vllm_wheel()
+        elif tool.kind == "sdist":
+            install_vllm_sources()
         elif tool.kind == "pip":
             checkov.install()
         elif tool.kind == "go":

@@ -9,18 +9,18 @@ from pathlib import Path
 import pulumi
 import pulumi_docker_build as docker_build
 from llmplane.components.options import children_of
-from llmplane.facts.images import VLLM_VERSION
 
 IMAGE_CONTEXT = Path(__file__).resolve().parents[2] / "images" / "vllm"
 
 
-def content_tag(context: Path = IMAGE_CONTEXT) -> str:
-    """An immutable tag derived from the build context, so an unchanged context never pushes a new tag."""
-    digest = hashlib.sha256()
+def content_tag(release: str, base: str, context: Path = IMAGE_CONTEXT) -> str:
+    """An immutable tag derived from the engine release, its base image and the build context, so an unchanged
+    build never pushes a new tag and two releases never share one."""
+    digest = hashlib.sha256(base.encode())
     for file in sorted(p for p in context.rglob("*") if p.is_file()):
         digest.update(file.relative_to(context).as_posix().encode())
         digest.update(file.read_bytes())
-    return f"{VLLM_VERSION}-{digest.hexdigest()[:12]}"
+    return f"{release}-{digest.hexdigest()[:12]}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class VllmImageArgs:
 
     login: RegistryLogin
     """The registry and its short-lived credentials (`GpuCluster.registry_login`)."""
+    release: str
+    """The vLLM release the image runs (facts/engines.py)."""
+    base: str
+    """That release's image, by digest: the Dockerfile's `VLLM_BASE`."""
     context: str = str(IMAGE_CONTEXT)
     """images/vllm as the docker-build provider must see it (a program passes a path relative to where the
     engine starts plugins, so the state holds the same value on every clone)."""
@@ -57,10 +61,11 @@ class VllmImage(pulumi.ComponentResource):
     def __init__(self, name: str, args: VllmImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmplane:serving:VllmImage", name, None, opts)
         login = args.login
-        tag = pulumi.Output.concat(login.repository, ":", content_tag())
+        tag = pulumi.Output.concat(login.repository, ":", content_tag(args.release, args.base))
         image = docker_build.Image(
             f"{name}-image",
             context={"location": args.context},
+            build_args={"VLLM_BASE": args.base},
             platforms=["linux/amd64"],
             push=True,
             tags=[tag],

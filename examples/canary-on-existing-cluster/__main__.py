@@ -15,7 +15,7 @@ from llmplane.components.labels import Ownership
 from llmplane.components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
 from llmplane.components.serving.namespace import ServingNamespace, ServingNamespaceArgs
 from llmplane.components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs
-from llmplane.facts.images import VLLM_IMAGE
+from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES
 
 MODEL = "qwen-2-7b"
 VERSIONS = {
@@ -43,7 +43,7 @@ for version, (uri, sha256) in VERSIONS.items():
         weights=ModelWeights(uri=uri, sha256=sha256, size_bytes=15e9),
         gpu_type=config.require("gpuType"),
         namespace=serving.namespace,
-        image=VLLM_IMAGE,
+        image=RELEASES[DEFAULT_RELEASE].image,
         api_key_secret=serving.api_key_secret,
         entrypoint_configmap=serving.entrypoint_configmap,
         replicas=1,

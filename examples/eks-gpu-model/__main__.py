@@ -15,7 +15,7 @@ from llmplane.components.labels import Ownership
 from llmplane.components.serving.engine_args import EngineSettings
 from llmplane.components.serving.namespace import ServingNamespace, ServingNamespaceArgs
 from llmplane.components.serving.vllm_service import ModelWeights, VllmService, VllmServiceArgs, resource_name
-from llmplane.facts.images import VLLM_IMAGE
+from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES
 
 MODEL, VERSION = "llama-3-8b", "1.0.0"
 
@@ -40,7 +40,7 @@ service = VllmService("llama", VllmServiceArgs(
     weights=ModelWeights(uri=weights_uri, sha256=config.require("weightsSha256"), size_bytes=16e9),
     gpu_type="nvidia-l4",
     namespace=serving.namespace,
-    image=VLLM_IMAGE,
+    image=RELEASES[DEFAULT_RELEASE].image,
     api_key_secret=serving.api_key_secret,
     entrypoint_configmap=serving.entrypoint_configmap,
     engine=EngineSettings(max_model_len=8192),
