@@ -7,6 +7,7 @@ and "GPU machine types" (snapshot of 2026). Extend the tables here when a cloud 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -45,6 +46,29 @@ _GCP_FAMILY = {
     "nvidia-h100-80gb": ("nvidia-h100-80gb", {n: f"a3-highgpu-{n}g" for n in (1, 2, 4, 8)}),
     "nvidia-h200-141gb": ("nvidia-h200-141gb", {8: "a3-ultragpu-8g"}),
 }
+
+LOCAL_SSD_GIB = 375
+"""Size of one Compute Engine Local SSD disk, GiB: "Each Local SSD disk is 375 GiB in size" (Google Cloud, "About
+Local SSD disks", https://cloud.google.com/compute/docs/disks/local-ssd)."""
+
+GCP_FIXED_LOCAL_SSDS: dict[str, int] = {
+    # G2: one valid Local SSD count per machine type (Google Cloud, "About Local SSD disks", choose a valid number
+    # of Local SSD disks: https://cloud.google.com/compute/docs/disks/local-ssd#choose_number_local_ssds).
+    "g2-standard-4": 1, "g2-standard-8": 1, "g2-standard-12": 1, "g2-standard-16": 1, "g2-standard-32": 1,
+    "g2-standard-24": 2, "g2-standard-48": 4, "g2-standard-96": 8,
+    # A2 Ultra and A3: "every machine type comes with Local SSD storage" (Google Cloud, "Add a Local SSD disk to
+    # your VM", https://cloud.google.com/compute/docs/disks/add-local-ssd); the counts are the "machine types
+    # that automatically attach Local SSD disks" table,
+    # https://cloud.google.com/compute/docs/disks/local-ssd#lssd_disks_fixed (a2-ultragpu 1/2/4/8, a3-highgpu-8g
+    # 16), and a3-ultragpu-8g's 32 as GoogleCloudPlatform/cluster-toolkit sets it for GKE
+    # (modules/compute/gke-node-pool/disk_definitions.tf, local_ssd_count_ephemeral_storage = 32).
+    "a2-ultragpu-1g": 1, "a2-ultragpu-2g": 2, "a2-ultragpu-4g": 4, "a2-ultragpu-8g": 8,
+    "a3-highgpu-1g": 2, "a3-highgpu-2g": 4, "a3-highgpu-4g": 8, "a3-highgpu-8g": 16, "a3-ultragpu-8g": 32,
+}
+"""GCE machine types whose Local SSD count is fixed by the type: a node pool must ask for exactly this many (GKE's
+`ephemeral_storage_local_ssd_config.local_ssd_count`), whatever the cache needs. Other types (A2 High) take the
+count the cache needs."""
+
 
 _AWS_EVERYWHERE = {"nvidia-a10g", "nvidia-l4"}
 _AWS_BIG = {"nvidia-l40s", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-h200-141gb"}
@@ -142,3 +166,20 @@ def zone_names(cloud: str, region: str, letters: str = "abc") -> list[str]:
     of each letter is not kept here)."""
     form = _ZONE_FORMS.get(cloud)
     return [form[1].format(region=region, letter=letter) for letter in letters] if form else []
+
+
+def gcp_local_ssd_count(machine_type: str, cache_gb: float) -> int:
+    """Local SSDs a GKE node of `machine_type` gets to hold a node cache of `cache_gb` GB (10^9 bytes): the type's
+    fixed count (`GCP_FIXED_LOCAL_SSDS`) where it has one, else enough 375 GiB disks for the cache.
+
+    Raises ValueError when the cache is larger than a fixed count holds (compared in whole GB, rounded up, the
+    unit cluster arguments carry), naming the machine type, both sizes and the fix."""
+    disk_gb = LOCAL_SSD_GIB * 2**30 / 1e9
+    fixed = GCP_FIXED_LOCAL_SSDS.get(machine_type)
+    if fixed is None:
+        return math.ceil(cache_gb / disk_gb)
+    if cache_gb > math.ceil(fixed * disk_gb):
+        raise ValueError(f"a {cache_gb:g} GB node cache does not fit the {fixed} local SSD(s) of {machine_type} "
+                         f"({fixed * LOCAL_SSD_GIB} GiB, {math.ceil(fixed * disk_gb)} GB); use at most "
+                         f"{fixed * LOCAL_SSD_GIB} GiB, or a machine type with more local SSDs")
+    return fixed

@@ -28,7 +28,7 @@ LOCAL_DISK_BYTES_PER_SECOND: dict[str, float] = {
 - nvme (AWS instance store, RAID0): AWS publishes no sequential read rate for instance store volumes; taken as the
   floor the same Run:ai benchmark measured from an EBS gp3 volume (1.03 GiB/s, gp3's 1,000 MiB/s cap), which an
   instance-store NVMe SSD is not slower than.
-- local-ssd (GKE): one 375 GB NVMe local SSD reads 660 MiB/s (Google Cloud, "Local SSD performance" table);
+- local-ssd (GKE): one 375 GiB NVMe local SSD reads 660 MiB/s (Google Cloud, "Local SSD performance" table);
   pools with more local SSDs read faster, so this is the floor.
 - host-path (on-prem): the disk is the site's; taken as a SATA SSD's 6 Gbit/s link (~0.5 GiB/s of data), the
   slowest SSD a GPU server ships with.
@@ -103,5 +103,3 @@ NODE_CACHE_ROOTS: dict[str, str] = {
   /mnt/stateful_partition/kube-ephemeral-ssd on the node (GKE "Provision ephemeral storage with local SSDs").
 On-prem, the spec's `nodeCache.path` names the folder."""
 
-LOCAL_SSD_GB = 375
-"""Size of one GKE local SSD, GB (Google Cloud "About Local SSD disks")."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+from llmplane.facts.clouds import GCP_FIXED_LOCAL_SSDS
 from llmplane.facts.loading import NODE_CACHE_ROOTS
 
 from tests.planning import DEPLOYMENT, HTTP_ROUTE, model_servers, named, plan_of, plan_with
@@ -33,8 +34,20 @@ def _cluster_of(resource) -> str:
     return resource.name.split("-llama")[0].split("-inference")[0].split("-large")[0]
 
 
+def _manifests(plan) -> dict[tuple[str, str], dict]:
+    """Each node cache's prefetch manifest, by (cluster, pool)."""
+    found = {}
+    for config in plan.of_type("kubernetes:core/v1:ConfigMap"):
+        if "manifest.json" in config.inputs.get("data", {}):
+            cluster = plan.spec.cluster(_cluster_of(config))
+            pool = next(p for p in cluster.pools if f"-{p.name}-cache" in config.name)
+            found[(cluster.name, pool.name)] = json.loads(config.inputs["data"]["manifest.json"])
+    return found
+
+
 def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cache():
     plan = plan_of("prod")
+    manifests = _manifests(plan)
     for deployment in model_servers(plan):
         labels = deployment.inputs["metadata"]["labels"]
         name, version = labels["llmplane.dev/model"], labels["llmplane.dev/model-version"]
@@ -46,13 +59,17 @@ def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cach
         assert args[args.index("--load-format") + 1] == "runai_streamer"
         env = {e["name"]: e["value"] for e in container["env"]}
         assert json.loads(env["LLMPLANE_WEIGHT_FILES"]) == model.catalog[version].files
+        # The replica reads no object storage: its node's prefetch reads the version's folder, once per node.
+        assert not {"LLMPLANE_STREAM_URI", "AWS_ENDPOINT_URL"} & set(env)
+        (entry,) = [e for e in manifests[(cluster.name, model.pool)]["versions"]
+                    if (e["model"], e["version"]) == (name, version)]
         folder = model.catalog[version].folder_for(cluster.cloud)
         if cluster.cloud == "onprem":
             # The site's https mirror speaks S3: its first path segment is the bucket, its host the endpoint.
             assert folder.startswith("https://models.dc1.internal/")
-            assert env["AWS_ENDPOINT_URL"] == "https://models.dc1.internal"
+            assert entry["endpoint"] == "https://models.dc1.internal"
             folder = "s3://" + folder.removeprefix("https://models.dc1.internal/")
-        assert env["LLMPLANE_STREAM_URI"] + "/" == folder
+        assert entry["uri"] + "/" == folder
         # The pool's cache, this version's folder only, read-only; the weights' emptyDir is gone.
         volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
         assert volumes["node-weights"]["hostPath"]["path"] == f"{CACHE_ROOTS[cluster.name]}/weights/{name}/{version}"
@@ -68,7 +85,8 @@ def test_each_cloud_keeps_its_node_cache_on_the_nodes_local_disks():
     assert classes and all(spec["instanceStorePolicy"] == "RAID0" for spec in classes.values())
     (gke_pool,) = [r for r in plan.of_type("gcp:container/nodePool:NodePool") if r.inputs["name"] == "inference"]
     config = gke_pool.inputs["nodeConfig"]
-    assert config["ephemeralStorageLocalSsdConfig"]["localSsdCount"] == math.ceil(350 * 2**30 / 1e9 / 375)
+    # g2-standard-8 comes with exactly one 375 GiB local SSD; the 350 GiB cache fits on it.
+    assert config["ephemeralStorageLocalSsdConfig"]["localSsdCount"] == GCP_FIXED_LOCAL_SSDS["g2-standard-8"] == 1
     assert config["gcfsConfig"] == {"enabled": True}, "image streaming takes the pull off the critical path"
     assert NODE_CACHE_ROOTS["nvme"].startswith("/mnt/k8s-disks/0/")
 

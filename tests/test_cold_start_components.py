@@ -5,12 +5,16 @@ checked against the Kubernetes schema."""
 from __future__ import annotations
 
 import ast
+import collections
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +32,8 @@ from llmplane.components.autoscaling.scale_from_zero import (
 )
 from llmplane.components.serving.image_prepull import PAUSE_IMAGE, GkeImagePreload, ImagePrepull, ImagePrepullArgs
 from llmplane.components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs, vllm_volumes
-from llmplane.components.serving.streaming import SCRIPT_SOURCE, launch_env, stream_source, streamer_settings
+from llmplane.components.serving.streaming import SCRIPT_SOURCE, launch_env, stream_source, streamer_args
+from llmplane.components.serving.vllm_service import VerifiedLoading
 from llmplane.components.serving.warm_headroom import (
     HeadroomWindow,
     ServingPriorities,
@@ -64,59 +69,54 @@ def _validate(api_version: str, kind: str, inputs: dict) -> None:
 
 
 def test_streamer_flags_are_vllm_arguments_and_the_load_format_is_one_it_knows():
-    settings = streamer_settings("s3://weights/llama-3-8b/1.1.0", concurrency=16, memory_limit_bytes=2**31)
-    flags = [a[2:].replace("-", "_") for a in settings.args if a.startswith("--")]
+    args = streamer_args(16, memory_limit_bytes=2**31)
+    flags = [a[2:].replace("-", "_") for a in args if a.startswith("--")]
     assert flags == ["load_format", "model_loader_extra_config"]
     known = vllm_wheel.dataclass_fields("vllm/engine/arg_utils.py", "EngineArgs")
     assert set(flags) <= known
     tree = ast.parse(vllm_wheel.source("vllm/model_executor/model_loader/__init__.py"))
     formats = next(ast.literal_eval(node.value.slice) for node in tree.body
                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "LoadFormats")
-    fmt = settings.args[settings.args.index("--load-format") + 1]
+    fmt = args[args.index("--load-format") + 1]
     assert fmt in formats, f"{fmt} is not a vLLM {vllm_wheel.VLLM_VERSION} load format"
 
 
+def _extra(args: tuple[str, ...]) -> dict:
+    assert args.count("--model-loader-extra-config") == 1, "a second flag would replace the first"
+    return json.loads(args[args.index("--model-loader-extra-config") + 1])
+
+
 def test_every_extra_config_key_is_one_the_streamer_loader_reads():
-    settings = streamer_settings("gs://weights/m/1.0.0", concurrency=8, memory_limit_bytes=2**30)
-    extra = json.loads(settings.args[settings.args.index("--model-loader-extra-config") + 1])
-    assert extra == {"concurrency": 8, "memory_limit": 2**30}
+    extra = _extra(streamer_args(8, memory_limit_bytes=2**30, tensor_parallel_size=4, streamer_distributed=True))
+    assert extra == {"concurrency": 8, "memory_limit": 2**30, "distributed": True}
     loader = vllm_wheel.source(LOADER)
     for key in extra:
         assert f'"{key}" in extra_config' in loader, f"vLLM's streamer loader does not read {key!r}"
 
 
-def test_streamed_schemes_are_the_ones_vllm_hands_to_the_streamer():
-    schemes = vllm_wheel.constant("vllm/transformers_utils/runai_utils.py", "SUPPORTED_SCHEMES")
-    for uri in ("s3://bucket/m/1.0.0", "gs://bucket/m/1.0.0", "https://minio.lab:9000/bucket/m/1.0.0"):
-        assert stream_source(uri).uri.startswith(tuple(schemes))
+@pytest.mark.parametrize("tensor_parallel_size, supported, distributed", [
+    (4, True, True), (1, True, False), (4, False, False)])
+def test_distributed_streaming_only_for_tensor_parallel_replicas_on_releases_that_read_it(
+        tensor_parallel_size, supported, distributed):
+    extra = _extra(streamer_args(16, tensor_parallel_size=tensor_parallel_size, streamer_distributed=supported))
+    assert extra.get("distributed", False) is distributed
+    assert extra["concurrency"] == 16
 
 
-def test_an_https_mirror_streams_as_s3_compatible_storage_with_path_style_addressing():
-    settings = streamer_settings("https://minio.lab:9000/models/llama/1.1.0/", concurrency=4,
-                                 aws_credentials_file="/var/run/secrets/llmplane-storage/aws-credentials")
-    assert settings.source.uri == "s3://models/llama/1.1.0"
-    assert settings.env["AWS_ENDPOINT_URL"] == "https://minio.lab:9000"
-    assert settings.env["RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING"] == "0"
-    assert settings.env["AWS_SHARED_CREDENTIALS_FILE"].endswith("/aws-credentials")
-    # vLLM hands AWS_ENDPOINT_URL to the streamer itself.
-    assert 'os.getenv("AWS_ENDPOINT_URL")' in vllm_wheel.source(LOADER)
-
-
-def test_cloud_sources_need_no_endpoint_and_google_credentials_are_a_file():
-    aws = streamer_settings("s3://weights/m/1.0.0", concurrency=16)
-    assert aws.source.endpoint is None and "AWS_ENDPOINT_URL" not in aws.env
-    gcs = streamer_settings("gs://weights/m/1.0.0", concurrency=16, google_credentials_file="/creds/sa.json")
-    assert gcs.env["GOOGLE_APPLICATION_CREDENTIALS"] == "/creds/sa.json"
+def test_an_https_mirror_is_prefetched_as_s3_compatible_storage_at_its_endpoint():
+    files = {"model.safetensors": "1" * 64}
+    mirror = CachedVersion("llama", "1.1.0", "https://minio.lab:9000/models/llama/1.1.0/", files).manifest_entry()
+    assert (mirror["uri"], mirror["endpoint"]) == ("s3://models/llama/1.1.0", "https://minio.lab:9000")
+    for uri in ("s3://weights/m/1.0.0", "gs://weights/m/1.0.0"):
+        assert CachedVersion("m", "1.0.0", uri, files).manifest_entry()["endpoint"] is None
 
 
 def test_cache_variables_are_ones_vllm_reads():
     envs = vllm_wheel.source("vllm/envs.py")
-    settings = streamer_settings("s3://w/m/1", concurrency=1)
-    env = launch_env({"model.safetensors": "0" * 64}, settings.source, "/node-cache/weights",
-                     "/node-cache/compile", None)
-    for name in (*[n for n in settings.env if n.startswith("VLLM_")], *[n for n in env if n.startswith("VLLM_")]):
+    env = launch_env({"model.safetensors": "0" * 64}, "/node-cache/weights", "/node-cache/compile", None)
+    for name in [n for n in env if n.startswith("VLLM_")]:
         assert f'"{name}": lambda' in envs, f"{name} is not a vLLM {vllm_wheel.VLLM_VERSION} variable"
-    assert "VLLM_CACHE_ROOT" in env and "VLLM_ASSETS_CACHE" in settings.env
+    assert "VLLM_CACHE_ROOT" in env
 
 
 @pytest.mark.parametrize("uri, words", [
@@ -129,9 +129,14 @@ def test_uris_the_streamer_cannot_read_are_refused_with_the_fix(uri, words):
     assert all(word in str(error.value) for word in words)
 
 
-def test_streaming_without_per_file_digests_is_refused():
+def test_launching_without_digests_is_refused():
     with pytest.raises(ValueError, match=r"models\.<m>\.catalog\.<version>\.files"):
-        launch_env({}, stream_source("s3://w/m/1"), None, None, None)
+        launch_env({}, "/node-cache/weights", None, None)
+
+
+def test_loading_without_a_node_cache_is_refused_as_a_second_read():
+    with pytest.raises(ValueError, match="node_cache_path.*read every object twice"):
+        VerifiedLoading(files={"model.safetensors": "0" * 64}, stream_uri="s3://w/m/1")
 
 
 # ------------------------------------------------------------------------------------- the node cache's tool
@@ -217,12 +222,66 @@ def test_prefetch_drops_versions_no_longer_deployed_and_unpacks_archives(tmp_pat
 
 
 def _fake_vllm(tmp_path: Path) -> Path:
-    """A stand-in `vllm` that records its arguments and runs until stopped."""
+    """A stand-in `vllm` that reads every weight file from the model it is given (a folder, or an http:// prefix
+    the way the streamer would read object storage), then records its arguments and runs until stopped."""
     fake = tmp_path / "vllm"
-    record = f"pathlib.Path({str(tmp_path / 'argv.json')!r}).write_text(__import__('json').dumps(sys.argv[1:]))"
-    fake.write_text(f"#!{sys.executable}\nimport sys, time, pathlib\n{record}\ntime.sleep(60)\n")
+    fake.write_text(f"""#!{sys.executable}
+import json, os, pathlib, sys, time, urllib.request
+model = sys.argv[2]
+for name in json.loads(os.environ.get("LLMPLANE_WEIGHT_FILES", "{{}}")):
+    source = model + "/" + name
+    if source.startswith("http"):
+        urllib.request.urlopen(source).read()
+    else:
+        pathlib.Path(source).read_bytes()
+pathlib.Path({str(tmp_path / "argv.json")!r}).write_text(json.dumps(sys.argv[1:]))
+time.sleep(60)
+""")
     fake.chmod(0o755)
     return fake
+
+
+def _wait_for(path: Path, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return path.exists()
+
+
+@contextlib.contextmanager
+def _object_store(root: Path):
+    """A local HTTP object store on 127.0.0.1 serving `root`, counting the GETs of each object."""
+    reads: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self) -> None:
+            with lock:
+                reads[self.path] += 1
+            super().do_GET()
+
+        def log_message(self, *_args) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", reads
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _launcher(tmp_path: Path, folder: Path, files: dict[str, str], stream: str) -> subprocess.Popen:
+    """The vLLM container's launcher on a new node whose cache is still empty. LLMPLANE_STREAM_URI is what the
+    launcher once streamed from when the cache was cold; it must be ignored."""
+    env = {**launch_env(files, str(folder), None, None), "LLMPLANE_STREAM_URI": stream,
+           "LLMPLANE_VLLM": str(_fake_vllm(tmp_path)), "LLMPLANE_GATE_PORT": "0"}
+    return subprocess.Popen([sys.executable, str(SCRIPT_SOURCE), "launch", "--", "--port", "8000"],
+                            env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
 
 
 def test_launch_loads_from_the_verified_node_cache(tmp_path):
@@ -230,31 +289,55 @@ def test_launch_loads_from_the_verified_node_cache(tmp_path):
     root = tmp_path / "cache"
     _tool("prefetch", "--root", str(root), "--manifest", str(_manifest(tmp_path, mirror, files)))
     folder = root / "weights" / "llama" / "1.1.0"
-    env = {**launch_env(files, stream_source("s3://unreachable/llama/1.1.0"), str(folder), None, None),
-           "LLMPLANE_VLLM": str(_fake_vllm(tmp_path)), "LLMPLANE_GATE_PORT": "0"}
-    process = subprocess.Popen([sys.executable, str(SCRIPT_SOURCE), "launch", "--", "--port", "8000"],
-                               env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    process = _launcher(tmp_path, folder, files, "http://127.0.0.1:9/unreachable")
     try:
-        argv = tmp_path / "argv.json"
-        for _ in range(100):
-            if argv.exists():
-                break
-            time.sleep(0.1)
-        assert json.loads(argv.read_text()) == ["serve", str(folder), "--port", "8000"]
+        assert _wait_for(tmp_path / "argv.json")
+        assert json.loads((tmp_path / "argv.json").read_text()) == ["serve", str(folder), "--port", "8000"]
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def test_launch_stops_vllm_when_streamed_weights_do_not_match_the_catalog(tmp_path):
+def test_a_new_node_reads_each_object_from_object_storage_once(tmp_path):
+    """The replica starts before its node's prefetch has run: it waits for the prefetch's verified copy and loads
+    that, instead of streaming the objects and downloading them again to hash them."""
+    mirror, files = _source(tmp_path)
+    root = tmp_path / "cache"
+    folder = root / "weights" / "llama" / "1.1.0"
+    with _object_store(tmp_path / "mirror") as (url, reads):
+        process = _launcher(tmp_path, folder, files, f"{url}/llama/1.1.0")
+        try:
+            time.sleep(1)
+            assert not (tmp_path / "argv.json").exists(), "vLLM started before the weights were verified"
+            assert process.poll() is None
+            manifest = tmp_path / "manifest.json"
+            manifest.write_text(json.dumps({"versions": [{"model": "llama", "version": "1.1.0",
+                                                          "uri": f"{url}/llama/1.1.0", "files": files}],
+                                            "compile_cache": False}))
+            done = _tool("prefetch", "--root", str(root), "--manifest", str(manifest))
+            assert done.returncode == 0, done.stderr
+            assert _wait_for(tmp_path / "argv.json")
+            assert json.loads((tmp_path / "argv.json").read_text())[1] == str(folder)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        assert dict(reads) == {f"/llama/1.1.0/{name}": 1 for name in files}
+
+
+def test_a_replica_never_starts_on_weights_the_prefetch_refused(tmp_path):
     mirror, files = _source(tmp_path)
     (mirror / "config.json").write_bytes(b"{}")
-    env = {**launch_env(files, None, str(tmp_path / "cold-node"), None, None),
-           "LLMPLANE_STREAM_URI": mirror.as_uri(), "LLMPLANE_VLLM": str(_fake_vllm(tmp_path)),
-           "LLMPLANE_GATE_PORT": "0"}
-    done = _tool("launch", "--", "--port", "8000", env=env)
-    assert done.returncode == 3
-    assert "config.json" in done.stderr and "stopping vLLM" in done.stderr
+    root = tmp_path / "cache"
+    folder = root / "weights" / "llama" / "1.1.0"
+    process = _launcher(tmp_path, folder, files, mirror.as_uri())
+    try:
+        done = _tool("prefetch", "--root", str(root), "--manifest", str(_manifest(tmp_path, mirror, files)))
+        assert done.returncode == 3 and "config.json" in done.stderr
+        time.sleep(2.5)  # longer than the launcher's marker poll
+        assert process.poll() is None and not (tmp_path / "argv.json").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 # ------------------------------------------------------------------------------------------- node model cache

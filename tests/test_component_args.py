@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from llmplane.components.clusters.aws import check_args
 from llmplane.components.clusters.base import AwsNetwork, ClusterArgs, GcpNetwork, GpuNodePool
+from llmplane.components.clusters.gcp import local_ssds
 from llmplane.components.gateway.version_split import VersionShare
 from llmplane.components.hybrid.link import HybridLinkArgs, LinkSide, OnPremSite
 from llmplane.components.labels import Ownership
@@ -63,6 +64,28 @@ def test_an_aws_cluster_needs_a_network_and_two_zones_before_any_resource(cidr, 
     assert str(info.value) == ("AwsGpuCluster aws-use1: give `network_cidr` (the VPC range) and `zones` (at least 2: "
                                f"EKS needs subnets in two Availability Zones); got network_cidr={cidr!r}, "
                                f"zones={list(zones)!r}")
+
+
+@pytest.mark.parametrize(("gpu_type", "gpus", "cache_gb", "count"), [
+    ("nvidia-l4", 1, 376, 1),  # g2-standard-8 comes with one local SSD: two (376 GB > 375) is refused by GCE
+    ("nvidia-l4", 2, 100, 2),  # g2-standard-24: two, however small the cache
+    ("nvidia-l4", 8, 3000, 8),  # g2-standard-96
+    ("nvidia-h100-80gb", 8, 400, 16),  # a3-highgpu-8g
+    ("nvidia-a100-80gb", 4, 1600, 4),  # a2-ultragpu-4g: 1500 GiB, 1611 GB
+    ("nvidia-a100-40gb", 1, 800, 2),  # a2-highgpu-1g fixes no count: 375 GiB disks for 800 GB
+])
+def test_a_gke_pool_asks_for_its_machine_types_local_ssd_count(gpu_type, gpus, cache_gb, count):
+    assert local_ssds("GcpGpuCluster gcp-usc1", GpuNodePool("inference", gpu_type, gpus, local_cache_gb=cache_gb)) \
+        == count
+
+
+def test_a_gke_node_cache_larger_than_the_machines_fixed_local_ssds_is_refused():
+    pool = GpuNodePool(name="inference", gpu_type="nvidia-l4", gpus_per_node=1, local_cache_gb=500)
+    with pytest.raises(ValueError) as info:
+        local_ssds("GcpGpuCluster gcp-usc1", pool)
+    assert str(info.value) == ("GcpGpuCluster gcp-usc1: pool 'inference' local_cache_gb=500: a 500 GB node cache "
+                               "does not fit the 1 local SSD(s) of g2-standard-8 (375 GiB, 403 GB); use at most "
+                               "375 GiB, or a machine type with more local SSDs (the spec's nodeCache.sizeGi)")
 
 
 def test_an_aws_node_cache_fits_the_machines_instance_store():

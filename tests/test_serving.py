@@ -360,12 +360,13 @@ def test_eks_service_accounts_may_read_exactly_their_catalogs_weights():
 def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity():
     plan = plan_of("prod")
     uris = {}
-    for deployment in model_servers(plan):
-        cluster = deployment.urn.split("::")[-1].split("-llama")[0]
-        env = {e["name"]: e.get("value") for e in _container(deployment)["env"]}
-        source = env.get("LLMPLANE_STREAM_URI") or env["LLMPLANE_MODEL_URI"]
-        uris.setdefault(plan.spec.cluster(cluster).cloud, set()).add(
-            (source.split("://")[0], env.get("AWS_ENDPOINT_URL", "").split("://")[0]))
+    # Streamed versions are read by each pool's node-cache prefetch (the replicas read the node's verified copy).
+    for config in plan.of_type("kubernetes:core/v1:ConfigMap"):
+        if "manifest.json" in config.inputs.get("data", {}):
+            cluster = config.name.split("-inference")[0].split("-large")[0]
+            for entry in json.loads(config.inputs["data"]["manifest.json"])["versions"]:
+                uris.setdefault(plan.spec.cluster(cluster).cloud, set()).add(
+                    (entry["uri"].split("://")[0], (entry.get("endpoint") or "").split("://")[0]))
     # The on-prem https mirror is streamed as S3-compatible storage at its https endpoint.
     assert uris == {"aws": {("s3", "")}, "gcp": {("gs", "")}, "onprem": {("s3", "https")}}
     gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount")  # the endpoint pickers read no weights

@@ -3,8 +3,6 @@ node pools, Artifact Registry."""
 
 from __future__ import annotations
 
-import math
-
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
@@ -14,8 +12,8 @@ from llmplane.components.serving.vllm_image import RegistryLogin
 from llmplane.components.serving.vllm_service import GPU_TYPE_LABEL
 from llmplane.components.serving.weights_access import GcpWeightsAccess, GcpWeightsAccessArgs, gs_bucket
 from llmplane.facts.addressing import GKE_CONTROL_PLANE_CIDR, gke_secondary_ranges
+from llmplane.facts.clouds import gcp_local_ssd_count
 from llmplane.facts.kubernetes import GPU_TAINT_KEY, POOL_LABEL
-from llmplane.facts.loading import LOCAL_SSD_GB
 
 from .base import (
     ClusterArgs,
@@ -37,6 +35,18 @@ def kubeconfig(endpoint: pulumi.Input[str], ca: pulumi.Input[str]) -> pulumi.Out
     """A kubeconfig that authenticates with the gke-gcloud-auth-plugin."""
     return exec_kubeconfig(pulumi.Output.concat("https://", endpoint), ca,
                            {"command": "gke-gcloud-auth-plugin", "provideClusterInfo": True})
+
+
+def local_ssds(component: str, pool: GpuNodePool) -> int:
+    """Local SSDs backing a pool's ephemeral storage and node cache: the machine type's fixed count where GCE fixes
+    one (a G2, A2 Ultra or A3 node pool asking for another count is refused by the API), else as many as the cache
+    needs; a cache larger than the fixed count holds is refused here, before any resource."""
+    shape = require_shape("gcp", pool, component)
+    try:
+        return gcp_local_ssd_count(shape.machine_type, pool.local_cache_gb)
+    except ValueError as error:
+        raise ValueError(f"{component}: pool {pool.name!r} local_cache_gb={pool.local_cache_gb}: {error} "
+                         "(the spec's nodeCache.sizeGi)") from None
 
 
 class GcpGpuCluster(GpuCluster):
@@ -63,6 +73,9 @@ class GcpGpuCluster(GpuCluster):
         if not args.gcp_project:
             raise ValueError(f"GcpGpuCluster {name}: give `gcp_project`, the project whose Workload Identity pool "
                              "the cluster joins (e.g. the `gcp:project` config)")
+        for pool in args.pools:
+            if pool.local_cache_gb:
+                local_ssds(f"GcpGpuCluster {name}", pool)
         self._project, self._cluster_name, self._opts = args.gcp_project, args.name, opts
         child = children_of(self, opts)
         keep = children_of(self, opts, protect=args.protect)  # stateful: protected in prod
@@ -210,8 +223,7 @@ class GcpGpuCluster(GpuCluster):
                     "taints": [{"key": GPU_TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}],
                     "disk_size_gb": 300,
                     "disk_type": "pd-ssd",
-                    **({"ephemeral_storage_local_ssd_config": {
-                        "local_ssd_count": math.ceil(pool.local_cache_gb / LOCAL_SSD_GB)}}
+                    **({"ephemeral_storage_local_ssd_config": {"local_ssd_count": local_ssds(name, pool)}}
                        if pool.local_cache_gb else {}),
                     **(GkeImagePreload().node_config() if pool.image_streaming else {}),
                 },

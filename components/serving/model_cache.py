@@ -2,10 +2,12 @@
 
 A prefetch DaemonSet on the pool's nodes (the GPU taint tolerated, no GPU requested) fills
 `<cache path>/weights/<model>/<version>/` from object storage, checking every file's sha256 against the catalog
-and writing a marker last (`scripts/weights_cache.py prefetch`); it drops versions no longer deployed there. vLLM
-pods mount their version's folder read-only (`vllm_volumes`) and load from it when the marker vouches for the
-digests they expect. `<cache path>/compile/<model>/<version>/` keeps the torch.compile cache a replica publishes
-once it is ready, so the next start on that node does not compile again.
+and writing a marker last (`scripts/weights_cache.py prefetch`); it drops versions no longer deployed there. The
+prefetch hashes the very bytes it writes, so each object is read from object storage once per node. vLLM pods
+mount their version's folder read-only (`vllm_volumes`), wait until the marker vouches for the digests they
+expect, and load from it: a replica reads no object storage. `<cache path>/compile/<model>/<version>/` keeps
+the torch.compile cache a replica publishes once it is ready, so the next start on that node does not compile
+again.
 
 hostPath volumes are refused by the `restricted` and `baseline` Pod Security levels: the cache's namespace, and
 the serving namespace when its pods mount the cache, must admit them (`HOST_PATH_NAMESPACE_LABELS`).
@@ -61,7 +63,8 @@ class CachedVersion:
     """The archive's sha256, when `files` is empty."""
 
     def manifest_entry(self) -> dict:
-        """The prefetch manifest's entry: an https mirror is read as S3-compatible storage, like the streamer."""
+        """The prefetch manifest's entry: an https mirror is read as S3-compatible storage (path-style, at its
+        endpoint)."""
         if self.files:
             source = stream_source(self.uri)
             return {"model": self.model, "version": self.version, "uri": source.uri, "endpoint": source.endpoint,

@@ -1,29 +1,27 @@
-"""Weights streamed, not copied: the `vllm serve` arguments and environment for the Run:ai Model Streamer.
+"""Weights streamed, not copied: the `vllm serve` arguments of the Run:ai Model Streamer, and where it reads.
 
-vLLM v0.14.0 streams safetensors with `--load-format runai_streamer` from `s3://` and `gs://` only
-(`vllm/transformers_utils/runai_utils.py` SUPPORTED_SCHEMES); an on-prem https mirror is reached as S3-compatible
-storage: `s3://<bucket>/<prefix>` plus its endpoint. What each name means, and where it is read:
+Each byte of a version is read from object storage once per node: the node cache's prefetch
+(`scripts/weights_cache.py prefetch`) downloads every file, hashing the bytes as it writes them, and the replica's
+streamer then reads that verified copy from the node's local disk. The streamer verifies nothing itself, so
+streaming from object storage would need a second, hashing download of the same objects beside it.
+
+vLLM v0.14.0 streams safetensors with `--load-format runai_streamer` from local folders and from `s3://` and
+`gs://` (`vllm/transformers_utils/runai_utils.py` SUPPORTED_SCHEMES); the prefetch reads an on-prem https mirror
+as S3-compatible storage: `s3://<bucket>/<prefix>` plus its endpoint (`stream_source`). Where each name is read:
 - `--load-format runai_streamer`, `--model-loader-extra-config`: vLLM's EngineArgs (`vllm/engine/arg_utils.py`);
   the streamer loader (`vllm/model_executor/model_loader/runai_streamer_loader.py`) reads the extra-config keys
-  `concurrency` (sets RUNAI_STREAMER_CONCURRENCY) and `memory_limit` (RUNAI_STREAMER_MEMORY_LIMIT), and copies
-  AWS_ENDPOINT_URL into RUNAI_STREAMER_S3_ENDPOINT.
-- RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING=0 and AWS_EC2_METADATA_DISABLED=true for S3-compatible stores: vLLM's
-  documentation, "Loading models with Run:ai Model Streamer"; the variable is read by the streamer's S3 client
-  (run-ai/runai-model-streamer, cpp s3 client, `try_getenv("RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING")`).
-- VLLM_ASSETS_CACHE: where vLLM pulls a streamed model's config and tokenizer (`ObjectStorageModel`, a folder
-  named by the URI's hash that it deletes first), so it must be private to the pod; VLLM_CACHE_ROOT: the root of
-  the torch.compile cache (`vllm/compilation/backends.py`: `<VLLM_CACHE_ROOT>/torch_compile_cache/<hash>`,
-  inductor and Triton caches inside it). Both are vLLM v0.14.0 `vllm/envs.py` variables.
-Credentials come from the workload identity (EKS Pod Identity, GKE Workload Identity: nothing to set) or, on
-premises, from credential files: AWS_SHARED_CREDENTIALS_FILE (AWS SDKs) and GOOGLE_APPLICATION_CREDENTIALS
-(Google client libraries).
+  `concurrency` (sets RUNAI_STREAMER_CONCURRENCY), `memory_limit` (RUNAI_STREAMER_MEMORY_LIMIT) and `distributed`
+  (`streamer_args`).
+- VLLM_CACHE_ROOT: the root of the torch.compile cache (`vllm/compilation/backends.py`:
+  `<VLLM_CACHE_ROOT>/torch_compile_cache/<hash>`, inductor and Triton caches inside it), a vLLM v0.14.0
+  `vllm/envs.py` variable.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 LOAD_FORMAT = "runai_streamer"
@@ -35,17 +33,15 @@ SCRIPT_SOURCE = Path(__file__).resolve().parent / "scripts" / "weights_cache.py"
 SCRIPT_NAME = "weights_cache.py"
 """Its file name in the ConfigMaps."""
 GATE_PORT = 8001
-"""Port of the launcher's readiness gate: `/ready` answers 200 once the weights are verified and vLLM is healthy."""
+"""Port of the launcher's readiness gate: `/ready` answers 200 once vLLM, started on verified weights, is healthy."""
 POD_CACHE_ROOT = "/var/cache/vllm/root"
 """VLLM_CACHE_ROOT inside the pod (on its writable cache volume): a private compile cache, seeded from the node."""
-POD_ASSETS = "/var/cache/vllm/assets"
-"""VLLM_ASSETS_CACHE inside the pod: where vLLM pulls a streamed model's config and tokenizer."""
 
 
 @dataclass(frozen=True)
 class StreamSource:
-    """Where the streamer reads a version's files: a `s3://` or `gs://` prefix, and the S3 endpoint of an
-    S3-compatible store (None for AWS S3 and GCS)."""
+    """Where the node cache's prefetch reads a version's files: a `s3://` or `gs://` prefix, and the S3 endpoint
+    of an S3-compatible store (None for AWS S3 and GCS)."""
 
     uri: str
     """`s3://bucket/prefix` or `gs://bucket/prefix`."""
@@ -54,7 +50,7 @@ class StreamSource:
 
 
 def stream_source(uri: str) -> StreamSource:
-    """The streamer's view of a catalog URI: `s3://` and `gs://` as they are; `https://host/bucket/prefix` (the
+    """The object-storage view of a catalog URI: `s3://` and `gs://` as they are; `https://host/bucket/prefix` (the
     on-prem mirror, which must speak the S3 API) as `s3://bucket/prefix` at endpoint `https://host`."""
     if uri.startswith(STREAMER_SCHEMES):
         return StreamSource(uri.rstrip("/"))
@@ -67,70 +63,43 @@ def stream_source(uri: str) -> StreamSource:
                      "gs:// only)")
 
 
-@dataclass(frozen=True)
-class StreamerSettings:
-    """What a vLLM container needs to load one version with the streamer."""
+def streamer_args(concurrency: int, memory_limit_bytes: int | None = None, tensor_parallel_size: int = 1,
+                  streamer_distributed: bool = False) -> tuple[str, ...]:
+    """`vllm serve` flags that load the weights with the Run:ai streamer (from the node cache's verified folder).
 
-    args: tuple[str, ...]
-    """Flags after the model argument of `vllm serve`."""
-    env: dict[str, str] = field(default_factory=dict)
-    """Environment of the vLLM container."""
-    source: StreamSource | None = None
-    """Where the weights stream from."""
-
-
-def streamer_settings(uri: str, concurrency: int, memory_limit_bytes: int | None = None,
-                      aws_credentials_file: str | None = None,
-                      google_credentials_file: str | None = None) -> StreamerSettings:
-    """Flags and environment for `--load-format runai_streamer` from `uri` (or from a verified local copy of
-    it: the streamer reads local folders too, with the same concurrency).
-
-    `concurrency`: reader threads (for S3, client connections); `memory_limit_bytes`: the streamer's CPU buffer
-    bound (None: the streamer's default), to keep loading inside the pod's memory limit.
+    `concurrency`: reader threads; `memory_limit_bytes`: the streamer's CPU buffer bound (None: the streamer's
+    default), to keep loading inside the pod's memory limit. With `tensor_parallel_size` > 1 and
+    `streamer_distributed` (the engine release's loader reads the `distributed` key), the ranks share the reading
+    of the files instead of each rank reading every file whole: the key goes into the one
+    `--model-loader-extra-config` JSON, since a second such flag would replace the first.
     """
     if concurrency < 1:
         raise ValueError(f"streamer concurrency {concurrency} is below 1: give at least 1 reader thread")
     if memory_limit_bytes is not None and memory_limit_bytes < 2**20:
         raise ValueError(f"streamer memory_limit_bytes {memory_limit_bytes} is below 1 MiB: give a buffer of at "
                          "least a few hundred MiB, or None for the streamer's default")
-    source = stream_source(uri)
-    extra: dict[str, int] = {"concurrency": concurrency}
+    if tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size {tensor_parallel_size} is below 1: a replica uses at least 1 GPU")
+    extra: dict[str, int | bool] = {"concurrency": concurrency}
     if memory_limit_bytes is not None:
         extra["memory_limit"] = memory_limit_bytes
-    env = {"VLLM_ASSETS_CACHE": POD_ASSETS}
-    if source.endpoint:
-        env |= {"AWS_ENDPOINT_URL": source.endpoint, "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING": "0",
-                "AWS_EC2_METADATA_DISABLED": "true"}
-    if aws_credentials_file:
-        env["AWS_SHARED_CREDENTIALS_FILE"] = aws_credentials_file
-    if google_credentials_file:
-        env["GOOGLE_APPLICATION_CREDENTIALS"] = google_credentials_file
-    args = ("--load-format", LOAD_FORMAT, "--model-loader-extra-config", json.dumps(extra, sort_keys=True))
-    return StreamerSettings(args, env, source)
+    if streamer_distributed and tensor_parallel_size > 1:
+        extra["distributed"] = True
+    return "--load-format", LOAD_FORMAT, "--model-loader-extra-config", json.dumps(extra, sort_keys=True)
 
 
-def launch_env(files: dict[str, str], stream: StreamSource | None, node_cache_dir: str | None,
-               compile_cache_dir: str | None, api_key_file: str | None,
-               archive_sha256: str | None = None) -> dict[str, str]:
-    """Environment of `weights_cache.py launch`: the expected digests, the stream and the node cache folders.
+def launch_env(files: dict[str, str], node_cache_dir: str, compile_cache_dir: str | None,
+               api_key_file: str | None, archive_sha256: str | None = None) -> dict[str, str]:
+    """Environment of `weights_cache.py launch`: the expected digests and the node cache folders.
 
-    With per-file digests the launcher streams when the node cache is cold; with only the archive's digest (the
-    download format on a pool with a node cache) it waits for the node's prefetch."""
-    if stream is not None and not files:
-        raise ValueError("streaming needs the catalog's per-file sha256 digests: set "
-                         "models.<m>.catalog.<version>.files")
+    The launcher waits for the node's prefetch to vouch for exactly these digests, then starts vLLM on the
+    node's copy: a replica never reads object storage, so each object is read once per node."""
     if not files and not archive_sha256:
         raise ValueError("launch needs the catalog's digests: per-file (models.<m>.catalog.<version>.files) or "
                          "the archive's sha256")
-    if stream is None and node_cache_dir is None:
-        raise ValueError("launch needs a stream source or a node cache folder to load from")
-    env = {"LLMPLANE_GATE_PORT": str(GATE_PORT)}
+    env = {"LLMPLANE_GATE_PORT": str(GATE_PORT), "LLMPLANE_NODE_CACHE_DIR": node_cache_dir}
     env |= ({"LLMPLANE_WEIGHT_FILES": json.dumps(files, sort_keys=True)} if files
             else {"LLMPLANE_ARCHIVE_SHA256": str(archive_sha256)})
-    if stream is not None:
-        env["LLMPLANE_STREAM_URI"] = stream.uri
-    if node_cache_dir is not None:
-        env["LLMPLANE_NODE_CACHE_DIR"] = node_cache_dir
     if compile_cache_dir is not None:
         env |= {"LLMPLANE_COMPILE_CACHE_DIR": compile_cache_dir, "VLLM_CACHE_ROOT": POD_CACHE_ROOT}
     if api_key_file is not None:
@@ -144,5 +113,5 @@ def launch_command(script_dir: str) -> list[str]:
 
 
 def gate_probe() -> dict:
-    """The probe handler startup and readiness use with the launcher: verified weights and a healthy engine."""
+    """The probe handler startup and readiness use with the launcher: a healthy engine on verified weights."""
     return {"httpGet": {"path": "/ready", "port": GATE_PORT}}

@@ -16,7 +16,7 @@ from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
 from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
 from .model_cache import SERVING_UID, vllm_volumes
-from .streaming import GATE_PORT, StreamerSettings, gate_probe, launch_command, launch_env, streamer_settings
+from .streaming import GATE_PORT, gate_probe, launch_command, launch_env, stream_source, streamer_args
 
 """Node label every GPU pool sets (Karpenter NodePool, GKE node pool, or the on-prem operator)."""
 
@@ -59,26 +59,36 @@ class ModelWeights:
 
 @dataclass(frozen=True)
 class VerifiedLoading:
-    """Weights loaded by the launcher (`weights_cache.py launch`): streamed by vLLM's Run:ai streamer and/or read
-    from the pool's node cache, every file checked against the catalog's digest before the replica is ready."""
+    """Weights loaded by the launcher (`weights_cache.py launch`) from the pool's node cache, once the node's
+    prefetch has checked every file against the catalog's digest as it wrote it.
+
+    A replica never reads object storage: the prefetch reads each object once per node, and vLLM (with the Run:ai
+    streamer for streamed versions) reads the verified copy from local disk. Streaming from object storage instead
+    would read every object twice, once for vLLM and once more to hash it, since the streamer verifies nothing."""
 
     files: Mapping[str, str]
     """sha256 of each file of the version, by its name in the version's folder; empty: the archive's digest
-    (`ModelWeights.sha256`) and the node cache's prefetch."""
+    (`ModelWeights.sha256`), unpacked by the node cache's prefetch."""
     stream_uri: str | None = None
-    """The version's folder to stream from (s3://, gs://, or an S3-compatible https:// mirror); None: read the
-    node cache only."""
+    """The version's folder in object storage when vLLM loads it with the Run:ai streamer (the prefetch reads it;
+    the streamer reads the node's verified copy); None: vLLM's own loader reads the node's unpacked archive."""
     node_cache_path: str | None = None
-    """Host folder of the pool's node cache (the prefetch DaemonSet fills it); None: no cache on the pool."""
+    """Host folder of the pool's node cache (the prefetch DaemonSet fills it)."""
     compile_cache: bool = False
     """Seed and publish vLLM's compile cache on the node cache, so a restart does not recompile."""
     concurrency: int = 16
-    """Streamer reader threads (S3 connections)."""
+    """Streamer reader threads."""
+    streamer_distributed: bool = False
+    """The engine release's streamer loader reads the `distributed` extra-config key: with tensor parallel > 1 the
+    ranks then share the reading of the files (`streaming.streamer_args`)."""
 
     def __post_init__(self) -> None:
-        if self.stream_uri is None and self.node_cache_path is None:
-            raise ValueError("VerifiedLoading: give stream_uri (stream the files), node_cache_path (read the node "
-                             "cache) or both; it has neither")
+        if self.node_cache_path is None:
+            raise ValueError("VerifiedLoading: give node_cache_path; weights are verified only as the node cache's "
+                             "prefetch writes them, and a replica loads the verified copy (streaming from object "
+                             "storage would read every object twice: once to load, once to hash)")
+        if self.stream_uri is not None:
+            stream_source(self.stream_uri)  # refuse, at plan time, a folder the prefetch cannot read
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,7 @@ class _Load:
 
 def _loading(args: VllmServiceArgs) -> _Load:
     """The download path (the entrypoint fetches and checks the archive into the pod's emptyDir), or the launcher
-    that streams and/or reads the node cache, checking every file, with vLLM's streamer flags."""
+    that waits for the node cache's verified copy and loads it, with vLLM's streamer flags for streamed versions."""
     flags = [*serve_args(args.model_name, args.version, args.engine), *args.extra_args]
     loading = args.loading
     if loading is None:
@@ -205,17 +215,14 @@ def _loading(args: VllmServiceArgs) -> _Load:
                      {"LLMPLANE_MODEL_URI": args.weights.uri, "LLMPLANE_MODEL_SHA256": args.weights.sha256,
                       "LLMPLANE_MODEL_CACHE": "/models"},
                      [], [{"name": "model-cache", "mountPath": "/models"}])
-    settings = (streamer_settings(loading.stream_uri, loading.concurrency) if loading.stream_uri
-                else StreamerSettings(()))
-    cache = (vllm_volumes(loading.node_cache_path, args.model_name, args.version, loading.compile_cache)
-             if loading.node_cache_path else None)
-    env = {**settings.env, **launch_env(dict(loading.files), settings.source, cache.node_cache_dir if cache else None,
-                                        cache.compile_cache_dir if cache else None, None,
-                                        None if loading.files else args.weights.sha256)}
-    # The launcher picks the model folder (the verified node cache, or the stream): flags after the model only.
+    streamer = (streamer_args(loading.concurrency, tensor_parallel_size=args.engine.tensor_parallel_size,
+                              streamer_distributed=loading.streamer_distributed) if loading.stream_uri else ())
+    cache = vllm_volumes(str(loading.node_cache_path), args.model_name, args.version, loading.compile_cache)
+    env = launch_env(dict(loading.files), cache.node_cache_dir, cache.compile_cache_dir, None,
+                     None if loading.files else args.weights.sha256)
+    # The launcher names the model folder (the verified node cache): flags after the model only.
     # The API key file and any credential files are in the container's common environment already.
-    return _Load(launch_command(ENTRYPOINT_DIR), [*flags[1:], *settings.args], env,
-                 cache.volumes if cache else [], cache.mounts if cache else [])
+    return _Load(launch_command(ENTRYPOINT_DIR), [*flags[1:], *streamer], env, cache.volumes, cache.mounts)
 
 
 WRITABLE_LAYER_GI = 2

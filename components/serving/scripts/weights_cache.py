@@ -4,12 +4,13 @@
 The catalog's integrity promise for streamed weights is per-file sha256, enforced by reading the bytes, never by
 trusting object metadata (GCS has no sha256 checksum; S3's is composite for multipart uploads):
 - `prefetch` (the node cache DaemonSet's init container) downloads each file of each catalog version deployed
-  on the pool to `<file>.partial`, hashing as it writes, and renames it into place only when the digest matches;
-  the version's marker (`.llmplane-verified.json`, listing the digests) is written last. A replica that finds
-  the marker loads from the verified local copy and hashes nothing.
-- `launch` (the vLLM container's command) loads from the node cache when its marker names exactly the expected
-  digests; otherwise it streams from object storage and hashes the same objects in parallel, reporting ready on
-  its gate port only once every digest matched, and stopping vLLM if one does not. Unverified bytes never serve.
+  on the pool to `<file>.partial`, hashing the same bytes as it writes them, and renames it into place only when
+  the digest matches; the version's marker (`.llmplane-verified.json`, listing the digests) is written last.
+- `launch` (the vLLM container's command) waits until the node cache's marker names exactly the expected digests,
+  then starts vLLM on that folder (the Run:ai streamer reads local disk as well as object storage). A new node
+  thus reads each object from object storage once, in the prefetch: a replica streaming from object storage
+  would read it again, and hashing what it streamed would take a third read, since the streamer verifies
+  nothing. Unverified bytes never serve: vLLM starts only on a folder the marker vouches for.
 - `verify` checks a folder against digests (the operator's check; the tests run it on good and corrupted files).
 
 Standard library only, plus boto3 / google-cloud-storage for s3:// and gs:// (both in the serving image).
@@ -39,6 +40,8 @@ from typing import BinaryIO
 CHUNK = 8 * 2**20
 MARKER = ".llmplane-verified.json"
 """Written last into a version's folder: the digests it was verified against."""
+PREFETCH_POLL_SECONDS = 2
+"""How often a waiting launcher reads the marker (a small file on local disk)."""
 EXIT_VERIFY = 3
 EXIT_FETCH = 4
 
@@ -205,34 +208,16 @@ def prefetch(root: Path, manifest: dict) -> None:
         say(f"{entry['model']} {entry['version']}: {outcome} in {time.monotonic() - started:.1f}s")
 
 
-def verify_remote(prefix: str, files: dict[str, str], endpoint: str | None) -> None:
-    """Hash every file of a version in object storage against the catalog (a second read beside the stream)."""
-    for name, expected in sorted(files.items()):
-        uri = file_uri(prefix, _safe_name(name))
-        try:
-            with _open(uri, endpoint) as source:
-                actual = hash_stream(source)
-        except CacheError:
-            raise
-        except Exception as error:
-            raise CacheError(f"could not read {uri} to verify it: {error}", EXIT_FETCH) from error
-        if actual != expected.lower():
-            raise mismatch(uri, expected, actual)
-
-
 class Gate:
-    """Ready only when the weights are verified and vLLM answers /health: what the pod's probes ask."""
+    """Ready once vLLM answers /health (it starts only on verified weights): what the pod's probes ask. The first
+    ready answer runs `on_first_ready` (publishing the compile cache)."""
 
     def __init__(self, health_url: str):
         self.health_url = health_url
-        self.verified = threading.Event()
-        self.failure: CacheError | None = None
         self.on_first_ready: Callable[[], None] | None = None
         self._ready_once = threading.Event()
 
     def ready(self) -> bool:
-        if not self.verified.is_set():
-            return False
         try:
             with urllib.request.urlopen(self.health_url, timeout=3) as answer:
                 healthy = answer.status == 200
@@ -293,40 +278,23 @@ def _local_matches(local: str | None, expected: dict) -> bool:
 
 
 def launch(serve_args: list[str], env: dict[str, str]) -> int:
-    """Pick the verified local copy or the stream, start vLLM, gate readiness on verification.
+    """Wait for this node's prefetch to verify the version, then start vLLM on the node cache's folder.
 
-    With no stream to fall back on (an archive version), wait for the node's prefetch to verify the version."""
+    The replica reads no object storage: the prefetch reads each object once and hashes those same bytes, so
+    waiting for its marker costs no more than streaming would, and leaves the node's network to one reader."""
     files: dict[str, str] = json.loads(env.get("LLMPLANE_WEIGHT_FILES", "{}"))
     archive = env.get("LLMPLANE_ARCHIVE_SHA256")
     expected = {"files": files} if files else {"archive_sha256": archive} if archive else {}
     local = env.get("LLMPLANE_NODE_CACHE_DIR")
-    stream = env.get("LLMPLANE_STREAM_URI")
-    gate = Gate(f"http://127.0.0.1:{env.get('LLMPLANE_VLLM_PORT', '8000')}/health")
-    if not expected or not (local or (stream and files)):
-        say("set LLMPLANE_WEIGHT_FILES (or LLMPLANE_ARCHIVE_SHA256) and LLMPLANE_STREAM_URI or "
-            "LLMPLANE_NODE_CACHE_DIR")
+    if not expected or not local:
+        say("set LLMPLANE_WEIGHT_FILES (or LLMPLANE_ARCHIVE_SHA256) and LLMPLANE_NODE_CACHE_DIR")
         return EXIT_FETCH
-    if not _local_matches(local, expected) and not (stream and files):
+    if not _local_matches(local, expected):
         say(f"waiting for this node's prefetch to verify {local}")
         while not _local_matches(local, expected):
-            time.sleep(5)
-    if _local_matches(local, expected):
-        model = local
-        gate.verified.set()
-        say(f"loading from the node cache {local} (verified by the prefetch)")
-    else:
-        model = stream
-        say(f"node cache cold: streaming {stream}, verifying {len(files)} files in parallel")
-
-        def verify() -> None:
-            try:
-                verify_remote(stream, files, env.get("AWS_ENDPOINT_URL"))
-                gate.verified.set()
-                say("streamed weights verified")
-            except CacheError as error:
-                gate.failure = error
-
-        threading.Thread(target=verify, daemon=True).start()
+            time.sleep(PREFETCH_POLL_SECONDS)
+    say(f"loading from the node cache {local} (verified by the prefetch)")
+    gate = Gate(f"http://127.0.0.1:{env.get('LLMPLANE_VLLM_PORT', '8000')}/health")
     key_file = env.get("LLMPLANE_API_KEY_FILE")
     child_env = dict(env)
     if key_file:
@@ -337,17 +305,10 @@ def launch(serve_args: list[str], env: dict[str, str]) -> int:
         seed_compile_cache(Path(node_compile), pod_root)
         gate.on_first_ready = lambda: publish_compile_cache(pod_root, Path(node_compile))
     gate.serve(int(env.get("LLMPLANE_GATE_PORT", "8001")))
-    vllm = subprocess.Popen([env.get("LLMPLANE_VLLM", "vllm"), "serve", model, *serve_args], env=child_env)
+    vllm = subprocess.Popen([env.get("LLMPLANE_VLLM", "vllm"), "serve", local, *serve_args], env=child_env)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda number, _frame: vllm.send_signal(number))
-    while vllm.poll() is None:
-        if gate.failure is not None:
-            say(f"{gate.failure}; stopping vLLM")
-            vllm.terminate()
-            vllm.wait()
-            return gate.failure.code
-        time.sleep(0.5)
-    return vllm.returncode
+    return vllm.wait()
 
 
 def main(argv: list[str]) -> int:
@@ -359,7 +320,7 @@ def main(argv: list[str]) -> int:
     check = commands.add_parser("verify", help="check a folder against sha256 digests")
     check.add_argument("folder", type=Path)
     check.add_argument("--files", required=True, help='JSON: {"<relative name>": "<sha256>"}')
-    start = commands.add_parser("launch", help="start `vllm serve` from the node cache or the stream")
+    start = commands.add_parser("launch", help="start `vllm serve` on the node cache once it is verified")
     start.add_argument("serve_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
