@@ -951,10 +951,8 @@ def test_onprem_cidrs_must_be_network_addresses(env_config, load):
         (lambda c: c.pop("llmplane:routing"), "routing", "routing"),
         (lambda c: c["llmplane:clusters"][0]["pools"][0].pop("gpuType"), "clusters.aws-use1.pools.inference.gpuType",
          "gpuType"),
-        (lambda c: c["llmplane:models"]["llama-3-8b"]["catalog"]["1.0.0"].pop("sha256"),
-         "models.llama-3-8b.catalog.1.0.0.sha256", "sha256"),
     ],
-    ids=["model-pool", "routing", "gpu-type", "sha256"],
+    ids=["model-pool", "routing", "gpu-type"],
 )
 def test_missing_required_setting_says_add_it(env_config, load, mutate, path, field):
     config = env_config("prod")
