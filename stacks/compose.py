@@ -57,6 +57,7 @@ from llmplane.components.serving.namespace import SERVING_NAMESPACE, ServingName
 from llmplane.components.serving.vllm_image import VllmImage, VllmImageArgs
 from llmplane.components.serving.vllm_service import (
     STORAGE_ENV,
+    ExtraWeights,
     ModelWeights,
     VerifiedLoading,
     VllmService,
@@ -73,7 +74,7 @@ from llmplane.components.serving.warm_headroom import (
     WarmHeadroomArgs,
 )
 from llmplane.facts.addressing import TUNNELS_PER_CONNECTION, assign_tunnels
-from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES
+from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES, surface
 from llmplane.facts.loading import NODE_CACHE_ROOTS
 from llmplane.monitoring.rules import Slo
 from llmplane.spec.models import Cluster, DeployedVersion, GpuPool, Model, NodeCache, PlatformSpec
@@ -302,6 +303,7 @@ def _weights_readers(spec: PlatformSpec, cluster: Cluster) -> WorkloadReaders:
         for version in model.versions:
             accounts.append(resource_name(name, version.version))
             uris.append(_source_uri(model, version.version, cluster.cloud))
+        uris += [extra.uri for extra in extra_weights(model)]
     accounts += sorted({cache_account(p.name) for _, m in _served_here(spec, cluster)
                         if m.uses_node_cache(p := m.pool_in(cluster))})
     return WorkloadReaders(namespace=SERVING_NAMESPACE, service_accounts=accounts, uris=sorted(set(uris)),
@@ -321,6 +323,8 @@ def _verified_loading(cluster: Cluster, pool: GpuPool, model: Model, version: st
         stream_uri=artifact.folder_for(cluster.cloud) if streamed else None,
         node_cache_path=node_cache_root(pool.node_cache) if cached and pool.node_cache else None,
         compile_cache=model.compile_cache and cached,
+        streamer_distributed=surface(model.release_of(version)).streamer_distributed,
+        weights_version=None if model.weights_version(version) == version else model.weights_version(version),
     )
 
 
@@ -420,15 +424,16 @@ def engine_settings(model: Model, version: str) -> EngineSettings:
     )
 
 
-def extra_weights(model: Model) -> dict[str, dict[str, str]]:
-    """The verified extras a version's pods fetch beside the weights, by folder name: its LoRA adapters and the
-    speculative draft (each an archive with its sha256, as the catalog's weights)."""
-    extras = {f"lora-{name}": {"uri": adapter.uri, "sha256": adapter.sha256}
-              for name, adapter in sorted((model.engine.lora.adapters if model.engine.lora else {}).items())}
-    draft = model.engine.speculative.draft if model.engine.speculative else None
+def extra_weights(model: Model) -> tuple[ExtraWeights, ...]:
+    """The verified extras a version's pods fetch beside the weights: its LoRA adapters and the speculative draft
+    (each an archive with its sha256, as the catalog's weights)."""
+    engine = model.engine
+    adapters = sorted((engine.lora.adapters if engine.lora else {}).items())
+    extras = [ExtraWeights(f"lora-{name}", a.uri, a.sha256, a.size_mib * 2**20) for name, a in adapters]
+    draft = engine.speculative.draft if engine.speculative else None
     if draft is not None:
-        extras["draft"] = {"uri": draft.uri, "sha256": draft.sha256}
-    return extras
+        extras.append(ExtraWeights("draft", draft.uri, draft.sha256, draft.size_mib * 2**20))
+    return tuple(extras)
 
 
 def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, version: DeployedVersion,
@@ -449,6 +454,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         api_key_secret=serving.api_key_secret,
         entrypoint_configmap=serving.entrypoint_configmap,
         engine=engine_settings(model, version.version),
+        extras=extra_weights(model),
         replicas=None,
         storage_secret=serving.storage_secret,
         storage_files=tuple(secrets.storage_credentials),

@@ -58,12 +58,14 @@ def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cach
         args = container["args"]
         assert args[args.index("--load-format") + 1] == "runai_streamer"
         env = {e["name"]: e["value"] for e in container["env"]}
-        assert json.loads(env["LLMPLANE_WEIGHT_FILES"]) == model.catalog[version].files
+        # A version serving another's weights (weightsOf: an engine canary) loads that version's one copy.
+        held = model.catalog[version].weights_of or version
+        assert json.loads(env["LLMPLANE_WEIGHT_FILES"]) == model.catalog[held].files
         # The replica reads no object storage: its node's prefetch reads the version's folder, once per node.
         assert not {"LLMPLANE_STREAM_URI", "AWS_ENDPOINT_URL"} & set(env)
         (entry,) = [e for e in manifests[(cluster.name, model.pool)]["versions"]
-                    if (e["model"], e["version"]) == (name, version)]
-        folder = model.catalog[version].folder_for(cluster.cloud)
+                    if (e["model"], e["version"]) == (name, held)]
+        folder = model.catalog[held].folder_for(cluster.cloud)
         if cluster.cloud == "onprem":
             # The site's https mirror speaks S3: its first path segment is the bucket, its host the endpoint.
             assert folder.startswith("https://models.dc1.internal/")
@@ -72,7 +74,7 @@ def test_streamed_versions_load_through_the_launcher_from_the_verified_node_cach
         assert entry["uri"] + "/" == folder
         # The pool's cache, this version's folder only, read-only; the weights' emptyDir is gone.
         volumes = {v["name"]: v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"]}
-        assert volumes["node-weights"]["hostPath"]["path"] == f"{CACHE_ROOTS[cluster.name]}/weights/{name}/{version}"
+        assert volumes["node-weights"]["hostPath"]["path"] == f"{CACHE_ROOTS[cluster.name]}/weights/{name}/{held}"
         mounts = {m["name"]: m for m in container["volumeMounts"]}
         assert mounts["node-weights"]["readOnly"] is True
         assert "model-cache" not in volumes
@@ -100,7 +102,8 @@ def test_a_prefetch_fills_each_cached_pool_with_the_versions_deployed_there():
     for name, manifest in manifests.items():
         cluster = plan.spec.cluster(_cluster_of(plan.by_urn()[[u for u in plan.by_urn() if u.endswith(name)][0]]))
         pool = next(p for p in cluster.pools if f"-{p.name}-cache" in name)
-        deployed = {(n, v.version) for n, m in plan.spec.models.items() if m.pool == pool.name
+        # One copy per weights: an engine canary (weightsOf) reads the version it names.
+        deployed = {(n, m.weights_version(v.version)) for n, m in plan.spec.models.items() if m.pool == pool.name
                     and cluster in plan.spec.clusters_of(m) for v in m.versions}
         assert {(e["model"], e["version"]) for e in manifest["versions"]} == deployed
     for prefetch in prefetches:

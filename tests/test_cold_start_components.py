@@ -9,6 +9,7 @@ import collections
 import contextlib
 import hashlib
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -574,3 +575,47 @@ def test_scale_from_zero_mistakes_are_named(changes, words):
         _plan(lambda: ScaleFromZero("s", ScaleFromZeroArgs(namespace="llmplane", versions=(held,),
                                                            route_namespace="llmplane")))
     assert all(word in str(error.value) for word in words)
+
+
+def _adapter_archive(root: Path) -> str:
+    """An adapter archive (adapter_config.json) in `root`; its sha256."""
+    payload = io.BytesIO()
+    with tarfile.open(fileobj=payload, mode="w") as tar:
+        body = b'{"r": 8, "target_modules": ["q_proj", "v_proj"]}'
+        info = tarfile.TarInfo("adapter_config.json")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    (root / "sql.tar").write_bytes(payload.getvalue())
+    return hashlib.sha256(payload.getvalue()).hexdigest()
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["verified", "tampered"])
+def test_the_launcher_fetches_a_versions_adapters_verified_before_vllm_starts(tmp_path, good):
+    mirror, files = _source(tmp_path)
+    root = tmp_path / "cache"
+    _tool("prefetch", "--root", str(root), "--manifest", str(_manifest(tmp_path, mirror, files)))
+    folder = root / "weights" / "llama" / "1.1.0"
+    store = tmp_path / "adapters"
+    store.mkdir()
+    digest = _adapter_archive(store)
+    extras_dir = tmp_path / "extra"
+    with _object_store(store) as (url, _reads):
+        env = {**launch_env(files, str(folder), None, None), "LLMPLANE_VLLM": str(_fake_vllm(tmp_path)),
+               "LLMPLANE_GATE_PORT": "0", "LLMPLANE_EXTRAS_DIR": str(extras_dir),
+               "LLMPLANE_EXTRA_WEIGHTS": json.dumps({"lora-sql": {"uri": f"{url}/sql.tar",
+                                                                  "sha256": digest if good else "0" * 64}})}
+        process = subprocess.Popen([sys.executable, str(SCRIPT_SOURCE), "launch", "--", "--port", "8000"],
+                                   env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+        try:
+            if good:
+                assert _wait_for(tmp_path / "argv.json")
+                assert (extras_dir / "lora-sql" / "adapter_config.json").exists()
+                assert not (extras_dir / "lora-sql.tar").exists(), "the archive goes once unpacked"
+            else:
+                assert process.wait(timeout=30) == 3
+                assert "checksum mismatch" in process.stderr.read()
+                assert not (tmp_path / "argv.json").exists(), "vLLM never starts beside an unverified adapter"
+                assert not (extras_dir / "lora-sql").exists()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

@@ -299,3 +299,68 @@ def test_a_version_without_weights_or_weights_of_is_refused(env_config, load):
     problem = expect(load, config, "prod", f"models.{LLAMA_8B}.catalog.1.0.0.sha256", "version 1.0.0 has no sha256",
                      "missing")
     assert "weightsOf" in problem.fix
+
+
+# --- what the pods of a version are started with ---------------------------------------------------------------
+
+ADAPTER = {"uri": "s3://llmplane-models/llama-3-8b/adapters/sql-1/adapter.tar", "sha256": "1" * 64, "rank": 8,
+           "sizeMib": 40}
+
+
+def _with_features(values):
+    engine = values["llmplane:models"][LLAMA_8B]["engine"]
+    engine["lora"] = {"adapters": {"sql": ADAPTER}, "maxLoras": 2}
+    engine["kvOffload"] = {"cpuGib": 6}
+
+
+def test_a_versions_pods_serve_its_adapters_by_name_fetched_verified_with_room_for_the_offload():
+    from tests.planning import model_servers, plan_of, plan_with
+
+    before = {d.urn: d for d in model_servers(plan_of("prod"))}
+    plan = plan_with("prod", _with_features)
+    servers = [d for d in model_servers(plan) if d.inputs["metadata"]["labels"]["llmplane.dev/model"] == LLAMA_8B]
+    assert servers
+    for deployment in servers:
+        pod = deployment.inputs["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        args = container["args"]
+        assert args[args.index("--lora-modules") + 1] == "sql=/models/extra/lora-sql"
+        assert args[args.index("--max-loras") + 1] == "2" and "--enable-lora" in args
+        assert args[args.index("--kv-offloading-size") + 1] == "6"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert json.loads(env["LLMPLANE_EXTRA_WEIGHTS"]) == {"lora-sql": {"uri": ADAPTER["uri"],
+                                                                          "sha256": ADAPTER["sha256"]}}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts["/models/extra"] == "extra-weights"
+        memory = int(container["resources"]["requests"]["memory"].removesuffix("Gi"))
+        old = before[deployment.urn].inputs["spec"]["template"]["spec"]["containers"][0]
+        assert memory == int(old["resources"]["requests"]["memory"].removesuffix("Gi")) + 6, \
+            "the offloaded KV cache is pinned host memory the pod must request"
+
+
+def test_an_engine_canary_differs_from_stable_only_in_its_engine():
+    """prod's llama-3-70b 1.0.1 is 1.0.0's weights on vLLM 0.31.0: with names and the engine's image set aside,
+    their pods are the same, and they read the same verified copy of the weights."""
+    from tests.planning import model_servers, plan_of
+
+    plan = plan_of("prod")
+    by_version = {}
+    for deployment in model_servers(plan):
+        labels = deployment.inputs["metadata"]["labels"]
+        if labels["llmplane.dev/model"] == LLAMA_70B and deployment.name.startswith("aws-use1"):
+            by_version[labels["llmplane.dev/model-version"]] = deployment.inputs["spec"]["template"]["spec"]
+
+    def normalized(pod: dict, version: str) -> tuple[str, str]:
+        container = pod["containers"][0]
+        text = json.dumps({**pod, "containers": [{**container, "image": "<image>"}]}, sort_keys=True)
+        return text.replace(version, "<v>").replace(version.replace(".", "-"), "<v>"), container["image"]
+
+    stable, stable_image = normalized(by_version["1.0.0"], "1.0.0")
+    canary, canary_image = normalized(by_version["1.0.1"], "1.0.1")
+    assert stable_image != canary_image and ":0.31.0-" in canary_image and ":0.14.0-" in stable_image
+    weights = [next(v for v in by_version[x]["volumes"] if v["name"] == "node-weights")["hostPath"]["path"]
+               for x in ("1.0.0", "1.0.1")]
+    assert weights[0] == weights[1]
+    # The weights folder names 1.0.0 in both, which the normalization above turned into <v> in the stable only.
+    assert canary.replace(weights[0], "<weights>") == stable.replace(weights[0].replace("1.0.0", "<v>"),
+                                                                      "<weights>")

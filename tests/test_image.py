@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import os
 import re
 import subprocess
@@ -74,7 +75,7 @@ def weights_server(tmp_path):
     server.shutdown()
 
 
-def _run(tmp_path: Path, uri: str, sha256: str) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, uri: str, sha256: str, extras: str = "") -> subprocess.CompletedProcess:
     """Run the entrypoint with a fake `vllm` on PATH that records its arguments."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -84,7 +85,7 @@ def _run(tmp_path: Path, uri: str, sha256: str) -> subprocess.CompletedProcess:
     (tmp_path / "api-key").write_text("sk-test-key\n")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LLMPLANE_MODEL_URI": uri,
            "LLMPLANE_MODEL_SHA256": sha256, "LLMPLANE_MODEL_CACHE": str(tmp_path / "cache"),
-           "LLMPLANE_API_KEY_FILE": str(tmp_path / "api-key")}
+           "LLMPLANE_API_KEY_FILE": str(tmp_path / "api-key"), "LLMPLANE_EXTRA_WEIGHTS": extras}
     return subprocess.run([sys.executable, str(ENTRYPOINT), "/models/weights", "--port", "8000"], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -121,3 +122,23 @@ def test_a_verified_archive_in_the_cache_is_reused(tmp_path, weights_server):
     assert _run(tmp_path, url, digest).returncode == 0
     result = _run(tmp_path, "http://127.0.0.1:9/gone.tar", digest)
     assert result.returncode == 0, "the cached, verified archive is used without downloading again"
+
+
+def test_a_versions_lora_adapters_and_draft_are_verified_and_unpacked_beside_the_weights(tmp_path, weights_server):
+    """The folders `--lora-modules sql=/models/extra/lora-sql` and a draft's `/models/extra/draft` name."""
+    url, archive = weights_server
+    digest = hashlib.sha256(archive).hexdigest()
+    extras = json.dumps({"lora-sql": {"uri": url, "sha256": digest}, "draft": {"uri": url, "sha256": digest}})
+    result = _run(tmp_path, url, digest, extras)
+    assert result.returncode == 0, result.stderr
+    for folder in ("lora-sql", "draft"):
+        assert (tmp_path / "cache" / "extra" / folder / "config.json").exists()
+
+
+def test_an_adapter_that_does_not_verify_keeps_vllm_from_starting(tmp_path, weights_server):
+    url, archive = weights_server
+    extras = json.dumps({"lora-sql": {"uri": url, "sha256": "0" * 64}})
+    result = _run(tmp_path, url, hashlib.sha256(archive).hexdigest(), extras)
+    assert result.returncode == 3 and "checksum mismatch" in result.stderr
+    assert not (tmp_path / "vllm-args").exists()
+    assert not (tmp_path / "cache" / "extra" / "lora-sql").exists()

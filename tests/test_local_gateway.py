@@ -20,6 +20,7 @@ from llmplane.spec import load_spec
 from llmplane.stacks.local import cluster_addons
 from llmplane.stacks.local.embedded_cluster import EmbeddedCluster
 from llmplane.stacks.local.for_environment import fake_nodes
+from llmplane.toolchain import completions
 from llmplane.toolchain.local_gateway import Refusal, RoutingTable
 from llmplane.toolchain.localstack import free_port
 
@@ -167,3 +168,19 @@ def test_the_readme_shows_the_command_make_up_prints(summary):
     without_port = [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", word) for word in shlex.split(shown)]
     assert without_port == [re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", word)
                             for word in shlex.split(_try_it(summary))]
+
+
+def test_a_lora_adapter_is_served_by_its_name_and_answers_with_it():
+    """A pod started with `--lora-modules sql=...` answers requests for `sql` as vLLM does: the response names the
+    adapter, and the base model's names keep answering with the versioned name."""
+    table = _table(PREFIX_RULE)
+    pod = table._of("Pod")[0]
+    pod["spec"]["containers"][0]["args"] += ["--enable-lora", "--lora-modules", "sql=/models/extra/lora-sql",
+                                             "--max-loras", "1"]
+    target = table.resolve("POST", HOST, "/llama-3-8b/v1/completions", {})
+    asked = {name: completions.answer("/v1/completions", json.dumps({"model": name, "prompt": "hi"}).encode(),
+                                      target.served_names)["model"] for name in ("sql", "llama-3-8b")}
+    assert asked == {"sql": "sql", "llama-3-8b": "llama-3-8b:1.0.0"}
+    with pytest.raises(completions.RequestError, match="The model `lora-sql` does not exist"):
+        completions.answer("/v1/completions", json.dumps({"model": "lora-sql", "prompt": "hi"}).encode(),
+                           target.served_names)

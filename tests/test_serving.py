@@ -8,6 +8,7 @@ import re
 
 import pytest
 from llmplane.components.serving.vllm_image import content_tag
+from llmplane.facts.engines import RELEASES
 from llmplane.stacks.diff import diff_plans
 from llmplane.stacks.program import uncredentialed_fetches
 from llmplane.stacks.review import _changed_lines
@@ -32,7 +33,7 @@ DEPLOYMENTS = {
     "local": ["llama-3-8b-v1-0-0"],
     "dev": ["llama-3-8b-v1-1-0"],
     "staging": ["llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"] * 2,  # two AWS regions
-    "prod": ["llama-3-70b-v1-0-0", "llama-3-70b-v1-1-0"] * 2  # the two AWS regions serve the 70B
+    "prod": ["llama-3-70b-v1-0-0", "llama-3-70b-v1-0-1", "llama-3-70b-v1-1-0"] * 2  # the two AWS regions: the 70B
     + ["llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"] * 4,  # every cluster serves the 8B
 }
 """The vLLM Deployments of each environment: one per version per cluster, named `<model>-v<version, dashed>`."""
@@ -42,11 +43,12 @@ ROUTE_WEIGHTS = {
     "dev": {"llama-3-8b": {"llama-3-8b-v1-1-0": 100}},
     "staging": {"llama-3-8b": {"llama-3-8b-v1-0-0": 90, "llama-3-8b-v1-1-0": 10}},
     "prod": {"llama-3-8b": {"llama-3-8b-v1-0-0": 90, "llama-3-8b-v1-1-0": 10},
-             "llama-3-70b": {"llama-3-70b-v1-0-0": 100}},  # 1.1.0 is a shadow: mirrored, never weighed
+             # 1.0.1 is 1.0.0 on another engine release; 1.1.0 is a shadow: mirrored, never weighed
+             "llama-3-70b": {"llama-3-70b-v1-0-0": 90, "llama-3-70b-v1-0-1": 10}},
 }
 """What each model's route weighs, by version resource, as the environment files set it."""
 
-VERSION_HEADERS = {"1.0.0": "v1-0-0", "1.1.0": "v1-1-0"}
+VERSION_HEADERS = {"1.0.0": "v1-0-0", "1.0.1": "v1-0-1", "1.1.0": "v1-1-0"}
 """The `x-llmplane-version` values the environments use, and the suffix of that version's resources."""
 
 
@@ -127,7 +129,8 @@ def test_engine_arguments_come_from_the_spec():
         "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.9", "--max-model-len", "8192",
         "--max-num-seqs", "128", "--enable-prefix-caching",
         "--otlp-traces-endpoint", "http://jaeger.monitoring.svc.cluster.local:4317",
-        "--load-format", "runai_streamer", "--model-loader-extra-config", '{"concurrency": 16}']
+        # Tensor parallel 4 on a release whose streamer reads `distributed`: the ranks share the reading.
+        "--load-format", "runai_streamer", "--model-loader-extra-config", '{"concurrency": 16, "distributed": true}']
 
 
 def test_a_step_token_budget_reaches_vllm_when_the_spec_sets_one():
@@ -276,31 +279,42 @@ def test_startup_budget_grows_with_load_time():
 
 
 def test_cloud_clusters_build_the_image_into_their_own_registry_and_serve_it_by_digest():
+    """One serving image per engine release a cluster runs: prod's AWS clusters run 0.14.0 and the 70B's engine
+    canary on 0.31.0, GKE runs 0.14.0 only; each version's pods run its release's image."""
     plan = plan_of("prod")
     images = plan.of_type("docker-build:index:Image")
-    cloud = [c for c in plan.spec.clusters if c.cloud != "onprem"]
-    assert len(images) == len(cloud)
+    built = sorted((image.name.split("-vllm-image")[0], image.inputs["buildArgs"]["VLLM_BASE"]) for image in images)
+    assert built == sorted([(c, RELEASES[r].image) for c in ("aws-use1", "aws-usw2") for r in ("0.14.0", "0.31.0")]
+                           + [("gcp-usc1", RELEASES["0.14.0"].image)])
     for image in images:
         assert image.inputs["push"] is True
         assert image.inputs["registries"] == "[secret]", "the registry token never shows"
-    # One immutable tag everywhere: the vLLM release, then a digest of the build context (its own test below).
-    [tag] = {image.inputs["tags"][0].rsplit(":", 1)[1] for image in images}
-    assert re.fullmatch(r"0\.14\.0-[0-9a-f]{12}", tag), tag
+    tags = {image.inputs["buildArgs"]["VLLM_BASE"]: {i.inputs["tags"][0].rsplit(":", 1)[1] for i in images
+                                                    if i.inputs["buildArgs"] == image.inputs["buildArgs"]}
+            for image in images}
+    # One immutable tag per release everywhere: the release, then a digest of its base and the build context.
+    assert {base: len(tag) for base, tag in tags.items()} == {RELEASES["0.14.0"].image: 1, RELEASES["0.31.0"].image: 1}
+    assert all(re.fullmatch(r"0\.(14|31)\.0-[0-9a-f]{12}", next(iter(t))) for t in tags.values())
     for deployment in model_servers(plan):
         cluster = deployment.urn.split("::")[-1].split("-llama")[0]
+        labels = deployment.inputs["metadata"]["labels"]
+        model = plan.spec.models[labels["llmplane.dev/model"]]
+        release = model.release_of(labels["llmplane.dev/model-version"])
         image = _container(deployment)["image"]
         assert "@sha256:" in image
-        registry = {"onprem": plan.spec.images.vllm.split("@")[0], "aws": f"{cluster}-vllm-repo:",
+        registry = {"onprem": RELEASES[release].image.split("@")[0], "aws": f"{cluster}-vllm-repo:{release}-",
                     "gcp": f"{plan.spec.cluster(cluster).region}-docker.pkg.dev/"}[plan.spec.cluster(cluster).cloud]
         assert registry in image
 
 
-def test_image_tag_changes_only_with_the_build_context(tmp_path):
+def test_image_tag_changes_only_with_the_build_context_or_the_release(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    before = content_tag(tmp_path)
-    assert content_tag(tmp_path) == before
+    base = RELEASES["0.14.0"].image
+    before = content_tag("0.14.0", base, tmp_path)
+    assert content_tag("0.14.0", base, tmp_path) == before
+    assert content_tag("0.24.0", RELEASES["0.24.0"].image, tmp_path) != before
     (tmp_path / "entrypoint.py").write_text("print()\n")
-    assert content_tag(tmp_path) != before
+    assert content_tag("0.14.0", base, tmp_path) != before
 
 
 def test_storage_credentials_reach_the_fetcher_as_secret_files_only():
@@ -343,7 +357,8 @@ def test_eks_service_accounts_may_read_exactly_their_catalogs_weights():
     associations = [a for a in plan.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
                     if a.inputs["namespace"] == "llmplane"]
     # Every vLLM version's account, and each node-cached pool's prefetch account, in each of the two AWS clusters.
-    per_cluster = ["inference-model-cache", "large-model-cache", "llama-3-70b-v1-0-0", "llama-3-70b-v1-1-0",
+    per_cluster = ["inference-model-cache", "large-model-cache", "llama-3-70b-v1-0-0", "llama-3-70b-v1-0-1",
+                   "llama-3-70b-v1-1-0",
                    "llama-3-8b-v1-0-0", "llama-3-8b-v1-1-0"]
     assert sorted(a.inputs["serviceAccount"] for a in associations) == sorted(per_cluster * 2)
     for policy in [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if "-weights-" in p.name]:

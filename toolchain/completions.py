@@ -20,6 +20,9 @@ DEFAULT_MAX_TOKENS = 16
 SERVED_NAMES_HEADER = "x-simulated-served-model-names"
 """How the local gateway tells the simulator which pod it stands for: that pod's `--served-model-name` values,
 comma-separated, read from the pod the stack created (a real pod knows them from its own arguments)."""
+LORA_PREFIX = "lora:"
+"""Marks a served name that is a LoRA adapter (`--lora-modules`): vLLM answers those with the adapter's own name
+(vllm/entrypoints/openai/serving_models.py `model_name`: the LoRA request's name, else the first served name)."""
 _WORDS = ("the", "model", "answers", "from", "a", "simulated", "engine", "behind", "its", "pod", "address",
           "through", "routes", "that", "the", "stack", "created")
 
@@ -52,15 +55,18 @@ def _words(prompt: str, count: int) -> list[str]:
 
 
 def answer(path: str, body: bytes, served_names: tuple[str, ...]) -> dict[str, Any]:
-    """The response to a POST on `path` by an engine serving `served_names` (its --served-model-name list)."""
+    """The response to a POST on `path` by an engine serving `served_names` (its --served-model-name list, then its
+    LoRA adapters marked with LORA_PREFIX)."""
     try:
         request = json.loads(body or b"{}")
     except ValueError as error:
         raise RequestError(400, "BadRequestError", f"the body is not JSON: {error}") from error
     if not isinstance(request, dict):
         raise RequestError(400, "BadRequestError", "the body must be a JSON object")
-    if request.get("model") not in served_names:
-        raise RequestError(404, "NotFoundError", f"The model `{request.get('model')}` does not exist.", "model")
+    asked = request.get("model")
+    adapters = {name.removeprefix(LORA_PREFIX) for name in served_names if name.startswith(LORA_PREFIX)}
+    if asked not in served_names and asked not in adapters:
+        raise RequestError(404, "NotFoundError", f"The model `{asked}` does not exist.", "model")
     prompt = _prompt_of(path, request)
     max_tokens = request.get("max_tokens") or DEFAULT_MAX_TOKENS
     if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -70,7 +76,7 @@ def answer(path: str, body: bytes, served_names: tuple[str, ...]) -> dict[str, A
     usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": max_tokens,
              "total_tokens": len(prompt.split()) + max_tokens}
     common = {"id": f"cmpl-{hashlib.sha256(prompt.encode()).hexdigest()[:16]}", "created": int(time.time()),
-              "model": served_names[0], "usage": usage}
+              "model": asked if asked in adapters else served_names[0], "usage": usage}
     if path == CHAT_PATH:
         return {**common, "object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}]}

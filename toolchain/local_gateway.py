@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from llmplane.toolchain.completions import SERVED_NAMES_HEADER
+from llmplane.toolchain.completions import LORA_PREFIX, SERVED_NAMES_HEADER
 
 LOOPBACK = "127.0.0.1"
 REFRESH_S = 1.0
@@ -199,17 +199,24 @@ class RoutingTable:
         return pods
 
 
-def _served_names(pod: dict) -> tuple[str, ...]:
-    """The values after `--served-model-name` in the pod's first container's arguments."""
-    args = pod["spec"]["containers"][0].get("args", [])
-    if "--served-model-name" not in args:
-        return ()
-    names = []
-    for arg in args[args.index("--served-model-name") + 1:]:
+def _values_after(args: list[str], flag: str) -> list[str]:
+    """The values given after `flag`, up to the next option."""
+    if flag not in args:
+        return []
+    values = []
+    for arg in args[args.index(flag) + 1:]:
         if arg.startswith("--"):
             break
-        names.append(arg)
-    return tuple(names)
+        values.append(arg)
+    return values
+
+
+def _served_names(pod: dict) -> tuple[str, ...]:
+    """The names the pod's engine answers to: its `--served-model-name` values, then the names of its
+    `--lora-modules` (`<name>=<folder>`), which vLLM serves as models of their own."""
+    args = pod["spec"]["containers"][0].get("args", [])
+    adapters = [module.split("=", 1)[0] for module in _values_after(args, "--lora-modules")]
+    return (*_values_after(args, "--served-model-name"), *(f"{LORA_PREFIX}{name}" for name in adapters))
 
 
 class ClusterReader:

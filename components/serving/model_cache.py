@@ -148,10 +148,14 @@ class CacheMounts:
     """Where the node's compile cache appears (LLMPLANE_COMPILE_CACHE_DIR), or None."""
 
 
-def vllm_volumes(cache_path: str, model: str, version: str, compile_cache: bool) -> CacheMounts:
-    """The node cache as a vLLM pod mounts it: its version's weights read-only; its compile cache folder
-    writable (the launcher publishes there only by an atomic rename, so replicas never read half a cache)."""
-    volumes = [{"name": "node-weights", "hostPath": {"path": host_weights_dir(cache_path, model, version),
+def vllm_volumes(cache_path: str, model: str, version: str, compile_cache: bool,
+                 weights_version: str | None = None) -> CacheMounts:
+    """The node cache as a vLLM pod mounts it: its version's weights read-only (those of `weights_version` when the
+    version serves another's weights: one copy per node); its compile cache folder writable (the launcher publishes
+    there only by an atomic rename, so replicas never read half a cache), per version since each engine release
+    compiles its own."""
+    held = weights_version or version
+    volumes = [{"name": "node-weights", "hostPath": {"path": host_weights_dir(cache_path, model, held),
                                                      "type": "DirectoryOrCreate"}}]
     mounts = [{"name": "node-weights", "mountPath": MOUNT_WEIGHTS, "readOnly": True}]
     if compile_cache:

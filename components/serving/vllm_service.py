@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.parse
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from llmplane.components.options import children_of
 from llmplane.facts.kubernetes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
-from .engine_args import VLLM_PORT, EngineSettings, serve_args, served_name
+from .engine_args import EXTRAS_DIR, VLLM_PORT, EngineSettings, serve_args, served_name
 from .model_cache import SERVING_UID, vllm_volumes
 from .streaming import GATE_PORT, gate_probe, launch_command, launch_env, stream_source, streamer_args
 
@@ -81,6 +82,8 @@ class VerifiedLoading:
     streamer_distributed: bool = False
     """The engine release's streamer loader reads the `distributed` extra-config key: with tensor parallel > 1 the
     ranks then share the reading of the files (`streaming.streamer_args`)."""
+    weights_version: str | None = None
+    """The catalog version whose weights the node cache holds for this one (`weightsOf`); None: its own."""
 
     def __post_init__(self) -> None:
         if self.node_cache_path is None:
@@ -89,6 +92,17 @@ class VerifiedLoading:
                              "storage would read every object twice: once to load, once to hash)")
         if self.stream_uri is not None:
             stream_source(self.stream_uri)  # refuse, at plan time, a folder the prefetch cannot read
+
+
+@dataclass(frozen=True)
+class ExtraWeights:
+    """A verified archive a version serves beside its weights: a LoRA adapter (`lora-<name>`) or its speculative
+    draft (`draft`), unpacked into `engine_args.extra_dir(folder)` before vLLM starts."""
+
+    folder: str
+    uri: str
+    sha256: str
+    size_bytes: float
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,8 @@ class VllmServiceArgs:
     admit_pods: Mapping[str, str] | None = None
     """Labels of pods in the serving namespace admitted to the vLLM port: the endpoint pickers, which read each
     replica's `/metrics` to score it."""
+    extras: tuple[ExtraWeights, ...] = ()
+    """LoRA adapters and a speculative draft, fetched and verified by the pod before vLLM starts."""
 
 
 def pod_selector(model: str, version: str) -> dict[str, str]:
@@ -153,8 +169,10 @@ def resource_name(model: str, version: str) -> str:
 
 
 def _memory_gi(args: VllmServiceArgs) -> int:
-    """Host memory a replica needs: the weights pass through it while loading, plus room for the server."""
-    return replica_memory_gi(args.weights.size_bytes, args.engine.tensor_parallel_size)
+    """Host memory a replica needs: the weights pass through it while loading, plus room for the server, plus the
+    KV cache it offloads to host memory (vLLM pins that buffer at start)."""
+    return replica_memory_gi(args.weights.size_bytes, args.engine.tensor_parallel_size) + \
+        math.ceil(args.engine.kv_offload_gib or 0)
 
 
 def _cache_gi(args: VllmServiceArgs) -> int:
@@ -165,8 +183,14 @@ def _cache_gi(args: VllmServiceArgs) -> int:
 def _disk_volumes(args: VllmServiceArgs) -> dict[str, int]:
     """The pod's disk-backed emptyDirs and their size limits in GiB: the downloaded weights (unless the node cache
     or the streamer provides them), /tmp, vLLM's caches."""
-    weights = {} if args.loading else {"model-cache": _cache_gi(args)}
-    return {**weights, "tmp": 4, "cache": 8}
+    weights = {} if args.loading else {"model-cache": _cache_gi(args) + _extras_gi(args)}
+    extras = {"extra-weights": _extras_gi(args)} if args.loading and args.extras else {}
+    return {**weights, **extras, "tmp": 4, "cache": 8}
+
+
+def _extras_gi(args: VllmServiceArgs) -> int:
+    """Room for the extras: each archive and its unpacked copy."""
+    return math.ceil(sum(extra.size_bytes for extra in args.extras) * 2.2 / 2**30) if args.extras else 0
 
 
 def replica_memory_gi(size_bytes: float, tensor_parallel_size: int) -> int:
@@ -213,16 +237,26 @@ def _loading(args: VllmServiceArgs) -> _Load:
     if loading is None:
         return _Load(["python3", f"{ENTRYPOINT_DIR}/entrypoint.py"], flags,
                      {"LLMPLANE_MODEL_URI": args.weights.uri, "LLMPLANE_MODEL_SHA256": args.weights.sha256,
-                      "LLMPLANE_MODEL_CACHE": "/models"},
+                      "LLMPLANE_MODEL_CACHE": "/models", **_extras_env(args)},
                      [], [{"name": "model-cache", "mountPath": "/models"}])
     streamer = (streamer_args(loading.concurrency, tensor_parallel_size=args.engine.tensor_parallel_size,
                               streamer_distributed=loading.streamer_distributed) if loading.stream_uri else ())
-    cache = vllm_volumes(str(loading.node_cache_path), args.model_name, args.version, loading.compile_cache)
+    cache = vllm_volumes(str(loading.node_cache_path), args.model_name, args.version, loading.compile_cache,
+                         loading.weights_version)
     env = launch_env(dict(loading.files), cache.node_cache_dir, cache.compile_cache_dir, None,
-                     None if loading.files else args.weights.sha256)
+                     None if loading.files else args.weights.sha256) | _extras_env(args)
     # The launcher names the model folder (the verified node cache): flags after the model only.
     # The API key file and any credential files are in the container's common environment already.
-    return _Load(launch_command(ENTRYPOINT_DIR), [*flags[1:], *streamer], env, cache.volumes, cache.mounts)
+    mounts = [{"name": "extra-weights", "mountPath": EXTRAS_DIR}] if args.extras else []
+    return _Load(launch_command(ENTRYPOINT_DIR), [*flags[1:], *streamer], env, cache.volumes, cache.mounts + mounts)
+
+
+def _extras_env(args: VllmServiceArgs) -> dict[str, str]:
+    """Where the entrypoint or the launcher fetches the version's extras from, with their digests."""
+    if not args.extras:
+        return {}
+    extras = {extra.folder: {"uri": extra.uri, "sha256": extra.sha256} for extra in args.extras}
+    return {"LLMPLANE_EXTRA_WEIGHTS": json.dumps(extras, sort_keys=True), "LLMPLANE_EXTRAS_DIR": EXTRAS_DIR}
 
 
 WRITABLE_LAYER_GI = 2

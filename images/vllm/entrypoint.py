@@ -4,7 +4,9 @@
 Environment: LLMPLANE_MODEL_URI (s3://, gs://, https://; http:// only for local tests),
 LLMPLANE_MODEL_SHA256 (the catalog's digest of the archive), LLMPLANE_MODEL_CACHE (cache folder),
 LLMPLANE_API_KEY_FILE (optional: the API key, mounted from a Secret as a file, handed to vLLM as VLLM_API_KEY
-so the key never sits in the pod spec's environment).
+so the key never sits in the pod spec's environment), LLMPLANE_EXTRA_WEIGHTS (optional: JSON {folder: {uri,
+sha256}} of the version's LoRA adapters and speculative draft, each fetched and verified like the weights and
+unpacked into `<cache>/extra/<folder>`).
 Arguments: passed to `vllm serve` unchanged; the first is the weights folder, `<cache>/weights`.
 
 A download is written to `<sha256>.partial` and renamed only after its digest matches, so an interrupted or
@@ -14,6 +16,7 @@ corrupt download never looks complete; a matching archive already in the cache i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -95,6 +98,16 @@ def unpack(archive: Path, target: Path) -> None:
     staging.rename(target)
 
 
+def fetch_extras(spec: str, cache: Path) -> list[str]:
+    """Fetch, verify and unpack each extra of LLMPLANE_EXTRA_WEIGHTS; the folders unpacked, in order."""
+    extras = json.loads(spec) if spec else {}
+    for folder, source in sorted(extras.items()):
+        if "/" in folder or folder in ("", ".", ".."):
+            raise FetchError(f"extra weights folder {folder!r} is not a plain name", EXIT_FETCH)
+        unpack(fetch(source["uri"], source["sha256"].lower(), cache), cache / "extra" / folder)
+    return sorted(extras)
+
+
 def main(argv: list[str]) -> int:
     """Fetch, verify, unpack, then replace this process with `vllm serve`."""
     try:
@@ -105,10 +118,11 @@ def main(argv: list[str]) -> int:
     cache = Path(os.environ.get("LLMPLANE_MODEL_CACHE", "/models"))
     try:
         archive = fetch(uri, sha256, cache)
+        unpack(archive, cache / "weights")
+        fetch_extras(os.environ.get("LLMPLANE_EXTRA_WEIGHTS", ""), cache)
     except FetchError as error:
         print(f"llmplane-entrypoint: {error}", file=sys.stderr)
         return error.code
-    unpack(archive, cache / "weights")
     key_file = os.environ.get("LLMPLANE_API_KEY_FILE")
     if key_file:
         os.environ["VLLM_API_KEY"] = Path(key_file).read_text().strip()

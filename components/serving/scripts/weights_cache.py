@@ -11,6 +11,9 @@ trusting object metadata (GCS has no sha256 checksum; S3's is composite for mult
   thus reads each object from object storage once, in the prefetch: a replica streaming from object storage
   would read it again, and hashing what it streamed would take a third read, since the streamer verifies
   nothing. Unverified bytes never serve: vLLM starts only on a folder the marker vouches for.
+  The version's extras (LoRA adapters, a speculative draft: LLMPLANE_EXTRA_WEIGHTS, {folder: {uri, sha256}}) are
+  small archives the launcher fetches itself into the pod's LLMPLANE_EXTRAS_DIR, hashed as they are written,
+  before vLLM starts.
 - `verify` checks a folder against digests (the operator's check; the tests run it on good and corrupted files).
 
 Standard library only, plus boto3 / google-cloud-storage for s3:// and gs:// (both in the serving image).
@@ -277,6 +280,16 @@ def _local_matches(local: str | None, expected: dict) -> bool:
     return marker is not None and {key: marker.get(key) for key in expected} == expected
 
 
+def fetch_extras(extras: dict[str, dict[str, str]], folder: Path) -> None:
+    """Fetch each extra archive verified (as the weights), unpack it into `folder/<name>`, and drop the archive."""
+    for name, source in sorted(extras.items()):
+        archive = folder / f"{_safe_name(name)}.tar"
+        fetch_file(source["uri"], source["sha256"], archive)
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder / name, filter="data")
+        archive.unlink()
+
+
 def launch(serve_args: list[str], env: dict[str, str]) -> int:
     """Wait for this node's prefetch to verify the version, then start vLLM on the node cache's folder.
 
@@ -293,6 +306,9 @@ def launch(serve_args: list[str], env: dict[str, str]) -> int:
         say(f"waiting for this node's prefetch to verify {local}")
         while not _local_matches(local, expected):
             time.sleep(PREFETCH_POLL_SECONDS)
+    extras = json.loads(env.get("LLMPLANE_EXTRA_WEIGHTS") or "{}")
+    if extras:
+        fetch_extras(extras, Path(env.get("LLMPLANE_EXTRAS_DIR", "/models/extra")))
     say(f"loading from the node cache {local} (verified by the prefetch)")
     gate = Gate(f"http://127.0.0.1:{env.get('LLMPLANE_VLLM_PORT', '8000')}/health")
     key_file = env.get("LLMPLANE_API_KEY_FILE")
