@@ -676,7 +676,8 @@ def _serve_version(spec: PlatformSpec, cluster: Cluster, model_name: str, model:
         ModelInferencePool(name, ModelInferencePoolArgs(
             model=model_name, version=version.version, namespace=platform.serving.namespace,
             selector=pod_selector(model_name, version.version), target_port=VLLM_PORT,
-            tracing_endpoint=grpc_endpoint() if _traces(spec, cluster) else None),
+            tracing_endpoint=grpc_endpoint() if _traces(spec, cluster) else None,
+            lora=model.engine.lora is not None),
             opts=gateway.after_gateway_api.merge(in_version))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
-from llmplane.components.gateway.inference_pool import SCORER_WEIGHTS
+from llmplane.components.gateway.inference_pool import LORA_SCORER, SCORER_WEIGHTS
 from llmplane.stacks.crd_sources import INFERENCE_EXTENSION, crd_documents
 from llmplane.toolchain import gotools
 from llmplane.toolchain.simulator import IDLE, Simulator, serve
@@ -45,13 +45,15 @@ def _free_port() -> int:
 
 
 def picker_config() -> str:
-    """The picker's configuration in v1.3.0's format, with the scorers and weights the clusters' picker gets."""
+    """The picker's configuration in v1.3.0's format, with the scorers and weights the clusters' picker gets for a
+    version that serves LoRA adapters (the adapter-affinity scorer added)."""
+    weights = {**SCORER_WEIGHTS, **dict([LORA_SCORER])}
     return yaml.safe_dump({
         "apiVersion": "inference.networking.x-k8s.io/v1alpha1",
         "kind": "EndpointPickerConfig",
-        "plugins": [{"type": scorer} for scorer in SCORER_WEIGHTS],
+        "plugins": [{"type": scorer} for scorer in weights],
         "schedulingProfiles": [{"name": "default", "plugins": [
-            {"pluginRef": scorer, "weight": weight} for scorer, weight in SCORER_WEIGHTS.items()]}],
+            {"pluginRef": scorer, "weight": weight} for scorer, weight in weights.items()]}],
     })
 
 
@@ -171,3 +173,10 @@ def test_requests_sharing_a_prefix_land_on_the_replica_that_already_holds_it(pic
 def test_different_prefixes_spread_over_the_replicas(picker):
     families = [f"other-{n}" for n in range(12)]
     assert len(set(probe(picker, [_request(f, 0) for f in families]))) > 1
+
+
+def test_a_request_naming_a_lora_adapter_is_given_a_replica(picker):
+    """Clients ask for an adapter by its name as the model; the picker, adapter affinity on, still places it."""
+    request = {**_request("tenant-lora", 0), "model": "sql"}
+    [chosen] = probe(picker, [request])
+    assert chosen in {f"{a}:{VLLM_PORT}" for a in REPLICAS}

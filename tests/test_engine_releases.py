@@ -11,6 +11,7 @@ import tarfile
 import threading
 
 import pytest
+import yaml
 from llmplane.facts import engines
 from llmplane.facts.engines import DEFAULT_RELEASE, RELEASES, surface
 from llmplane.monitoring import vllm_metrics
@@ -68,7 +69,7 @@ def test_a_download_that_is_not_the_published_release_is_refused(tmp_path, monke
          "digests": {"sha256": hashlib.sha256(payload).hexdigest()}}]}}).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             data = index if self.path == "/pypi/vllm/json" else payload
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
@@ -148,7 +149,8 @@ def test_every_option_the_stack_passes_is_one_validation_checks():
     from llmplane.stacks.compose import engine_settings
 
     model = Model.model_validate({
-        "parametersBillions": 8, "dtype": "bfloat16", "license": "llama3", "pool": "p", "replicas": {"min": 1, "max": 2},
+        "parametersBillions": 8, "dtype": "bfloat16", "license": "llama3", "pool": "p",
+        "replicas": {"min": 1, "max": 2},
         "architecture": {"contextLength": 8192, "layers": 32, "kvHeads": 8, "headDim": 128},
         "catalog": {"1.0.0": {"uri": "s3://b/m/1.0.0/w.tar", "sha256": "0" * 64,
                               "generationDefaults": {"temperature": 0.2, "topP": 0.9}}},
@@ -336,6 +338,12 @@ def test_a_versions_pods_serve_its_adapters_by_name_fetched_verified_with_room_f
         old = before[deployment.urn].inputs["spec"]["template"]["spec"]["containers"][0]
         assert memory == int(old["resources"]["requests"]["memory"].removesuffix("Gi")) + 6, \
             "the offloaded KV cache is pinned host memory the pod must request"
+    pickers = {c.name: yaml.safe_load(c.inputs["data"]["config.yaml"])
+               for c in plan.of_type("kubernetes:core/v1:ConfigMap") if c.name.endswith("-epp")}
+    assert pickers
+    for name, config in pickers.items():
+        scorers = {p["pluginRef"] for p in config["schedulingProfiles"][0]["plugins"]}
+        assert ("lora-affinity-scorer" in scorers) == (LLAMA_8B in name), name
 
 
 def test_an_engine_canary_differs_from_stable_only_in_its_engine():

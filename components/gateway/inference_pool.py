@@ -36,20 +36,28 @@ SCORER_WEIGHTS = {"queue-scorer": 2, "kv-cache-utilization-scorer": 2, "prefix-c
 replica from being swamped by a popular prefix (the weights of the llm-d router chart's default profile)."""
 
 
-def epp_config(model_server_port: int = 8000) -> dict:
+LORA_SCORER = ("lora-affinity-scorer", 2)
+"""For versions serving LoRA adapters: prefer a replica that already holds the requested adapter, or has a free
+slot to load it, from vLLM's `vllm:lora_requests_info` (the llm-d router's and the inference extension's
+`lora-affinity-scorer`, pkg/epp/.../scorer/lora_affinity.go; KServe turns it on for LoRA the same way)."""
+
+
+def epp_config(model_server_port: int = 8000, lora: bool = False) -> dict:
     """The EndpointPickerConfig: prefix-cache-, queue- and KV-cache-aware scoring of vLLM replicas, which the
-    EPP scrapes at `/metrics` (vllm:num_requests_waiting, vllm:kv_cache_usage_perc)."""
+    EPP scrapes at `/metrics` (vllm:num_requests_waiting, vllm:kv_cache_usage_perc), and adapter affinity where
+    the version serves LoRA adapters (requests name the adapter as their model)."""
+    weights = {**SCORER_WEIGHTS, **(dict([LORA_SCORER]) if lora else {})}
     return {
         "apiVersion": "llm-d.ai/v1alpha1",
         "kind": "EndpointPickerConfig",
         "plugins": [
-            *({"type": scorer} for scorer in SCORER_WEIGHTS),
+            *({"type": scorer} for scorer in weights),
             {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics",
                                                            "insecureSkipVerify": True}},
             {"type": "core-metrics-extractor"},
         ],
         "schedulingProfiles": [{"name": "default", "plugins": [
-            {"pluginRef": scorer, "weight": weight} for scorer, weight in SCORER_WEIGHTS.items()]}],
+            {"pluginRef": scorer, "weight": weight} for scorer, weight in weights.items()]}],
     }
 
 
@@ -71,6 +79,8 @@ class ModelInferencePoolArgs:
     """Endpoint picker image, by digest."""
     tracing_endpoint: str | None = None
     """OTLP gRPC endpoint the EPP sends traces to, or no tracing."""
+    lora: bool = False
+    """The version serves LoRA adapters: score replicas by adapter affinity too."""
     gateway_namespace: str = GATEWAY_NAMESPACE
     """Namespace of the Envoy proxies, the only callers of the EPP's ext_proc port."""
 
@@ -117,7 +127,7 @@ class ModelInferencePool(pulumi.ComponentResource):
             subjects=[{"kind": "ServiceAccount", "name": account.metadata.name, "namespace": args.namespace}],
             opts=child)
         config = k8s.core.v1.ConfigMap(f"{name}-epp", metadata=meta,
-                                       data={"config.yaml": yaml.safe_dump(epp_config(args.target_port),
+                                       data={"config.yaml": yaml.safe_dump(epp_config(args.target_port, args.lora),
                                                                            sort_keys=False)}, opts=child)
         env = [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
