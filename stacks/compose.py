@@ -454,6 +454,7 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         api_key_secret=serving.api_key_secret,
         entrypoint_configmap=serving.entrypoint_configmap,
         engine=engine_settings(model, version.version),
+        engine_release=model.release_of(version.version),
         extras=extra_weights(model),
         replicas=None,
         storage_secret=serving.storage_secret,

@@ -44,6 +44,7 @@ class Review:
     environment: str
     base: str
     changes: list[ResourceChange]
+    engines: list[str]
     new_violations: list[dict[str, Any]]
     fixed_violations: list[dict[str, Any]]
 
@@ -100,9 +101,55 @@ def review(environment: str, base: str, head_root: Path = PROJECT_ROOT) -> Revie
         environment=environment,
         base=base,
         changes=diff_plans(before.resources, after.resources),
+        engines=engine_changes(before.resources, after.resources),
         new_violations=[v for key, v in new.items() if key not in old],
         fixed_violations=[v for key, v in old.items() if key not in new],
     )
+
+
+WEIGHTS_ANNOTATION = "llmplane.dev/weights-sha256"
+RELEASE_ANNOTATION = "llmplane.dev/engine-release"
+
+
+def _engines(resources: list[PlannedResource]) -> dict[tuple[str, str], tuple[str, str, tuple[str, ...]]]:
+    """(model, version) -> (engine release, weights sha256, clusters) of every vLLM Deployment in a plan."""
+    found: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {}
+    for resource in resources:
+        metadata = resource.inputs.get("metadata", {}) if resource.type == "kubernetes:apps/v1:Deployment" else {}
+        annotations, labels = metadata.get("annotations", {}), metadata.get("labels", {})
+        if RELEASE_ANNOTATION not in annotations:
+            continue
+        key = (labels["llmplane.dev/model"], labels["llmplane.dev/model-version"])
+        cluster = resource.name.split(f"-{key[0]}-")[0]
+        release, weights, clusters = found.get(key, (annotations[RELEASE_ANNOTATION],
+                                                     annotations[WEIGHTS_ANNOTATION], ()))
+        found[key] = (release, weights, tuple(sorted({*clusters, cluster})))
+    return found
+
+
+def engine_changes(before: list[PlannedResource], after: list[PlannedResource]) -> list[str]:
+    """What a change does to the engines, one line per model version: a new version that serves another deployed
+    version's weights on another release is an engine upgrade and nothing else; a version whose release changes
+    in place says from which to which, and whether its weights stayed."""
+    old, new = _engines(before), _engines(after)
+    lines = []
+    for (model, version), (release, weights, clusters) in sorted(new.items()):
+        where = ", ".join(clusters)
+        if (model, version) in old:
+            was, was_weights, _ = old[(model, version)]
+            if was != release:
+                same = "weights unchanged" if was_weights == weights else "new weights too"
+                lines.append(f"- `{model}` {version} ({where}): vLLM {was} → {release}, {same}")
+            continue
+        twins = sorted(v for (m, v), (r, w, _) in new.items() if m == model and v != version and w == weights)
+        if twins:
+            twin = twins[0]
+            lines.append(f"- `{model}` {version} ({where}): new, the weights of {twin} (sha256 {weights[:12]}…) on "
+                         f"vLLM {release}, where {twin} runs {new[(model, twin)][0]}: "
+                         + ("an engine upgrade only" if release != new[(model, twin)][0] else "same engine"))
+        else:
+            lines.append(f"- `{model}` {version} ({where}): new, on vLLM {release}")
+    return lines
 
 
 def _cell(value: Any) -> str:
@@ -137,6 +184,8 @@ def markdown(result: Review) -> str:
     if not result.changes and not result.new_violations and not result.fixed_violations:
         return "\n".join([*lines, "No changes."])
     lines.append(", ".join(f"**{counts[k]}** {k}" for k in ("changed", "replaced", "added", "removed")))
+    if result.engines:
+        lines += ["", "#### Engines", "", *result.engines]
     for change in result.changes:
         lines += ["", f"`{SYMBOL[change.kind]}` **{change.kind}** `{change.urn.split('::')[-1]}` ({change.type})"]
         if change.properties:

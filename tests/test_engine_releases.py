@@ -372,3 +372,48 @@ def test_an_engine_canary_differs_from_stable_only_in_its_engine():
     # The weights folder names 1.0.0 in both, which the normalization above turned into <v> in the stable only.
     assert canary.replace(weights[0], "<weights>") == stable.replace(weights[0].replace("1.0.0", "<v>"),
                                                                       "<weights>")
+
+
+def _without_engine_canary(values):
+    model = values["llmplane:models"][LLAMA_70B]
+    model["versions"] = [v for v in model["versions"] if v["version"] != "1.0.1"]
+    model["versions"][0]["weight"] = 100
+    del model["catalog"]["1.0.1"]
+
+
+def test_a_review_shows_an_engine_canary_as_an_engine_upgrade_only():
+    from llmplane.stacks.review import engine_changes
+
+    from tests.planning import plan_of, plan_with
+
+    before, after = plan_with("prod", _without_engine_canary).resources, plan_of("prod").resources
+    assert engine_changes(before, after) == [
+        f"- `{LLAMA_70B}` 1.0.1 (aws-use1, aws-usw2): new, the weights of 1.0.0 (sha256 abb8db432f67…) on vLLM "
+        "0.31.0, where 1.0.0 runs 0.14.0: an engine upgrade only"]
+    assert engine_changes(after, after) == []
+
+
+def test_a_review_shows_a_release_changed_in_place_with_its_weights_unchanged():
+    from llmplane.stacks.review import engine_changes
+
+    from tests.planning import plan_of, plan_with
+
+    def upgrade(values):
+        values["llmplane:models"][LLAMA_8B]["engine"]["release"] = "0.24.0"
+
+    lines = engine_changes(plan_of("prod").resources, plan_with("prod", upgrade).resources)
+    assert lines == [f"- `{LLAMA_8B}` {v} (aws-use1, aws-usw2, gcp-usc1, onprem-dc1): vLLM 0.14.0 → 0.24.0, weights "
+                     "unchanged" for v in ("1.0.0", "1.1.0")]
+
+
+def test_the_review_markdown_puts_engine_changes_under_their_own_heading():
+    from llmplane.stacks.diff import diff_plans
+    from llmplane.stacks.review import Review, engine_changes, markdown
+
+    from tests.planning import plan_of, plan_with
+
+    before, after = plan_with("prod", _without_engine_canary).resources, plan_of("prod").resources
+    text = markdown(Review("prod", "main", diff_plans(before, after), engine_changes(before, after), [], []))
+    head, _, rest = text.partition("#### Engines\n\n")
+    assert rest.startswith(f"- `{LLAMA_70B}` 1.0.1 (aws-use1, aws-usw2): new, the weights of 1.0.0")
+    assert "**added**" in rest and "**added**" not in head.split("\n")[0]

@@ -94,6 +94,10 @@ class VerifiedLoading:
             stream_source(self.stream_uri)  # refuse, at plan time, a folder the prefetch cannot read
 
 
+ENGINE_RELEASE_ANNOTATION = "llmplane.dev/engine-release"
+"""The Deployment annotation naming the vLLM release its pods run."""
+
+
 @dataclass(frozen=True)
 class ExtraWeights:
     """A verified archive a version serves beside its weights: a LoRA adapter (`lora-<name>`) or its speculative
@@ -127,6 +131,8 @@ class VllmServiceArgs:
     """Name of the ConfigMap with `entrypoint.py`, which fetches and verifies weights then execs vllm serve."""
     engine: EngineSettings = EngineSettings()
     """vLLM engine settings."""
+    engine_release: str | None = None
+    """The vLLM release the image runs, recorded on the Deployment so a review can tell an engine upgrade."""
     replicas: int | None = 1
     """Fixed replica count; None when an autoscaler owns it: `spec.replicas` is then left out, so `pulumi up`
     never fights the autoscaler."""
@@ -299,7 +305,9 @@ class VllmService(pulumi.ComponentResource):
         )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={**meta, "annotations": {"llmplane.dev/weights-sha256": args.weights.sha256}},
+            metadata={**meta, "annotations": {"llmplane.dev/weights-sha256": args.weights.sha256,
+                                              **({ENGINE_RELEASE_ANNOTATION: args.engine_release}
+                                                 if args.engine_release else {})}},
             spec={
                 **({} if args.replicas is None else {"replicas": args.replicas}),
                 "selector": {"matchLabels": selector},
