@@ -29,6 +29,7 @@ from .baselines import (
     window_need,
 )
 from .bound import Bound, startup_bound
+from .engine_effects import DoesNotFit, prefill_scale, replica_rates
 from .simulator import PolicyController, Profile, Result, Simulator
 from .trace import Trace, credit
 
@@ -71,7 +72,8 @@ def step_token_budget(engine: Engine, gpu_type: str) -> int:
 def target(spec: PlatformSpec, model: str | None = None, version: str | None = None,
            cluster: str | None = None) -> Target:
     """Resolve the model (default: the first), the version (default: the stable one with the most traffic) and
-    the cluster whose pool prices the GPU-hours (default: the model's first)."""
+    the cluster whose pool prices the GPU-hours (default: the model's first); the replica's rates are the
+    model's performance with its engine features applied (`engine_effects`)."""
     if model is None:
         model = next(iter(spec.models))
     if model not in spec.models:
@@ -97,13 +99,16 @@ def target(spec: PlatformSpec, model: str | None = None, version: str | None = N
         where = named[0]
     pool = m.pool_in(where)
     policy = spec.autoscaling_policy(model, chosen)
-    perf = m.performance
+    try:
+        rates = replica_rates(m, pool.gpu_type)
+    except DoesNotFit as error:
+        raise PlanError(f"model '{model}' on {where.name}/{pool.name}: {error}") from None
     startup = m.startup_on(where.cloud, pool)
     streamed = m.streams_weights() and m.uses_node_cache(pool)
     profile = Profile(
-        prefill_tokens_per_second=perf.prefill_tokens_per_second,
-        decode_tokens_per_second=perf.decode_tokens_per_second,
-        max_concurrent_sequences=perf.max_concurrent_sequences,
+        prefill_tokens_per_second=rates.prefill_tokens_per_second,
+        decode_tokens_per_second=rates.decode_tokens_per_second,
+        max_concurrent_sequences=rates.max_concurrent_sequences,
         node_seconds=startup.node_seconds,
         image_pull_seconds=startup.image_pull_seconds,
         load_seconds=startup.load_seconds,
@@ -210,13 +215,6 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
     return Plan(t, trace, rows, counts, n, startup_bound(trace, t.profile, windows), rejected, max_model_len,
                 span, sum(removed for _, removed in cuts), unservable,
                 serving_advice(t, max(trace.prompt_tokens, default=0)) if unservable else [])
-
-
-def prefill_scale(gpu_from: str, gpu_to: str, tp_from: int = 1, tp_to: int = 1) -> float:
-    """How much faster a replica prefills on `gpu_to` at tensor parallelism `tp_to` than on `gpu_from` at
-    `tp_from`, at best: prefill is compute bound, so dense BF16 throughput (`facts.gpus.DENSE_BF16_TFLOPS`) times
-    the GPUs it shards over."""
-    return DENSE_BF16_TFLOPS[gpu_to] / DENSE_BF16_TFLOPS[gpu_from] * tp_to / tp_from
 
 
 def serving_advice(t: Target, longest_prompt: int) -> list[str]:

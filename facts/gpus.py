@@ -86,3 +86,17 @@ takes an fp8 cache only on SM90 (vllm/v1/attention/backends/fa_utils.py `flash_a
 
 FP8_KV_BYTES_PER_VALUE = 1
 """Bytes of one key or value element of an fp8 KV cache: half of a 16-bit cache, so twice the tokens fit."""
+
+HBM_GB_PER_SECOND: dict[str, float] = {
+    "nvidia-l4": 300,
+    "nvidia-a10g": 600,
+    "nvidia-l40s": 864,
+    "nvidia-a100-40gb": 1555,
+    "nvidia-a100-80gb": 2039,
+    "nvidia-h100-80gb": 3350,
+    "nvidia-h200-141gb": 4800,
+}
+"""Peak memory bandwidth of one GPU, GB/s: NVIDIA data sheets (L4 300 GB/s; A10 600 GB/s, which AWS's A10G
+matches; L40S 864 GB/s; A100 SXM 40GB 1,555 GB/s and 80GB 2,039 GB/s; H100 SXM 3.35 TB/s; H200 SXM 4.8 TB/s). A
+decode step reads the weights and the batch's KV cache once, so the planner moves a measured decode rate to another
+GPU by these ratios (capacity/engine_effects.py)."""

@@ -122,6 +122,8 @@ def _capacity(args: argparse.Namespace) -> int:
         return _refuse_output(problem)
     config = _stack_config(args)
     spec = load_spec(config.values, config.environment)
+    if args.recommend:
+        return _recommend(args, config, spec)
     try:
         trace = read_trace(args.trace)
         result = plan(spec, trace, args.model, args.version, args.cluster)
@@ -137,6 +139,35 @@ def _capacity(args: argparse.Namespace) -> int:
             print(f"plot written to {write_plot(result, args.plot, trace_credit)}", file=sys.stderr)
         except (RuntimeError, OSError) as error:
             return _refuse_output(str(error))
+    return 0
+
+
+def _recommend(args: argparse.Namespace, config: StackConfig, spec) -> int:
+    """`capacity --recommend`: the cost-versus-SLO table, then the diff of the environment file that applies the
+    cheapest configuration meeting the SLO."""
+    from llmplane.capacity.planner import PlanError
+    from llmplane.capacity.recommend import applicable, format_recommendation, recommend
+    from llmplane.capacity.trace import TraceError, credit, read_trace
+
+    from .config_edit import set_value, unified_diff
+
+    try:
+        rec = recommend(spec, read_trace(args.trace), args.model, args.cluster)
+    except (TraceError, PlanError) as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    chosen, change, passed = applicable(spec, config.values, rec)
+    print(format_recommendation(rec, chosen, [*passed, *(change.notes if change else [])]))
+    if change is not None:
+        path = environment_file(config.environment, args.environments)
+        before = path.read_text()
+        after = before
+        for where, value in change.edits:
+            after = set_value(after, where, value)
+        print()
+        print(unified_diff(before, after, f"{path.parent.name}/{path.name}"), end="")
+    print()
+    print(credit(args.trace.name, args.trace_credit))
     return 0
 
 
@@ -184,7 +215,7 @@ def _environments_option(command: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     """The command line: `llmplane validate <env>`, `llmplane plan <env> [--json]`,
     `llmplane diff <env> --base REF`, `llmplane policy-config <env> [--out FILE]`,
-    `llmplane capacity <env> --trace FILE [--plot PNG]`."""
+    `llmplane capacity <env> --trace FILE [--plot PNG] [--recommend]`."""
     root = argparse.ArgumentParser(prog="llmplane", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check an environment file; exit 2 with every problem")
@@ -223,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
     capacity.add_argument("--cluster", metavar="NAME", help="cluster whose pool prices the GPU-hours (default: the "
                                                             "model's first)")
     capacity.add_argument("--plot", metavar="PNG", type=Path, help="also write demand, replicas and TTFT over time")
+    capacity.add_argument("--recommend", action="store_true",
+                          help="search GPU types offered in the cluster's region, tensor parallelism, fp8 KV, ngram "
+                               "speculative decoding, queue thresholds and replica bounds; print the cheapest that "
+                               "meet the TTFT SLO and the environment diff that applies the cheapest")
     capacity.add_argument("--trace-credit", metavar="TEXT",
                           help="the trace's source and licence, printed with the results (azure-2023: the Azure LLM "
                                "inference trace 2023's attribution, e.g. for an excerpt; default: that attribution "
