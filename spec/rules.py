@@ -16,7 +16,15 @@ from llmplane.facts.addressing import (
     private_asn,
     problem_with,
 )
-from llmplane.facts.clouds import REGIONS_BY_CLOUD, machine_shape, shapes_offered, zone_names, zone_region
+from llmplane.facts.clouds import (
+    GCP_FIXED_LOCAL_SSDS,
+    LOCAL_SSD_GIB,
+    REGIONS_BY_CLOUD,
+    machine_shape,
+    shapes_offered,
+    zone_names,
+    zone_region,
+)
 from llmplane.facts.gpus import GPU_MEMORY_GB
 from llmplane.facts.loading import GIB, INSTANCE_STORE_GB
 from llmplane.monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
@@ -549,8 +557,9 @@ def streamed_weights(spec: PlatformSpec) -> Iterable[Problem]:
 
 
 def node_caches(spec: PlatformSpec) -> Iterable[Problem]:
-    """A node cache sits on its cloud's local medium, fits the machine's instance store (AWS), holds every version
-    deployed through it; a compile cache needs a node cache to live on."""
+    """A node cache sits on its cloud's local medium, fits the machine's instance store (AWS) or the local SSDs a GCE
+    machine type comes with where their count is fixed (G2, A2 Ultra, A3), holds every version deployed through it;
+    a compile cache needs a node cache to live on."""
     for cluster in spec.clusters:
         for pool in cluster.pools:
             cache = pool.node_cache
@@ -571,6 +580,12 @@ def node_caches(spec: PlatformSpec) -> Iterable[Problem]:
                     yield Problem(f"{path}.sizeGi", f"{cache.size_gi} GiB do not fit the {store:.0f} GiB of NVMe "
                                   f"instance store of {shape.machine_type}", str(cache.size_gi),
                                   f"use at most {math.floor(store)} GiB, or a machine with more instance store")
+            fixed = GCP_FIXED_LOCAL_SSDS.get(shape.machine_type) if cluster.cloud == "gcp" and shape else None
+            if cache.medium == "local-ssd" and fixed is not None and cache.size_gi > fixed * LOCAL_SSD_GIB:
+                yield Problem(f"{path}.sizeGi", f"{shape.machine_type} comes with exactly {fixed} local SSD"
+                              f"{'s' if fixed > 1 else ''} of {LOCAL_SSD_GIB} GiB; {cache.size_gi} GiB do not fit",
+                              str(cache.size_gi), f"use at most {fixed * LOCAL_SSD_GIB} GiB, or a machine type with "
+                              "more local SSDs (more GPUs per node)")
             need, users = cache_need_gib(spec, cluster, pool)
             if cache.size_gi < need:
                 yield Problem(f"{path}.sizeGi", f"{cache.size_gi} GiB cannot hold the {need:.1f} GiB of weights "

@@ -417,3 +417,4 @@ def test_the_review_markdown_puts_engine_changes_under_their_own_heading():
     head, _, rest = text.partition("#### Engines\n\n")
     assert rest.startswith(f"- `{LLAMA_70B}` 1.0.1 (aws-use1, aws-usw2): new, the weights of 1.0.0")
     assert "**added**" in rest and "**added**" not in head.split("\n")[0]
+

@@ -1278,3 +1278,13 @@ def test_a_streamed_version_is_read_from_the_folder_of_its_archive(env_config, l
     assert artifact.folder_for("aws") == "s3://llmplane-models/llama-3-8b/1.0.0/"
     assert artifact.folder_for("gcp") == "gs://llmplane-models-gcp/llama-3-8b/1.0.0/"
     assert artifact.folder_for("onprem") == "https://models.dc1.internal/llama-3-8b/1.0.0/"
+
+
+def test_a_gke_node_cache_fits_the_local_ssds_its_machine_type_comes_with(env_config, load):
+    """prod's GKE pool runs g2-standard-8, which has exactly one 375 GiB local SSD (cold start, issue 26)."""
+    config = env_config("prod")
+    gke = next(c for c in config["llmplane:clusters"] if c["cloud"] == "gcp")
+    gke["pools"][0]["nodeCache"]["sizeGi"] = 400
+    problem = expect(load, config, "prod", "clusters.gcp-usc1.pools.inference.nodeCache.sizeGi",
+                     "g2-standard-8 comes with exactly 1 local SSD of 375 GiB; 400 GiB do not fit", "400")
+    assert problem.fix.startswith("use at most 375 GiB")
