@@ -327,7 +327,8 @@ class TestCloudZones(RuleCases):
 def _mirror_70b_on_gcp(config: dict) -> None:
     """Give llama-3-70b gs:// mirrors, so placing it on GKE breaks only the rule under test."""
     for version, artifact in config["llmplane:models"]["llama-3-70b"]["catalog"].items():
-        artifact["mirrors"] = {"gcp": f"gs://llmplane-models-gcp/llama-3-70b/{version}/weights.tar"}
+        if "weightsOf" not in artifact:  # an engine canary serves its twin's weights, mirrors included
+            artifact["mirrors"] = {"gcp": f"gs://llmplane-models-gcp/llama-3-70b/{version}/weights.tar"}
 
 
 class TestPlacement(RuleCases):
@@ -385,18 +386,21 @@ class TestTrafficWeights(RuleCases):
 
     def test_shadow_takes_no_traffic(self, env_config, load):
         config = env_config("prod")
-        config["llmplane:models"]["llama-3-70b"]["versions"][1]["weight"] = 10
+        [shadow] = [v for v in config["llmplane:models"]["llama-3-70b"]["versions"] if v["version"] == "1.1.0"]
+        shadow["weight"] = 10
         problem = self.expect(load, config, "prod", "models.llama-3-70b.versions.1.1.0.weight",
                               "shadow version 1.1.0 has weight 10", "10")
         assert problem.fix.startswith("set weight 0")
 
     def test_some_version_must_serve(self, env_config, load):
         config = env_config("prod")
-        config["llmplane:models"]["llama-3-70b"]["versions"][0].update(role="shadow", weight=0)
+        for version in config["llmplane:models"]["llama-3-70b"]["versions"]:
+            version.update(role="shadow", weight=0)
         error = failure(load, config, "prod")
+        weights = "1.0.0=0, 1.0.1=0, 1.1.0=0"
         assert [(p.path, p.message, p.value) for p in error.problems] == [
-            ("models.llama-3-70b.versions", "traffic weights sum to 0, they must sum to 100", "1.0.0=0, 1.1.0=0"),
-            ("models.llama-3-70b.versions", "every version is a shadow", "1.0.0=0, 1.1.0=0"),
+            ("models.llama-3-70b.versions", "traffic weights sum to 0, they must sum to 100", weights),
+            ("models.llama-3-70b.versions", "every version is a shadow", weights),
         ]
         assert error.problems[1].fix == "mark at least one version stable"
         spec = PlatformSpec.model_validate(spec_data(config, "prod"))
@@ -572,8 +576,8 @@ class TestPoolCapacity(RuleCases):
         config["llmplane:models"]["llama-3-70b"]["replicas"]["max"] = 6
         error = failure(load, config, "prod")
         assert [(p.path, p.message, p.value) for p in error.problems] == [
-            (f"clusters.{cluster}.pools.large.nodes.max", "24 GPUs at most, but the models on it may need 28",
-             "llama-3-70b:1.0.0=24, llama-3-70b:1.1.0=4")
+            (f"clusters.{cluster}.pools.large.nodes.max", "24 GPUs at most, but the models on it may need 32",
+             "llama-3-70b:1.0.0=24, llama-3-70b:1.0.1=4, llama-3-70b:1.1.0=4")
             for cluster in ("aws-use1", "aws-usw2")
         ]
         assert error.problems[0].fix == "raise nodes.max to at least 4 or lower the replica maximums"
