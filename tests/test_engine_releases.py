@@ -418,3 +418,23 @@ def test_the_review_markdown_puts_engine_changes_under_their_own_heading():
     assert rest.startswith(f"- `{LLAMA_70B}` 1.0.1 (aws-use1, aws-usw2): new, the weights of 1.0.0")
     assert "**added**" in rest and "**added**" not in head.split("\n")[0]
 
+
+
+@pytest.mark.parametrize("environment", ["prod", "staging", "dev", "local"])
+def test_every_vllm_pod_is_given_only_options_and_variables_its_release_reads(environment):
+    """What the plan deploys, read back: each vLLM container's `--options` and `VLLM_*` variables are ones the
+    release it runs (its Deployment's annotation) accepts, by that release's source."""
+    from llmplane.components.serving.vllm_service import ENGINE_RELEASE_ANNOTATION
+
+    from tests.planning import model_servers, plan_of
+
+    servers = model_servers(plan_of(environment))
+    assert servers
+    for deployment in servers:
+        release = deployment.inputs["metadata"]["annotations"][ENGINE_RELEASE_ANNOTATION]
+        known = surface(release)
+        container = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+        options = {arg[2:] for arg in container["args"] if arg.startswith("--")}
+        assert options and not {o for o in options if not known.accepts(o)}, (deployment.name, release)
+        variables = {e["name"] for e in container["env"] if e["name"].startswith("VLLM_")}
+        assert variables <= known.environment, (deployment.name, release, variables - known.environment)
