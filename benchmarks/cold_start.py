@@ -11,8 +11,8 @@ Rows per trace:
 - after +N slots: the same with N warm headroom slots, to show what headroom buys and costs;
 - no start-up: the policy with replicas that serve the moment they are asked for, maximum raised to the static
   fleet, over a sweep of thresholds: the best any tuning of this reactive policy reaches once start-up is gone;
-- what would reach the code target: configurations a user could write (another GPU type for the pool, tensor
-  parallelism, warm slots, other replica bounds), each loaded through the spec and replayed with its policy.
+- what would reach the code target: the recommender's search (`llmplane capacity ENV --recommend`,
+  capacity/recommend.py) over GPU types, tensor parallelism, engine features, thresholds and replica bounds.
 
 Targets (prod's llama-3-8b profile, TTFT <= 2.5 s for 99 % of requests): conversation >= 99 % within the SLO at
 <= 1.15x the oracle's GPU-hours; code >= 99 % at <= 17.5 GPU-h; replay <= 10 s per trace-hour of 20,000 requests
@@ -24,19 +24,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmplane.capacity.planner import Plan, Target, plan, prefill_scale, replay_policy, target
-from llmplane.capacity.simulator import Profile, Result
-from llmplane.capacity.trace import ATTRIBUTION, AZURE_TRACES, Trace, azure_trace_path, read_trace
-from llmplane.facts.clouds import shapes_offered
-from llmplane.spec import PlatformSpec, load_spec
+from llmplane.capacity.planner import Plan, plan, replay_policy, target
+from llmplane.capacity.recommend import applicable, format_recommendation, recommend
+from llmplane.capacity.simulator import Profile
+from llmplane.capacity.trace import ATTRIBUTION, AZURE_TRACES, azure_trace_path, read_trace
+from llmplane.spec import load_spec
 from llmplane.stacks.environments import read_stack_config
 
 BEFORE = {"node_seconds": 180.0, "image_pull_seconds": 90.0, "load_seconds": 300.0, "reload_seconds": None,
@@ -50,120 +48,6 @@ REPLAY_REQUESTS_PER_HOUR = 20_000
 EXTRA_SLOTS = 2
 SWEEP = {"min_replicas": (2, 6, 10, 16), "queue_per_replica": (1, 4, 16), "scale_down_seconds": (60, 300)}
 """Thresholds tried for the no-start-up row (scale-up window 0 s, polling 5 s)."""
-HARDWARE = (("nvidia-l4", 1), ("nvidia-l4", 2), ("nvidia-l40s", 1), ("nvidia-a100-40gb", 1), ("nvidia-h100-80gb", 1))
-"""GPU type and tensor parallelism per replica tried for the code target. Prefill is scaled at best by dense BF16
-throughput and tensor parallelism (`capacity.planner.prefill_scale`); decode rate and sequences per replica stay the
-L4's, which errs low for the larger GPUs."""
-FLEET_MINIMUMS = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 30)
-"""Replica minimums tried per hardware option (the maximum: the spec's, or the minimum where that is higher)."""
-TARGET_SLOTS = (1, 2, 4, 8)
-"""Standing warm headroom slots tried on the spec's pool and policy."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Candidate:
-    """A configuration a user could write for the model: its pool's GPU type, tensor parallelism, replica bounds
-    and standing warm slots (None: the spec's)."""
-
-    gpu_type: str | None = None
-    tensor_parallel: int = 1
-    replicas: tuple[int, int] | None = None
-    warm_slots: int | None = None
-
-    def label(self, t: Target) -> str:
-        """How the row reads: GPU, tensor parallelism and GPUs per node, replica bounds, slots."""
-        pol = t.policy
-        text = f"{t.pool.gpu_type.removeprefix('nvidia-')} tp{t.profile.tensor_parallel_size}/{t.gpus_per_node}"
-        text += f" {pol.hpa_min_replicas}-{pol.max_replicas}"
-        return text + (f" +{self.warm_slots} slots" if self.warm_slots else "")
-
-
-def configured(values: dict[str, str], environment: str, model: str, c: Candidate) -> PlatformSpec:
-    """The environment's config with `c` written into it, loaded (and validated) as the spec: the GPU type on the
-    model's pool in its first cluster (the one the planner replays), on the smallest machine the cloud offers that
-    holds the replica; tensor parallelism on every pool the model uses; the model's prefill rate scaled to the
-    hardware; nodes.max raised to hold the fleets."""
-    clusters = json.loads(values["llmplane:clusters"])
-    models = json.loads(values["llmplane:models"])
-    m = models[model]
-    engine = m.setdefault("engine", {})
-    tp_from = engine.get("tensorParallelSize", 1)
-    pools = [(cl["cloud"], p) for cl in clusters if cl["name"] in m.get("clusters", [cl["name"]])
-             for p in cl["pools"] if p["name"] == m["pool"]]
-    first = pools[0][1]
-    gpu_from, gpu_to = first["gpuType"], c.gpu_type or first["gpuType"]
-    first["gpuType"] = gpu_to
-    engine["tensorParallelSize"] = c.tensor_parallel
-    m["performance"]["prefillTokensPerSecond"] *= prefill_scale(gpu_from, gpu_to, tp_from, c.tensor_parallel)
-    if c.replicas is not None:
-        m["replicas"] = {"min": c.replicas[0], "max": c.replicas[1]}
-    if c.warm_slots is not None:
-        first.setdefault("warmHeadroom", {})["slots"] = c.warm_slots
-    slots = first.get("warmHeadroom", {}).get("slots", 0)
-    for cloud, pool in pools:
-        size = pool.get("gpusPerNode", 1)
-        offered = shapes_offered(cloud, pool["gpuType"])
-        if offered or size < c.tensor_parallel:
-            size = min((n for n in offered if n >= c.tensor_parallel), default=max(size, c.tensor_parallel))
-        pool["gpusPerNode"] = size
-        gpus = 2 * (m["replicas"]["max"] * c.tensor_parallel + slots)  # stable and canary fleets, the slots
-        pool["nodes"]["max"] = max(pool["nodes"]["max"], math.ceil(gpus / size))
-    return load_spec({**values, "llmplane:clusters": json.dumps(clusters), "llmplane:models": json.dumps(models)},
-                     environment)
-
-
-def code_target_rows(values: dict[str, str], environment: str, model: str, trace: Trace
-                     ) -> list[list[tuple[str, Result]]]:
-    """Per hardware option, the spec's replica bounds then each minimum of FLEET_MINIMUMS; last, the spec's pool
-    and policy with each of TARGET_SLOTS warm slots: groups of (label, the policy's replay on `trace`)."""
-    policy = target(load_spec(values, environment), model).policy
-    first = (policy.hpa_min_replicas, policy.max_replicas)
-    bounds = list(dict.fromkeys([first, *((lo, max(lo, first[1])) for lo in FLEET_MINIMUMS)]))
-    groups = [[Candidate(gpu, tp, b) for b in bounds] for gpu, tp in HARDWARE]
-    groups.append([Candidate(warm_slots=n) for n in TARGET_SLOTS])
-    replayed = []
-    for group in groups:
-        replayed.append([])
-        for c in group:
-            t = target(configured(values, environment, model, c), model)
-            replayed[-1].append((c.label(t), replay_policy(trace, t.profile, t.policy, sample_every=None)))
-    return replayed
-
-
-def _print_code_target(groups: list[list[tuple[str, Result]]], objective: float, gpu_hour_usd: float) -> None:
-    """Per group: the spec's bounds, the most within the SLO at or under the budget, the fewest GPU-hours that
-    meet the objective; then the configuration that meets it for the fewest dollars and the fewest GPU-hours,
-    against the budget in GPU-hours and in dollars at the spec's GPU price (GPU-hours of other GPUs cost more)."""
-    print(f"  what would reach the code target (>= {objective:.0%} within the SLO at <= {CODE_GPU_HOURS} GPU-h), "
-          f"{sum(map(len, groups))} configurations replayed (GPU tp<size>/<GPUs per node> <min>-<max> replicas):")
-    print(f"    {'configuration':<28} {'GPU-h':>7} {'within SLO':>10} {'cost USD':>9}")
-    meeting = []
-    for i, group in enumerate(groups):
-        within = max((row for row in group if row[1].gpu_hours <= CODE_GPU_HOURS),
-                     key=lambda row: row[1].within_slo, default=None)
-        met = [row for row in group if row[1].within_slo >= objective]
-        fewest = min(met, key=lambda row: row[1].gpu_hours, default=None)
-        meeting += met
-        shown = group if i == len(groups) - 1 else [group[0]]  # every slot row; the spec's bounds otherwise
-        for row in (within, fewest):
-            if row is not None and all(row is not seen for seen in shown):
-                shown = [*shown, row]
-        for label, r in shown:
-            print(f"    {label:<28} {r.gpu_hours:>7.2f} {r.within_slo:>10.2%} {r.cost_usd:>9.2f}")
-    budget_usd = CODE_GPU_HOURS * gpu_hour_usd
-    for what, key in (("fewest dollars", lambda row: row[1].cost_usd),
-                      ("fewest GPU-hours", lambda row: row[1].gpu_hours)):
-        best = min(meeting, key=key, default=None)
-        if best is None:
-            print(f"    {what}: none of them meets the objective")
-            continue
-        label, r = best
-        print(f"    meets it for the {what}: {label}, {r.within_slo:.2%} at {r.gpu_hours:.2f} GPU-h "
-              f"({'within' if r.gpu_hours <= CODE_GPU_HOURS else 'beyond'} {CODE_GPU_HOURS}) and ${r.cost_usd:.2f} "
-              f"({'within' if r.cost_usd <= budget_usd else 'beyond'} the ${budget_usd:.2f} that {CODE_GPU_HOURS} "
-              "GPU-h cost on the spec's GPU)")
-
-
 def _row(name: str, gpu_hours: float, oracle: float, within: float, p99: float) -> str:
     return f"  {name:<22} {gpu_hours:>7.2f} {gpu_hours / oracle:>8.2f}x {within:>10.2%} {p99:>9.2f}"
 
@@ -264,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"(static {new.row('static').result.gpu_hours:.2f} GPU-h) or one that knows them in advance "
                       f"(oracle {oracle:.2f}); not a faster start: see below what would")
         if kind == "code":
-            _print_code_target(code_target_rows(values, opts.environment, t.model, servable), objective,
-                               t.profile.gpu_hour_usd)
+            rec = recommend(spec, trace, opts.model)
+            chosen, change, passed = applicable(spec, values, rec)
+            print("  what would reach the code target: `llmplane capacity "
+                  f"{opts.environment} --recommend --trace {path}`:")
+            for line in format_recommendation(rec, chosen, [*passed, *(change.notes if change else [])]).splitlines():
+                print(f"    {line}")
         verdicts.append((f"{kind}: replay {per_hour:.2f} s per trace-hour of {REPLAY_REQUESTS_PER_HOUR:,} requests "
                          f"(<= {REPLAY_SECONDS_PER_HOUR:g} s)", per_hour <= REPLAY_SECONDS_PER_HOUR))
     print("targets:")

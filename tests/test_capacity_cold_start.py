@@ -171,38 +171,3 @@ def test_a_prompt_beyond_max_model_len_is_rejected_not_replayed(env_config, load
     trace = Trace("too long", (0.0, 1.0), (500, 9000), (10, 10))
     p = plan(spec, trace, "llama-3-8b")
     assert p.rejected == 1 and len(p.trace) == 1 and p.unservable == 0
-
-
-# -- the benchmark's candidate configurations ---------------------------------------------------------------------
-
-
-def _benchmark():
-    """benchmarks/cold_start.py as a module (benchmarks/ is not a package)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "cold_start.py"
-    spec = importlib.util.spec_from_file_location("cold_start_benchmark", path)
-    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_candidate_is_written_into_the_config_and_validated(env_config, load):
-    from llmplane.capacity.planner import prefill_scale
-
-    from tests.conftest import engine_values
-    bench = _benchmark()
-    values = engine_values(env_config("prod"))
-    base = target(load(env_config("prod"), "prod"), "llama-3-8b")
-    h100 = target(bench.configured(values, "prod", "llama-3-8b", bench.Candidate("nvidia-h100-80gb", replicas=(6, 14))),
-                  "llama-3-8b")
-    assert (h100.pool.gpu_type, h100.gpus_per_node) == ("nvidia-h100-80gb", 8)  # AWS sells H100s 8 to a node
-    assert h100.profile.prefill_tokens_per_second == pytest.approx(
-        base.profile.prefill_tokens_per_second * prefill_scale("nvidia-l4", "nvidia-h100-80gb"))
-    assert (h100.policy.hpa_min_replicas, h100.policy.max_replicas) == (6, 14)
-    tp2 = target(bench.configured(values, "prod", "llama-3-8b", bench.Candidate(tensor_parallel=2, warm_slots=3)),
-                 "llama-3-8b")
-    assert (tp2.profile.tensor_parallel_size, tp2.gpus_per_node, tp2.profile.warm_slots) == (2, 4, 3)
-    assert tp2.profile.prefill_tokens_per_second == 2 * base.profile.prefill_tokens_per_second
-    assert tp2.profile.gpu_hour_usd == base.profile.gpu_hour_usd
