@@ -438,7 +438,8 @@ def applicable(spec: PlatformSpec, values: dict[str, str], rec: Recommendation
         error = validate_change(values, spec.environment, change)
         if error is None:
             return o, change, passed
-        passed.append(f"{_label(o)}: the environment would be invalid: {error.render().splitlines()[1].strip().removeprefix('- ')}")
+        first = error.render().splitlines()[1].strip().removeprefix("- ")
+        passed.append(f"{_label(o)}: the environment would be invalid: {first}")
     return None, None, passed
 
 

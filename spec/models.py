@@ -434,6 +434,35 @@ class Fallback(Section):
 
 Role = Literal["stable", "canary", "ab", "shadow"]
 
+ExperimentMetric = Literal["ttft", "time_per_output_token", "e2e_latency", "error_rate", "cost_per_million_tokens",
+                           "feedback_score", "task_success", "refusal_rate"]
+"""What an experiment compares per arm: performance and cost from vLLM and the gateway, quality and business from
+the feedback endpoint, safety from refusals (`experiments/metrics.py` says how each is read)."""
+
+
+class Experiment(Section):
+    """A controlled comparison of a model's deployed versions: which is better, decided before it takes the
+    traffic, one reviewed step at a time."""
+
+    name: Name = Field(description="Experiment name, unique per environment: it labels reports and pull requests.")
+    control: SemVer = Field(description="The deployed version the others are compared with (usually stable).")
+    treatments: list[SemVer] = Field(min_length=1, description="The deployed versions under test.")
+    strategy: Literal["canary", "ab", "shadow", "bandit"] = Field(
+        default="canary",
+        description="canary (weight steps), ab (a share per arm, sticky per user), shadow (mirrored, compared "
+                    "without exposing users) or bandit (Thompson-sampling weights, for arms that differ only in "
+                    "generation defaults or engine settings).")
+    primary: ExperimentMetric = Field(description="The metric the verdict is decided on.")
+    guardrails: list[ExperimentMetric] = Field(
+        default_factory=list, description="Metrics that must not get worse; a breach rolls the treatment back.")
+    minimum_detectable_effect: float = Field(
+        gt=0, lt=1, description="Smallest relative change of the primary metric worth detecting, e.g. 0.05 for 5 %.")
+    max_days: int = Field(ge=1, le=90, description="Longest the experiment may run before a verdict is forced.")
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 25, 50, 100],
+        description="Treatment weights, in percent, each a reviewed pull request after a promote verdict.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="False-positive rate of the sequential test.")
+
 
 class DeployedVersion(Section):
     """A catalog version that serves traffic (or mirrored traffic, for a shadow)."""
@@ -468,6 +497,7 @@ class Model(Section):
         description="vLLM's start after the weights are in GPU memory (torch.compile, CUDA graphs).")
     compile_cache: bool = Field(
         default=False, description="Keep vLLM's compile cache on the node cache, so a restart does not recompile.")
+    experiments: list[Experiment] = Field(default_factory=list, description="Experiments between its versions.")
     fallback: Fallback | None = Field(default=None, description="Refused: the pinned gateway cannot fail a model over "
                                       "(docs/gateway.md); whole clusters fail over by DNS.")
 

@@ -31,6 +31,7 @@ from llmplane.monitoring.vllm_metrics import TIME_TO_FIRST_TOKEN
 
 from .engine_rules import ENGINE_RULES
 from .errors import Problem, inline, show
+from .experiment_rules import EXPERIMENT_RULES
 from .gateway_rules import TENANCY_RULES
 from .models import Artifact, Bounds, Cluster, GpuPool, Model, PlatformSpec
 
@@ -668,6 +669,6 @@ RULES: tuple[Rule, ...] = (
 
 
 def check(spec: PlatformSpec) -> list[Problem]:
-    """Every problem every rule finds, the engine's (`engine_rules.py`) and the gateway sections' (`gateway_rules.py`)
-    included."""
-    return [problem for rule in (*RULES, *ENGINE_RULES, *TENANCY_RULES) for problem in rule(spec)]
+    """Every problem every rule finds, the engine's (`engine_rules.py`), the experiments' (`experiment_rules.py`) and
+    the gateway sections' (`gateway_rules.py`) included."""
+    return [problem for rule in (*RULES, *ENGINE_RULES, *EXPERIMENT_RULES, *TENANCY_RULES) for problem in rule(spec)]
