@@ -3,6 +3,7 @@ sane traffic splits, on-demand baseline, no secret in plain text)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -202,6 +203,29 @@ def traffic_weights(view: ResourceView, _: Context) -> Iterator[str]:
             yield f"{display(view)}: rule {index} splits traffic {split} = {total:g}, not 100"
 
 
+# ------------------------------------------------------------------ experiment verdicts
+
+EXPERIMENTS_ANNOTATION = "llmplane.dev/experiments"
+"""What a model's HTTPRoute records of its experiments (components/serving/model_rollout.py)."""
+
+
+def experiment_verdict(view: ResourceView, _: Context) -> Iterator[str]:
+    """No treatment takes more traffic than its experiment's recorded verdict allows: a promote verdict for that
+    step, or the first step before any verdict; a rollback allows none."""
+    record = get(view.props, "metadata", "annotations", EXPERIMENTS_ANNOTATION)
+    if record in (None, UNKNOWN):
+        return
+    for experiment in json.loads(record):
+        for version, weight in sorted(experiment["treatments"].items()):
+            if weight > experiment["allowed"]:
+                verdict = experiment["verdict"]
+                why = (f"its recorded verdict ({verdict}, report sha256 {str(experiment['report'])[:12]}) allows "
+                       f"{experiment['allowed']} %" if verdict else
+                       f"no verdict is recorded, which allows the first step, {experiment['allowed']} %")
+                yield (f"{display(view)}: version {version} takes {weight} % in experiment {experiment['name']}, "
+                       f"but {why}")
+
+
 # ------------------------------------------------------------------ on-demand baseline
 
 
@@ -320,6 +344,15 @@ RULES = [
         remediation="Make the versions' weights add up to 100 (spec: models.<name>.versions[].weight).",
         resource_types=(HTTP_ROUTE,),
         check=traffic_weights,
+    ),
+    Rule(
+        name="platform-experiment-verdict",
+        description="A treatment of an experiment takes no more traffic than the experiment's recorded verdict "
+        "allows (a promote verdict for that weight; before any verdict, the first step).",
+        remediation="Run `llmplane experiment report <env> <model>` and record its promote verdict in the "
+        "experiment's `verdict` (the scheduled workflow's pull request does both), or lower the weight.",
+        resource_types=(HTTP_ROUTE,),
+        check=experiment_verdict,
     ),
     Rule(
         name="platform-not-spot-only",

@@ -440,6 +440,18 @@ ExperimentMetric = Literal["ttft", "time_per_output_token", "e2e_latency", "erro
 the feedback endpoint, safety from refusals (`experiments/metrics.py` says how each is read)."""
 
 
+class Verdict(Section):
+    """The last verdict of an experiment's report, recorded in the environment file by the pull request that acts
+    on it (the scheduled workflow writes it with the weight change): what the policy pack reads to allow a weight
+    increase."""
+
+    decision: Literal["promote", "hold", "rollback"] = Field(description="What the report decided.")
+    weight: int = Field(ge=0, le=100, description="The treatment weight that decision allows, in percent.")
+    report_sha256: Sha256 = Field(description="sha256 of the report's Markdown, as posted on the pull request.")
+    decided_at: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z$",
+                            description="When the report was computed, UTC, e.g. 2026-12-08T06:00Z.")
+
+
 class Experiment(Section):
     """A controlled comparison of a model's deployed versions: which is better, decided before it takes the
     traffic, one reviewed step at a time."""
@@ -462,6 +474,17 @@ class Experiment(Section):
         default_factory=lambda: [10, 25, 50, 100],
         description="Treatment weights, in percent, each a reviewed pull request after a promote verdict.")
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="False-positive rate of the sequential test.")
+    verdict: Verdict | None = Field(
+        default=None, description="The last report's verdict, written by the pull request that acts on it.")
+
+    def allowed_weight(self) -> int:
+        """The most a treatment may take: what a promote verdict approved, else the first step (where every
+        canary starts)."""
+        if self.verdict is not None and self.verdict.decision == "promote":
+            return self.verdict.weight
+        if self.verdict is not None and self.verdict.decision == "rollback":
+            return 0
+        return self.steps[0] if self.steps else 0
 
 
 class DeployedVersion(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -52,7 +53,12 @@ from llmplane.components.observability.stack import ObservabilityArgs, Observabi
 from llmplane.components.serving.engine_args import VLLM_PORT, EngineSettings, LoraSettings, extra_dir
 from llmplane.components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
 from llmplane.components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
-from llmplane.components.serving.model_rollout import ModelRollout, ModelRolloutArgs, RolloutVersion
+from llmplane.components.serving.model_rollout import (
+    EXPERIMENTS_ANNOTATION,
+    ModelRollout,
+    ModelRolloutArgs,
+    RolloutVersion,
+)
 from llmplane.components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
 from llmplane.components.serving.vllm_image import VllmImage, VllmImageArgs
 from llmplane.components.serving.vllm_service import (
@@ -640,6 +646,7 @@ def serve_model(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Mo
             request_filters=[credential_filter()] if gateway.credential is not None else [],
             # Behind Envoy Gateway the version split picks each version's own rule.
             split="version_header" if gateway.envoy is not None else "weights",
+            annotations=experiment_annotations(model),
             served_by={s.version: served_by(model_name, s.version, cluster.name)
                        for s in version_shares(model)} if gateway.envoy is not None else None,
         ),
@@ -647,6 +654,18 @@ def serve_model(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Mo
             depends_on=[gateway.credential] if gateway.credential is not None else [])),
     )
     return route.route_name
+
+
+def experiment_annotations(model: Model) -> dict[str, str] | None:
+    """The route's record of its experiments: each treatment's weight beside the weight its verdict allows."""
+    if not model.experiments:
+        return None
+    weights = {v.version: v.weight for v in model.versions}
+    record = [{"name": e.name, "treatments": {t: weights.get(t, 0) for t in e.treatments},
+               "allowed": e.allowed_weight(), "verdict": e.verdict.decision if e.verdict else None,
+               "report": e.verdict.report_sha256 if e.verdict else None}
+              for e in model.experiments if e.strategy != "shadow"]
+    return {EXPERIMENTS_ANNOTATION: json.dumps(record, sort_keys=True)} if record else None
 
 
 def _serve_version(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Model, version: DeployedVersion,

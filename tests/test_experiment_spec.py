@@ -65,3 +65,40 @@ def test_a_bandit_compares_only_the_same_weights(env_config, load):
            "defaults)", "1.0.0, 1.0.1, 1.1.0")
     experiment["treatments"] = ["1.0.1"]
     load(config, "prod")
+
+
+def _raise_canary(weight: int, verdict: dict | None = None):
+    def edit(values):
+        model = values["llmplane:models"][MODEL]
+        for version in model["versions"]:
+            if version["version"] == "1.0.0":
+                version["weight"] = 100 - weight
+            if version["version"] == "1.0.1":
+                version["weight"] = weight
+        if verdict:
+            model["experiments"][0]["verdict"] = verdict
+    return edit
+
+
+def _verdict_violations(plan) -> list[dict]:
+    from llmplane.stacks.plan_policies import evaluate, mandatory
+
+    return [v for v in mandatory(evaluate(plan)) if v["policy"] == "platform-experiment-verdict"]
+
+
+def test_prod_refuses_raising_a_treatment_without_a_promote_verdict():
+    from tests.planning import plan_of, plan_with
+
+    assert _verdict_violations(plan_of("prod")) == []
+    raised = _verdict_violations(plan_with("prod", _raise_canary(25)))
+    assert len(raised) == 2, "the 70B's route in each AWS cluster"
+    assert "version 1.0.1 takes 25 % in experiment llama-70b-vllm-0-31, but no verdict is recorded, which allows " \
+           "the first step, 10 %" in raised[0]["message"]
+
+
+def test_a_recorded_promote_verdict_allows_its_step_and_no_more():
+    from tests.planning import plan_with
+
+    verdict = {"decision": "promote", "weight": 25, "reportSha256": "c" * 64, "decidedAt": "2026-12-08T06:00Z"}
+    assert _verdict_violations(plan_with("prod", _raise_canary(25, verdict))) == []
+    assert len(_verdict_violations(plan_with("prod", _raise_canary(50, verdict)))) == 2

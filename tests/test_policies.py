@@ -148,6 +148,13 @@ ROUTE = k8s("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "llama", spec={
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
 
 
+def experiment_route(treatments: dict[str, int], allowed: int, verdict: str | None) -> ResourceView:
+    """The model route as compose writes it for an experiment: its treatments' weights and what the verdict allows."""
+    record = [{"name": "llama-canary", "treatments": treatments, "allowed": allowed, "verdict": verdict,
+               "report": "ab" * 32 if verdict else None}]
+    return patched(ROUTE, (("metadata", "annotations"), {"llmplane.dev/experiments": json.dumps(record)}))
+
+
 def karpenter_pool(name: str, capacity: list[str] | None, limit: str | None = "8", pool: str = "inference",
                    scope: str = "c1") -> ResourceView:
     requirements = [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g6.xlarge"]}]
@@ -473,6 +480,17 @@ CASES = [
     case("platform-traffic-weights", "weights left to default 1", BAD, patched(
         ROUTE, (("spec", "rules", 1, "backendRefs", 0, "weight"), DELETE),
         (("spec", "rules", 1, "backendRefs", 1, "weight"), DELETE))),
+    case("platform-experiment-verdict", "canary at its first step, no verdict yet", OK,
+         experiment_route({"1.1.0": 10}, allowed=10, verdict=None)),
+    case("platform-experiment-verdict", "raised to 25 with a promote verdict for 25", OK,
+         experiment_route({"1.1.0": 25}, allowed=25, verdict="promote")),
+    case("platform-experiment-verdict", "a route without experiments", OK, ROUTE),
+    case("platform-experiment-verdict", "raised to 25 without a verdict", BAD,
+         experiment_route({"1.1.0": 25}, allowed=10, verdict=None)),
+    case("platform-experiment-verdict", "raised to 50 on a promote verdict for 25", BAD,
+         experiment_route({"1.1.0": 50}, allowed=25, verdict="promote")),
+    case("platform-experiment-verdict", "kept at 10 after a rollback verdict", BAD,
+         experiment_route({"1.1.0": 10}, allowed=0, verdict="rollback")),
     case("platform-not-spot-only", "spot over an on-demand base", OK, [SPOT_POOL, BASE_POOL]),
     case("platform-not-spot-only", "on-demand NodePool", OK, karpenter_pool("large", ["on-demand"], pool="large")),
     case("platform-not-spot-only", "capacity type unconstrained (on-demand)", OK, karpenter_pool("large", None)),

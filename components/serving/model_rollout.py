@@ -43,6 +43,11 @@ class RolloutVersion:
             raise ValueError(f"RolloutVersion {self.version}: weight {self.weight} is not a percentage; give 0 to 100")
 
 
+EXPERIMENTS_ANNOTATION = "llmplane.dev/experiments"
+"""On a model's HTTPRoute: JSON, per experiment, each treatment's weight and the weight its recorded verdict
+allows (the `platform-experiment-verdict` policy compares them)."""
+
+
 @dataclass(frozen=True)
 class ModelRolloutArgs:
     """A model's versions and weights, and the gateway its route attaches to."""
@@ -64,6 +69,8 @@ class ModelRolloutArgs:
     split: Split = "weights"
     """`weights` (Gateway API weights in one rule) or `version_header` (a rule per version, chosen by the
     gateway's version split; required where versions are InferencePools)."""
+    annotations: Mapping[str, str] | None = None
+    """Annotations of the HTTPRoute, e.g. `EXPERIMENTS_ANNOTATION`: what the policy pack judges weights against."""
     served_by: Mapping[str, str] | None = None
     """Per version, the `SERVED_BY_HEADER` value its rules put on responses (rule filters: Envoy Gateway drops
     filters on InferencePool backendRefs)."""
@@ -170,6 +177,7 @@ class ModelRollout(pulumi.ComponentResource):
             metadata={
                 "name": args.model_name,
                 "namespace": args.namespace,
+                **({"annotations": dict(args.annotations)} if args.annotations else {}),
                 "labels": k8s_labels(name="vllm", instance=args.model_name, component="rollout",
                                      version=stable, model=args.model_name),
             },
