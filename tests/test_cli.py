@@ -317,3 +317,18 @@ def test_a_plan_that_registers_one_urn_twice_is_refused():
 
     with pytest.raises(DuplicateUrnError, match="more than once"):
         run_plan(read_stack_config("local"), program=twice)
+
+
+def test_validate_warns_of_a_metric_a_deployed_release_hides_and_still_passes(capsys, monkeypatch):
+    """vLLM 0.14.0 exports vllm:time_per_output_token_seconds only behind --show-hidden-metrics-for-version: were
+    our dashboards to read it, validate says so, naming the release and the versions, and the exit code stays 0."""
+    from llmplane.monitoring import vllm_metrics
+    from llmplane.spec import engine_rules
+
+    hidden = vllm_metrics.Metric("vllm:time_per_output_token_seconds", vllm_metrics.Kind.HISTOGRAM,
+                                 vllm_metrics.VLLM_LABELS, "deprecated")
+    monkeypatch.setattr(engine_rules, "VLLM", (*vllm_metrics.VLLM, hidden))
+    code, out, err = run(capsys, "validate", "dev")
+    assert code == 0 and out.startswith("environment 'dev' is valid")
+    assert "llmplane: warning: models: vLLM 0.14.0 hides vllm:time_per_output_token_seconds" in err
+    assert "llama-3-8b:1.1.0 will show no vllm:time_per_output_token_seconds series" in err
