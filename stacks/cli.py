@@ -182,6 +182,24 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_report(args: argparse.Namespace) -> int:
+    from llmplane.experiments.prometheus import PrometheusError
+
+    from .experiment_report import ReportError, experiment_report
+
+    try:
+        result = experiment_report(args.environment, args.model, args.prometheus, args.experiment, args.window,
+                                   args.environments)
+    except ReportError as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except PrometheusError as error:
+        print(f"llmplane: {error}", file=sys.stderr)
+        return 1
+    print(result.markdown, end="")
+    return 0
+
+
 def _cluster(args: argparse.Namespace) -> int:
     from llmplane.stacks.local import cluster_addons
     from llmplane.stacks.local.embedded_cluster import ClusterError, EmbeddedCluster
@@ -215,7 +233,8 @@ def _environments_option(command: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     """The command line: `llmplane validate <env>`, `llmplane plan <env> [--json]`,
     `llmplane diff <env> --base REF`, `llmplane policy-config <env> [--out FILE]`,
-    `llmplane capacity <env> --trace FILE [--plot PNG] [--recommend]`."""
+    `llmplane capacity <env> --trace FILE [--plot PNG] [--recommend]`,
+    `llmplane experiment report <env> <model> [--prometheus URL] [--experiment NAME] [--window DURATION]`."""
     root = argparse.ArgumentParser(prog="llmplane", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check an environment file; exit 2 with every problem")
@@ -264,6 +283,23 @@ def parser() -> argparse.ArgumentParser:
                                "for the Azure trace files, else the file's name)")
     _environments_option(capacity)
     capacity.set_defaults(run=_capacity)
+    experiment = commands.add_parser("experiment", help="experiments between a model's deployed versions")
+    actions = experiment.add_subparsers(dest="action", required=True)
+    report = actions.add_parser(
+        "report",
+        help="read Prometheus and print, as Markdown for a pull request: per arm the estimates with always-valid "
+             "intervals, the mSPRT on the primary metric, the guardrails, the traffic still needed, a verdict "
+             "(promote, hold, roll back) and the environment diff of the next step or the rollback",
+    )
+    report.add_argument("environment")
+    report.add_argument("model")
+    report.add_argument("--prometheus", metavar="URL",
+                        help="Prometheus to read (default: the environment's observability.prometheusUrl)")
+    report.add_argument("--experiment", metavar="NAME", help="which experiment (default: the model's only one)")
+    report.add_argument("--window", metavar="DURATION",
+                        help="how far back to read, e.g. 6h or 14d (default: the experiment's maxDays)")
+    _environments_option(report)
+    report.set_defaults(run=_experiment_report)
     cluster = commands.add_parser(
         "cluster",
         help="the embedded Kubernetes cluster the local environment deploys to: up (start it, fake GPU nodes from "

@@ -12,6 +12,7 @@ LAYERS: dict[str, int] = {
     "toolchain": 3,
     "capacity": 4,
     "policies": 4,
+    "experiments": 4,
     "stacks": 5,
     "stacks.cli": 6,
     "stacks.__main__": 6,
@@ -31,6 +32,9 @@ ROLES: dict[str, str] = {
                  "language host), the docs builder and this picture",
     "capacity": "the trace-replay planner, reading the spec",
     "policies": "the CrossGuard policy pack, reading the spec",
+    "experiments": "experiment statistics: per-arm PromQL, the always-valid sequential test (mSPRT), guardrails, "
+                   "traffic still needed, verdicts and the next step's weights, reading the spec, the monitoring "
+                   "catalog and Prometheus over HTTP",
     "stacks": "compose(), the offline plan and its policy check, diffs and reports; stacks/local: the local "
               "target (the embedded cluster, make up's safe update and summary)",
     "stacks.cli": "the `llmplane` command",

@@ -15,6 +15,10 @@ JSON line in the request log.
 Fault modes: `overload` (traffic beyond capacity), `error_burst` (a fifth of
 requests fail), `slow_canary` (the canary's prefill and decode are slower),
 `gpu_fault` (the canary's GPU reports XID 79 and its pod is not ready).
+
+Experiment modes, arms of known behaviour for `llmplane experiment report`: `ttft_regression` (the canary's
+prefill, hence its time to first token, exactly 10 % slower; nothing else differs) and `canary_errors` (the
+canary fails a fifth of its requests, the baseline none: a guardrail breach).
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ from llmplane.toolchain import completions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 MODES = ("normal", "overload", "error_burst", "slow_canary", "gpu_fault")
+EXPERIMENT_MODES = ("ttft_regression", "canary_errors")
+"""Planted differences between the arms, for proving the experiment report (no alert is expected of them)."""
+TTFT_REGRESSION = 1.10
+"""The canary's prefill time (so its TTFT) relative to the baseline's in `ttft_regression`."""
 IDLE = "idle"
 """No traffic at all: what an autoscaler sees once load stops (not a fault mode)."""
 NAMESPACE = "llm"
@@ -72,6 +80,9 @@ def behaviours(mode: str) -> dict[str, Behaviour]:
         # The router sends nothing to a pod that is not ready.
         "gpu_fault": {"baseline": baseline, "canary": Behaviour(utilisation=0.0, xid=79, ready=False)},
         IDLE: {"baseline": Behaviour(utilisation=0.0), "canary": Behaviour(utilisation=0.0)},
+        "ttft_regression": {"baseline": baseline,
+                            "canary": Behaviour(utilisation=0.25, prefill_slowdown=TTFT_REGRESSION)},
+        "canary_errors": {"baseline": baseline, "canary": Behaviour(utilisation=0.25, error_ratio=0.2)},
     }[mode]
 
 
@@ -414,8 +425,9 @@ def serve(simulator: Simulator, host: str, port: int) -> ThreadingHTTPServer:
         def do_PUT(self) -> None:
             """`PUT /mode` with a mode name as the body switches the traffic (e.g. overload, then idle)."""
             mode = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode().strip()
-            if self.path != "/mode" or mode not in (*MODES, IDLE):
-                self._reply(400, "text/plain", f"PUT /mode with one of {', '.join((*MODES, IDLE))}\n".encode())
+            if self.path != "/mode" or mode not in (*MODES, *EXPERIMENT_MODES, IDLE):
+                self._reply(400, "text/plain",
+                            f"PUT /mode with one of {', '.join((*MODES, *EXPERIMENT_MODES, IDLE))}\n".encode())
                 return
             simulator.set_mode(mode)
             self._reply(200, "text/plain", f"{mode}\n".encode())
@@ -440,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=(*MODES, IDLE), default="normal")
+    parser.add_argument("--mode", choices=(*MODES, *EXPERIMENT_MODES, IDLE), default="normal")
     parser.add_argument("--log", required=True, help="file that receives one JSON line per request")
     parser.add_argument("--model", default="llama-3-8b")
     parser.add_argument("--baseline", default="1.0.0", help="the version most traffic goes to")
