@@ -42,6 +42,8 @@ RATE = "$__rate_interval"
 LOG_STREAM = '{model=~"$model", version=~"$version"}'
 # A request log line whose first token took longer than the TTFT objective.
 SLOW_FIRST_TOKEN_SECONDS = 2.5
+# Ratings are sparse next to requests: each point of a feedback panel counts the last hour's.
+FEEDBACK_WINDOW = "1h"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,14 @@ def _percentiles(metric: vm.Metric, quantiles: tuple[float, ...] = (0.5, 0.9, 0.
 
 def _ratio(numerator: str, denominator: str) -> str:
     return f"sum by ({BY}) ({numerator})\n/\nsum by ({BY}) ({denominator})"
+
+
+def _feedback(metric: str, extra: str = "") -> str:
+    return f"increase({metric}{{{SEL}{extra}}}[{FEEDBACK_WINDOW}])"
+
+
+_OUTCOME = vm.FEEDBACK_TOTAL.name
+_SCORE_SUM, _SCORE_COUNT = vm.FEEDBACK_SCORE.series_names()
 
 
 ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
@@ -131,6 +141,31 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               "not allowed, budget spent).", "reqps",
               (Target(f'sum by (tenant, status) ({tenant_usage.REQUESTS}{{status=~"401|403|429"}}) / 60',
                       "{{tenant}} {{status}}"),)),
+    )),
+    ("Experiments", (
+        # Each arm is a version of the model: pick the model, and its arms share the axes.
+        Panel("Arms: time to first token", "TTFT of each arm, median and 95th percentile.", "s",
+              _percentiles(vm.TIME_TO_FIRST_TOKEN, (0.5, 0.95))),
+        Panel("Arms: time per output token", "Mean time between generated tokens of each arm.", "s",
+              (Target(_ratio(_rate(vm.INTER_TOKEN_LATENCY, series="_sum"),
+                             _rate(vm.INTER_TOKEN_LATENCY, series="_count"))),)),
+        Panel("Arms: error rate", "Share of each arm's requests that finished with an engine error.", "percentunit",
+              (Target(_ratio(_rate(vm.REQUEST_SUCCESS, ', finished_reason="error"'), _rate(vm.REQUEST_SUCCESS))),)),
+        Panel("Arms: feedback score", f"Mean score (0 to 1) clients gave each arm's answers over the last "
+              f"{FEEDBACK_WINDOW}, from the feedback service.", "percentunit",
+              (Target(_ratio(_feedback(_SCORE_SUM), _feedback(_SCORE_COUNT))),)),
+        Panel("Arms: task success", f"Answers labelled success among those labelled success or failure, over the "
+              f"last {FEEDBACK_WINDOW}.", "percentunit",
+              (Target(_ratio(_feedback(_OUTCOME, ', label="success"'),
+                             _feedback(_OUTCOME, ', label=~"success|failure"'))),)),
+        Panel("Arms: refusals reported", f"Answers labelled refusal among all labelled ones, over the last "
+              f"{FEEDBACK_WINDOW}.", "percentunit",
+              (Target(_ratio(_feedback(_OUTCOME, ', label="refusal"'), _feedback(_OUTCOME))),)),
+        Panel("Arms: ratings", f"Scores and labels posted per arm over the last {FEEDBACK_WINDOW}: how much "
+              "the quality panels rest on.", "short", (
+                  Target(f"sum by ({BY}) ({_feedback(_SCORE_COUNT)})", f"{LEGEND} scores"),
+                  Target(f"sum by ({BY}) ({_feedback(_OUTCOME)})", f"{LEGEND} labels"),
+              )),
     )),
     ("Request logs", (
         Panel("Log lines", "Request log lines per model version, from Loki.", "short",

@@ -25,6 +25,7 @@ class Kind(StrEnum):
     GAUGE = "gauge"
     COUNTER = "counter"
     HISTOGRAM = "histogram"
+    SUMMARY = "summary"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Metric:
         """Names PromQL may select: histograms expose three series."""
         if self.kind is Kind.HISTOGRAM:
             return tuple(f"{self.name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+        if self.kind is Kind.SUMMARY:
+            return tuple(f"{self.name}_{suffix}" for suffix in ("sum", "count"))
         return (self.name,)
 
 
@@ -139,8 +142,20 @@ DEPLOYMENT_LABELS_INFO = Metric(
 KUBE_STATE: tuple[Metric, ...] = (DEPLOYMENT_SPEC_REPLICAS, DEPLOYMENT_READY_REPLICAS, DEPLOYMENT_LABELS_INFO)
 
 ALL: tuple[Metric, ...] = VLLM + DCGM + KUBE_STATE
+"""What the serving stack's exporters expose (and the simulator imitates)."""
+
+# llmplane's own feedback service (components/serving/scripts/feedback_server.py): ratings of answers per arm.
+# `model` and `version` are its own labels, validated against the deployed versions, not the pod's.
+FEEDBACK_LABELS = (MODEL_LABEL, VERSION_LABEL, "tenant")
+FEEDBACK_OUTCOMES = ("success", "failure", "refusal")
+"""Values of the `label` label: the task succeeded, it failed, the model refused."""
+FEEDBACK_TOTAL = Metric(
+    "llmplane_feedback_total", Kind.COUNTER, FEEDBACK_LABELS + ("label",), "Feedback labels posted per arm.")
+FEEDBACK_SCORE = Metric(
+    "llmplane_feedback_score", Kind.SUMMARY, FEEDBACK_LABELS, "Feedback scores (0 to 1) posted per arm.")
+FEEDBACK: tuple[Metric, ...] = (FEEDBACK_TOTAL, FEEDBACK_SCORE)
 
 
 def series_names() -> frozenset[str]:
     """Every series name a query may select from the catalog."""
-    return frozenset(name for metric in ALL for name in metric.series_names())
+    return frozenset(name for metric in (*ALL, *FEEDBACK) for name in metric.series_names())
