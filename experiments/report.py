@@ -4,13 +4,17 @@ primary metric, the guardrails, the traffic still needed, a verdict and the weig
 Verdicts, per treatment (the experiment's is the worst of them):
 - roll back: a guardrail is breached, the primary metric is significantly worse, or `maxDays` have passed without
   a promote verdict (a forced decision keeps the version that is known);
-- promote: the primary metric is significantly better and every guardrail holds;
+- promote: the primary metric is significantly better and no guardrail is breached;
 - hold: otherwise; keep the weights and look again.
 
 A guardrail compares the treatment's relative change with a tolerance equal to the experiment's minimum
 detectable effect (a change smaller than what the experiment is powered to see is not acted on): it is breached
 when its always-valid interval lies wholly beyond the tolerance on the worse side, holds when it lies wholly within
-it, and is inconclusive between. Several treatments share alpha (Bonferroni).
+it, and is inconclusive between. Only a breach stops a step: proving that a rare event (errors at 0.5 %) rose by
+less than 5 % takes millions of requests, so demanding "holds" would block every promote, while the sequential
+test keeps watching for a breach at every later look. Against a control at 0 (no errors yet) there is no ratio:
+the absolute difference is judged and any significant rise is a breach. Several treatments share alpha
+(Bonferroni).
 """
 
 from __future__ import annotations
@@ -119,19 +123,17 @@ def judge(experiment: Experiment, readings: dict[str, dict[str, stats.Arm]], wei
             why.append(f"guardrail breached: {', '.join(breached)}")
         if first.state == "worse":
             why.append(f"{experiment.primary} is significantly worse")
-        promote = first.state == "better" and all(g.guardrail == "holds" for g in guards)
+        promote = first.state == "better" and not breached
         if not why and not promote and elapsed_days >= experiment.max_days:
             why.append(f"{experiment.max_days} days (maxDays) passed without a promote verdict")
         if why:
             verdicts[treatment] = "roll back"
         elif promote:
             verdicts[treatment] = "promote"
-            why.append(f"{experiment.primary} is significantly better and every guardrail holds")
+            why.append(f"{experiment.primary} is significantly better and no guardrail is breached")
         else:
             verdicts[treatment] = "hold"
-            waiting = [g.metric for g in guards if g.guardrail != "holds"]
-            why.append(f"{experiment.primary} is {first.state}"
-                       + (f"; guardrails not yet shown to hold: {', '.join(waiting)}" if waiting else ""))
+            why.append(f"{experiment.primary} is {first.state}")
         reasons[treatment] = why
     evaluation = Evaluation(experiment, readings, per_arm, comparisons, needs, elapsed_days, verdicts, reasons,
                             dict(weights))
