@@ -1,5 +1,5 @@
 """The experiment statistics against hand-worked cases and textbook figures, and the always-valid test's promise:
-over many A/A runs read at every look it flags no more than alpha (benchmarks/experiment_aa.py simulates them)."""
+over many A/A runs read at every look it flags no more than alpha (tests/experiment_simulation.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from llmplane.experiments import metrics, report, stats
 from llmplane.spec.models import Experiment, ExperimentMetric
 
-from benchmarks.experiment_aa import aa_rates
+from tests.experiment_simulation import aa_rates
 
 
 def experiment(**changes) -> Experiment:
