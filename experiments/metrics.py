@@ -21,17 +21,17 @@ from llmplane.monitoring import vllm_metrics as vm
 
 from . import stats
 
-# The feedback service's series (issue 27 item 2), in one place so that they can be aligned with it.
-FEEDBACK_TOTAL = "llmplane_feedback_total"
+# The feedback service's series (components/serving/scripts/feedback_server.py), named once, from the catalog.
+FEEDBACK_TOTAL = vm.FEEDBACK_TOTAL.name
 """Counter of labelled feedback, labels model, version, tenant, label."""
-FEEDBACK_SCORE_SUM = "llmplane_feedback_score_sum"
-FEEDBACK_SCORE_COUNT = "llmplane_feedback_score_count"
+FEEDBACK_SCORE_SUM = f"{vm.FEEDBACK_SCORE.name}_sum"
+FEEDBACK_SCORE_COUNT = f"{vm.FEEDBACK_SCORE.name}_count"
 """Sum and count of posted scores, labels model, version, tenant."""
 FEEDBACK_LABEL = "label"
-SUCCESS, FAILURE, REFUSAL = "success", "failure", "refusal"
+SUCCESS, FAILURE, REFUSAL = vm.FEEDBACK_OUTCOMES
 """Label values: task success or failure, and a refusal (a safety signal)."""
 FEEDBACK_SCORE_RANGE = (0.0, 1.0)
-"""Scores are bounded; the bound gives the score's variance (Bhatia-Davis)."""
+"""The service accepts scores from 0 to 1; the bound gives the score's variance (Bhatia-Davis)."""
 
 COST_BATCHES = 24
 """Batches the window is cut into for cost per million tokens."""

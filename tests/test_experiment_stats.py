@@ -119,3 +119,31 @@ def test_a_a_runs_read_at_every_look_are_flagged_no_more_often_than_alpha(primar
               f"{rates.msprt:.2%}; a z-test peeked at every look flags {rates.peeking:.2%}")
     assert rates.msprt <= 0.05
     assert rates.peeking > 0.05  # the simulation does see what peeking costs
+
+
+class _Feedback:
+    """Prometheus answering the feedback counters' query as the feedback service's series would."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def query(self, expr: str) -> list[tuple[dict[str, str], float]]:
+        self.asked.append(expr)
+        counts = {("1.0.0", "success"): 60, ("1.0.0", "failure"): 40, ("1.0.0", "refusal"): 100,
+                  ("1.0.1", "success"): 9, ("1.0.1", "failure"): 1}
+        return [({"version": v, "label": label}, n) for (v, label), n in counts.items()]
+
+    def query_range(self, expr: str, seconds: float, step: float) -> list:
+        raise AssertionError("feedback needs no range query")
+
+
+def test_task_success_counts_success_among_success_and_failure_and_refusals_among_all_feedback():
+    prom = _Feedback()
+    ctx = metrics.Context("llama-3-70b", ("1.0.0", "1.0.1"), 86_400, 1.0)
+    success = metrics.DEFINITIONS["task_success"].read(prom, ctx)
+    assert (success["1.0.0"].n, success["1.0.0"].mean) == (100, 0.6)
+    assert (success["1.0.1"].n, success["1.0.1"].mean) == (10, 0.9)
+    assert prom.asked == ['sum by (version, label) (increase(llmplane_feedback_total'
+                          '{model="llama-3-70b",version=~"1\\\\.0\\\\.0|1\\\\.0\\\\.1"}[86400s]))']
+    refusals = metrics.DEFINITIONS["refusal_rate"].read(prom, ctx)
+    assert refusals["1.0.0"].mean == 0.5 and refusals["1.0.1"].mean == 0
