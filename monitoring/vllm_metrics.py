@@ -156,6 +156,15 @@ FEEDBACK_SCORE = Metric(
 FEEDBACK: tuple[Metric, ...] = (FEEDBACK_TOTAL, FEEDBACK_SCORE)
 
 
+LORA_REQUESTS_INFO = Metric(
+    "vllm:lora_requests_info", Kind.GAUGE, ("max_lora", "waiting_lora_adapters", "running_lora_adapters"),
+    "Running stats on lora requests.")
+"""Read by the endpoint picker's adapter-affinity scorer only (components/gateway/inference_pool.py), and exported
+by vLLM only when LoRA is on, so the simulator leaves it out; every supported release exports it
+(tests/test_engine_releases.py)."""
+PICKER_ONLY: tuple[Metric, ...] = (LORA_REQUESTS_INFO,)
+
+
 def series_names() -> frozenset[str]:
     """Every series name a query may select from the catalog."""
-    return frozenset(name for metric in (*ALL, *FEEDBACK) for name in metric.series_names())
+    return frozenset(name for metric in (*ALL, *FEEDBACK, *PICKER_ONLY) for name in metric.series_names())

@@ -396,6 +396,7 @@ class TestTrafficWeights(RuleCases):
         config = env_config("prod")
         for version in config["llmplane:models"]["llama-3-70b"]["versions"]:
             version.update(role="shadow", weight=0)
+        config["llmplane:models"]["llama-3-70b"]["experiments"] = []  # a canary experiment needs a canary
         error = failure(load, config, "prod")
         weights = "1.0.0=0, 1.0.1=0, 1.1.0=0"
         assert [(p.path, p.message, p.value) for p in error.problems] == [

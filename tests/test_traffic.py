@@ -60,7 +60,7 @@ def test_each_prod_cluster_pools_every_version_that_answers_users_and_not_the_sh
     assert pools == {
         *((c, f"llama-3-8b-v{v}") for c in ("aws-use1", "aws-usw2", "gcp-usc1", "onprem-dc1")
           for v in ("1-0-0", "1-1-0")),
-        ("aws-use1", "llama-3-70b-v1-0-0"), ("aws-usw2", "llama-3-70b-v1-0-0"),
+        *((c, f"llama-3-70b-v{v}") for c in ("aws-use1", "aws-usw2") for v in ("1-0-0", "1-0-1")),
     }
 
 
