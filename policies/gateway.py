@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-from llmplane.facts.kubernetes import TENANT_LABEL
+from llmplane.facts.kubernetes import MODEL_LABEL, TENANT_LABEL
 
 from .base import (
     Context,
@@ -53,10 +53,11 @@ def _name(view: ResourceView) -> str:
 def routes_through_pools(resources: Sequence[ResourceView], _: Context) -> Iterator[Finding]:
     """In a cluster with InferencePools, a route sends users to pools (or KEDA's interceptor for a version that
     may be at zero), never straight to a Service: a Service backend would skip the endpoint picker's cache- and
-    load-aware choice."""
+    load-aware choice. Only a model's routes (labelled `llmplane.dev/model`) carry model traffic; others, such as
+    the feedback endpoint's, go to their Service."""
     pools = _of_kind(resources, "InferencePool")
     for route in _of_kind(resources, "HTTPRoute"):
-        if not any(same_scope(route, pool) for pool in pools):
+        if not any(same_scope(route, pool) for pool in pools) or MODEL_LABEL not in labels_of(route):
             continue
         for rule in as_list(get(route.props, "spec", "rules")):
             for ref in as_list(as_dict(rule).get("backendRefs")):

@@ -51,6 +51,7 @@ from llmplane.components.networking.global_routing import (
 from llmplane.components.networking.regional_gateway import RegionalGateway, RegionalGatewayArgs
 from llmplane.components.observability.stack import ObservabilityArgs, ObservabilityStack
 from llmplane.components.serving.engine_args import VLLM_PORT, EngineSettings, LoraSettings, extra_dir
+from llmplane.components.serving.feedback import FeedbackService, FeedbackServiceArgs
 from llmplane.components.serving.image_prepull import ImagePrepull, ImagePrepullArgs
 from llmplane.components.serving.model_cache import CachedVersion, NodeModelCache, NodeModelCacheArgs
 from llmplane.components.serving.model_rollout import (
@@ -278,6 +279,26 @@ def _tenants(spec: PlatformSpec, cluster: Cluster, secrets: Secrets, gateway: Re
         api_keys={key: secrets.tenant_keys[key] for t in spec.tenants for key in t.api_key_secrets},
         routes=dict(routes), routes_namespace=namespace, gateway_name=gateway.gateway_name,
         gateway_namespace=gateway.gateway_namespace), opts=after_gateway)
+
+
+def _feedback(spec: PlatformSpec, cluster: Cluster, gateway: Gateway, namespace: pulumi.Input[str]) -> None:
+    """The feedback endpoint where experiments run: the ratings of every model under experiment, counted per arm,
+    from the tenants that may call it (their keys authenticate it as they do the model's route)."""
+    versions = {name: [v.version for v in model.versions if v.role != "shadow"]
+                for name, model in spec.models.items() if model.experiments}
+    if not versions:
+        return
+    tenants = {t.name: [m for m in t.models if m in versions] for t in spec.tenants}
+    tenants = {name: models for name, models in tenants.items() if models}
+    if not tenants:
+        pulumi.log.warn(f"{cluster.name}: no feedback endpoint for the experiments of {', '.join(versions)}: a "
+                        "rating's tenant comes from its API key, and no tenant may call these models")
+        return
+    FeedbackService(f"{cluster.name}-feedback", FeedbackServiceArgs(
+        versions=versions, tenants=tenants, namespace=namespace,
+        hostnames=[spec.routing.hostname, regional_hostname(cluster.name, spec.routing.hostname)],
+        gateway_name=gateway.gateway.gateway_name, gateway_namespace=gateway.gateway.gateway_namespace),
+        opts=gateway.after_gateway_api)
 
 
 def _served_here(spec: PlatformSpec, cluster: Cluster) -> list[tuple[str, Model]]:
@@ -719,6 +740,7 @@ def compose(spec: PlatformSpec, secrets: Secrets, gcp_project: str | None = None
         if gateway.envoy is not None:
             _tenants(spec, cluster, secrets, gateway.gateway, routes, platform.serving.namespace,
                      gateway.after_gateway_api)
+            _feedback(spec, cluster, gateway, platform.serving.namespace)
         outputs[f"{cluster.name}:cluster"] = platform.target.cluster_name
     outputs.update(_hybrid_links(spec, targets, secrets))
     if spec.routing.hosted_zone:

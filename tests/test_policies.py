@@ -515,6 +515,8 @@ CASES = [
     case("platform-route-through-pool", "route to a pool", OK, [INFERENCE_POOL, POOL_ROUTE]),
     case("platform-route-through-pool", "no pools in the cluster yet", OK, [SERVICE_ROUTE]),
     case("platform-route-through-pool", "route to a Service beside pools", BAD, [INFERENCE_POOL, SERVICE_ROUTE]),
+    case("platform-route-through-pool", "a route that carries no model (the feedback endpoint) to its Service", OK,
+         [INFERENCE_POOL, patched(SERVICE_ROUTE, (("metadata", "labels"), {"app.kubernetes.io/name": "feedback"}))]),
     case("platform-one-pool-per-rule", "a rule per version, one pool each", OK, [INFERENCE_POOL, patched(
         POOL_ROUTE, (("spec", "rules"), [{"backendRefs": [POOL_REF]},
                                          {"backendRefs": [{**POOL_REF, "name": "llama-v1-1-0"}]}]))]),
