@@ -75,6 +75,11 @@ REFUSAL = re.compile(
 followed by help/assist/comply/provide/..., or "As an AI (language model), I cannot". vLLM has no refusal finish
 reason (its finish reasons are stop, length, abort, error), so the text is all there is."""
 ARMS = ("stable", "shadow")
+DECODINGS = ("greedy", "sampled")
+"""greedy: the request's temperature is 0, so equal versions answer alike; sampled: any other request."""
+OUTCOMES = ("queued", "dropped", "skipped_path", "skipped_too_large", "skipped_not_json", "failed")
+"""What became of a mirrored request: queued for comparison, dropped (queue full), skipped (not a completion
+path, over `MAX_BODY_BYTES`, not a JSON object) or failed (an unexpected error; the type is logged)."""
 
 
 def is_refusal(text: str, refusal_field: str | None = None) -> bool:
@@ -136,7 +141,8 @@ class Config:
 class Meters:
     """The comparator's series, in their own registry."""
 
-    def __init__(self, registry: CollectorRegistry, model: str, depth: queue.Queue) -> None:
+    def __init__(self, registry: CollectorRegistry, config: Config, depth: queue.Queue) -> None:
+        model = config.model
         arm = ("model", "version", "arm")
         pair = ("model", "version", "decoding")
         self.mirrored = Counter("llmplane_shadow_mirrored_requests", "Mirrored requests by what became of them.",
@@ -154,6 +160,17 @@ class Meters:
                                     pair, buckets=SIMILARITY_BUCKETS, registry=registry)
         Gauge("llmplane_shadow_queue_depth", "Mirrored requests waiting for comparison.", ("model",),
               registry=registry).labels(model).set_function(depth.qsize)
+        # Every series exists at 0 from the start: Prometheus's increase() counts nothing a series held when first
+        # scraped, so a series born at 1 would lose its first event.
+        for outcome in OUTCOMES:
+            self.mirrored.labels(model, outcome)
+        for shadow in config.shadows:
+            for arm in ARMS:
+                for family in (self.latency, self.output_tokens, self.refusals, self.errors):
+                    family.labels(model, shadow.version, arm)
+            for decoding in DECODINGS:
+                self.exact.labels(model, shadow.version, decoding)
+                self.similarity.labels(model, shadow.version, decoding)
 
 
 @dataclass(frozen=True)
@@ -281,7 +298,7 @@ class Comparator:
         stream = request.get("stream") is True
         if stream:
             request["stream_options"] = {**(request.get("stream_options") or {}), "include_usage": True}
-        decoding = "greedy" if request.get("temperature") == 0 else "sampled"
+        decoding = DECODINGS[0] if request.get("temperature") == 0 else DECODINGS[1]
         return json.dumps(request).encode(), stream, decoding
 
     def compare(self, job: Mirrored) -> None:
@@ -390,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     disable_created_metrics()
     registry = CollectorRegistry()
     jobs: queue.Queue = queue.Queue(maxsize=args.queue)
-    comparator = Comparator(config, Meters(registry, config.model, jobs), jobs, args.workers, args.timeout)
+    comparator = Comparator(config, Meters(registry, config, jobs), jobs, args.workers, args.timeout)
     start_http_server(args.metrics_port, addr=args.host, registry=registry)
     server = ThreadingHTTPServer((args.host, args.port), handler(comparator))
     sys.stderr.write(f"comparing {len(config.shadows)} shadow(s) of {config.model} with {config.stable.version} on "
