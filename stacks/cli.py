@@ -197,6 +197,23 @@ def _experiment_report(args: argparse.Namespace) -> int:
         print(f"llmplane: {error}", file=sys.stderr)
         return 1
     print(result.markdown, end="")
+    if args.apply and result.edited is not None:
+        from .environments import environment_file
+
+        environment_file(args.environment, args.environments).write_text(result.edited)
+    if args.summary:
+        Path(args.summary).write_text(json.dumps({
+            "environment": args.environment, "model": args.model, "experiment": result.evaluation.experiment.name,
+            "verdict": result.evaluation.verdict, "changed": result.edited is not None,
+            "report_sha256": result.report_sha256}) + "\n")
+    return 0
+
+
+def _experiment_list(args: argparse.Namespace) -> int:
+    from .experiment_report import in_flight
+
+    for model, name in in_flight(args.environment, args.environments):
+        print(model, name)
     return 0
 
 
@@ -298,8 +315,16 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--experiment", metavar="NAME", help="which experiment (default: the model's only one)")
     report.add_argument("--window", metavar="DURATION",
                         help="how far back to read, e.g. 6h or 14d (default: the experiment's maxDays)")
+    report.add_argument("--apply", action="store_true",
+                        help="write the step (or the rollback) and the verdict into the environment file")
+    report.add_argument("--summary", metavar="FILE",
+                        help="also write the verdict as JSON (what the scheduled workflow acts on)")
     _environments_option(report)
     report.set_defaults(run=_experiment_report)
+    listing = actions.add_parser("list", help="the experiments an environment runs: `<model> <experiment>` lines")
+    listing.add_argument("environment")
+    _environments_option(listing)
+    listing.set_defaults(run=_experiment_list)
     cluster = commands.add_parser(
         "cluster",
         help="the embedded Kubernetes cluster the local environment deploys to: up (start it, fake GPU nodes from "

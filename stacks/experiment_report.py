@@ -7,7 +7,9 @@ file's comments and layout.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,29 @@ class Result:
     markdown: str
     evaluation: report.Evaluation
     diff: str | None
+    edited: str | None = None
+    """The environment file with the step taken and the verdict recorded, when the weights change."""
+
+    @property
+    def report_sha256(self) -> str:
+        """The digest the recorded verdict carries: the report as posted on the pull request."""
+        return hashlib.sha256(self.markdown.encode()).hexdigest()
+
+
+DECISION = {"promote": "promote", "hold": "hold", "roll back": "rollback"}
+"""The report's verdict as the spec records it (`experiments[].verdict.decision`)."""
+
+
+def record_verdict(text: str, model: str, index: int, result_markdown: str, evaluation: report.Evaluation,
+                   at: float) -> str:
+    """The environment file with the experiment's verdict recorded: what the policy pack reads to allow the
+    treatment's new weight (`platform-experiment-verdict`)."""
+    weights = evaluation.weights_after or evaluation.weights_before
+    verdict = {"decision": DECISION[evaluation.verdict],
+               "weight": max(weights.get(t, 0) for t in evaluation.experiment.treatments),
+               "reportSha256": hashlib.sha256(result_markdown.encode()).hexdigest(),
+               "decidedAt": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(at))}
+    return set_value(text, ("llmplane:models", model, "experiments", index, "verdict"), verdict)
 
 
 def duration_seconds(text: str) -> float:
@@ -96,9 +121,20 @@ def experiment_report(environment: str, model: str, prometheus_url: str | None, 
     weights = {v.version: v.weight for v in deployed}
     evaluation = report.evaluate(prometheus.Client(url, at), experiment, model, weights, seconds,
                                  replica_hour_usd(spec, model))
-    diff = None
+    diff = after = None
     if evaluation.weights_after is not None:
         before = path.read_text()
         after = weight_edit(before, model, [v.version for v in deployed], evaluation.weights_after)
         diff = unified_diff(before, after, f"{path.parent.name}/{path.name}")
-    return Result(report.markdown(evaluation, model, diff), evaluation, diff)
+    markdown = report.markdown(evaluation, model, diff)
+    if after is not None:
+        index = spec.models[model].experiments.index(experiment)
+        after = record_verdict(after, model, index, markdown, evaluation, time.time() if at is None else at)
+    return Result(markdown, evaluation, diff, after)
+
+
+def in_flight(environment: str, environments: Path = ENVIRONMENTS) -> list[tuple[str, str]]:
+    """(model, experiment) of every experiment the environment runs, for the scheduled workflow."""
+    config = read_stack_config(environment, environment_file(environment, environments))
+    spec = load_spec(config.values, config.environment)
+    return [(name, e.name) for name, model in spec.models.items() for e in model.experiments]

@@ -133,3 +133,36 @@ def test_the_command_names_what_is_wrong(scenarios, capsys):
     assert main(["experiment", "report", "prod", MODEL, "--prometheus", "http://127.0.0.1:9",
                  "--environments", environments]) == 1
     assert capsys.readouterr().err.startswith("llmplane: cannot reach Prometheus at http://127.0.0.1:9")
+
+
+def test_applying_a_rollback_writes_the_weights_and_the_verdict_the_policy_then_holds_to(scenarios, capsys, tmp_path):
+    """What the scheduled workflow runs: `--apply` edits the environment file (weights and the recorded verdict),
+    `--summary` says what happened; the edited file validates and its plan passes every mandatory policy."""
+    import json
+    import shutil
+
+    from llmplane.spec import load_spec
+    from llmplane.stacks.environments import read_stack_config
+
+    scenario = scenarios["canary_errors"]
+    folder = tmp_path / "environments"
+    shutil.copytree(scenario.environments, folder)
+    summary = tmp_path / "summary.json"
+    deadline = time.monotonic() + 30
+    while True:
+        code = main(["experiment", "report", "prod", MODEL, "--prometheus", scenario.prometheus.url, "--window", "5m",
+                     "--environments", str(folder), "--apply", "--summary", str(summary)])
+        assert code == 0
+        verdict = json.loads(summary.read_text())
+        if verdict["changed"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    markdown = capsys.readouterr().out.split("## Experiment")[-1]
+    assert verdict["verdict"] == "roll back" and verdict["changed"] is True
+    spec = load_spec(read_stack_config("prod", folder / "Pulumi.prod.yaml").values, "prod")
+    [experiment] = spec.models[MODEL].experiments
+    assert (experiment.verdict.decision, experiment.verdict.weight) == ("rollback", 0)
+    assert experiment.verdict.report_sha256 == verdict["report_sha256"]
+    assert {v.version: v.weight for v in spec.models[MODEL].versions} == {CONTROL: 100, TREATMENT: 0, "1.1.0": 0}
+    assert markdown.startswith(" `llama-70b-vllm-0-31` on `llama-3-70b`: **roll back**"), "the report was printed"
+    assert main(["plan", "prod", "--environments", str(folder)]) == 0, capsys.readouterr().err
