@@ -4,7 +4,10 @@ primary metric, the guardrails, the traffic still needed, a verdict and the weig
 Verdicts, per treatment (the experiment's is the worst of them):
 - roll back: a guardrail is breached, the primary metric is significantly worse, or `maxDays` have passed without
   a promote verdict (a forced decision keeps the version that is known);
-- promote: the primary metric is significantly better and no guardrail is breached;
+- promote: the primary metric is significantly better, no guardrail is breached, and the arms have had the
+  traffic the power calculation planned for the minimum detectable effect. The sequential test may stop early for
+  harm at any look, but not for benefit: an early stop for benefit overstates the effect, and a guardrail (a rare
+  error) has then seen too little traffic to be breached;
 - hold: otherwise; keep the weights and look again.
 
 A guardrail compares the treatment's relative change with a tolerance equal to the experiment's minimum
@@ -123,7 +126,8 @@ def judge(experiment: Experiment, readings: dict[str, dict[str, stats.Arm]], wei
             why.append(f"guardrail breached: {', '.join(breached)}")
         if first.state == "worse":
             why.append(f"{experiment.primary} is significantly worse")
-        promote = first.state == "better" and not breached
+        planned = all(left == 0 for left in needs[treatment].still_needed.values())
+        promote = first.state == "better" and not breached and planned
         if not why and not promote and elapsed_days >= experiment.max_days:
             why.append(f"{experiment.max_days} days (maxDays) passed without a promote verdict")
         if why:
@@ -133,7 +137,9 @@ def judge(experiment: Experiment, readings: dict[str, dict[str, stats.Arm]], wei
             why.append(f"{experiment.primary} is significantly better and no guardrail is breached")
         else:
             verdicts[treatment] = "hold"
-            why.append(f"{experiment.primary} is {first.state}")
+            why.append(f"{experiment.primary} is {first.state}" + (
+                "; a promote waits for the planned traffic, so the guardrails see it too"
+                if first.state == "better" else ""))
         reasons[treatment] = why
     evaluation = Evaluation(experiment, readings, per_arm, comparisons, needs, elapsed_days, verdicts, reasons,
                             dict(weights))

@@ -147,3 +147,18 @@ def test_task_success_counts_success_among_success_and_failure_and_refusals_amon
                           '{model="llama-3-70b",version=~"1\\\\.0\\\\.0|1\\\\.0\\\\.1"}[86400s]))']
     refusals = metrics.DEFINITIONS["refusal_rate"].read(prom, ctx)
     assert refusals["1.0.0"].mean == 0.5 and refusals["1.0.1"].mean == 0
+
+
+def test_a_significant_improvement_holds_until_the_planned_traffic_is_reached():
+    """Early stopping is for harm only: a treatment already significantly better on a few hundred requests waits
+    for the traffic planned for the minimum detectable effect, so its guardrails get that traffic too."""
+    control, better = stats.Arm(5_000, 0.040, 0.0004), stats.Arm(400, 0.030, 0.0004)
+    readings = {"ttft": {"1.0.0": control, "1.0.1": better},
+                "error_rate": {"1.0.0": stats.proportion(25, 5_000), "1.0.1": stats.proportion(2, 400)}}
+    evaluation = report.judge(experiment(), readings, {"1.0.0": 90, "1.0.1": 10}, 1.0, {"1.0.0": 1e5, "1.0.1": 1e4})
+    [primary] = [c for c in evaluation.comparisons if c.metric == "ttft"]
+    assert primary.state == "better"
+    assert evaluation.needs["1.0.1"].still_needed["1.0.1"] > 0
+    assert evaluation.verdict == "hold" and evaluation.weights_after is None
+    assert evaluation.reasons["1.0.1"] == ["ttft is better; a promote waits for the planned traffic, so the "
+                                           "guardrails see it too"]
