@@ -84,6 +84,13 @@ def test_one_pod_runs_the_shipped_server_with_the_libraries_the_tests_ran(plan: 
     assert pins == {"prometheus-client": version("prometheus-client"), "rapidfuzz": version("rapidfuzz")}
 
 
+def test_without_prometheus_operator_there_is_no_service_monitor():
+    plan = run_plan(read_stack_config("local"), lambda: ShadowComparator(
+        "c1-llama-3-8b-shadow", _args(service_monitor=False)))
+    assert plan.of_type(SERVICE_MONITOR) == []
+    assert len(plan.of_type(DEPLOYMENT)) == 1
+
+
 def test_the_policy_pack_finds_nothing_to_refuse(plan: Plan):
     assert [v for v in evaluate(plan) if "shadow" in v["urn"]] == []
 

@@ -74,6 +74,8 @@ class ShadowComparatorArgs:
     """Mirrored requests held while the arms answer; more are dropped and counted."""
     workers: int = 4
     """Comparisons in flight: each holds one generation per arm."""
+    service_monitor: bool = True
+    """Whether Prometheus Operator scrapes it (a ServiceMonitor): where the environment runs it."""
 
     def __post_init__(self) -> None:
         if not self.shadow_versions:
@@ -97,7 +99,8 @@ def server_config(args: ShadowComparatorArgs) -> str:
 
 
 class ShadowComparator(pulumi.ComponentResource):
-    """Deployment, Service, ServiceMonitor and NetworkPolicy of one model's shadow comparator."""
+    """Deployment, Service, NetworkPolicy and (where Prometheus Operator runs) ServiceMonitor of one model's shadow
+    comparator."""
 
     service_name: pulumi.Output[str]
     """Name of the ClusterIP Service the route mirrors to."""
@@ -197,11 +200,12 @@ class ShadowComparator(pulumi.ComponentResource):
                             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
                            {"ports": [{"port": 443, "protocol": "TCP"}]}],
             })
-        k8s.apiextensions.CustomResource(
-            f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
-            metadata=meta, opts=child,
-            # The series carry model and version as the server's own labels (the pod has neither).
-            spec={"selector": {"matchLabels": selector},
-                  "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}]})
+        if args.service_monitor:
+            k8s.apiextensions.CustomResource(
+                f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+                metadata=meta, opts=child,
+                # The series carry model and version as the server's own labels (the pod has neither).
+                spec={"selector": {"matchLabels": selector},
+                      "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}]})
         self.service_name = service.metadata.name
         self.register_outputs({"service_name": self.service_name})
