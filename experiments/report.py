@@ -126,7 +126,7 @@ def judge(experiment: Experiment, readings: dict[str, dict[str, stats.Arm]], wei
             why.append(f"guardrail breached: {', '.join(breached)}")
         if first.state == "worse":
             why.append(f"{experiment.primary} is significantly worse")
-        planned = all(left == 0 for left in needs[treatment].still_needed.values())
+        planned = _planned_reached(needs[treatment], primary, [readings[g] for g in experiment.guardrails])
         promote = first.state == "better" and not breached and planned
         if not why and not promote and elapsed_days >= experiment.max_days:
             why.append(f"{experiment.max_days} days (maxDays) passed without a promote verdict")
@@ -145,6 +145,15 @@ def judge(experiment: Experiment, readings: dict[str, dict[str, stats.Arm]], wei
                             dict(weights))
     evaluation.weights_after = _next_weights(evaluation)
     return evaluation
+
+
+def _planned_reached(need: Need, primary: dict[str, stats.Arm], guardrails: list[dict[str, stats.Arm]]) -> bool:
+    """Whether every arm has had the traffic planned for the primary metric, counted on the primary and on each
+    guardrail (a counter that has not been read twice yet reads no traffic, and must not let a promote through)."""
+    if any(math.isnan(left) or left > 0 for left in need.still_needed.values()):
+        return False
+    planned = {arm: primary[arm].n for arm in need.still_needed}
+    return all(reading[arm].n >= units for reading in guardrails for arm, units in planned.items())
 
 
 def _need(experiment: Experiment, control: stats.Arm, treatment: stats.Arm, control_name: str, name: str,

@@ -148,7 +148,7 @@ def test_applying_a_rollback_writes_the_weights_and_the_verdict_the_policy_then_
     folder = tmp_path / "environments"
     shutil.copytree(scenario.environments, folder)
     summary = tmp_path / "summary.json"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         code = main(["experiment", "report", "prod", MODEL, "--prometheus", scenario.prometheus.url, "--window", "5m",
                      "--environments", str(folder), "--apply", "--summary", str(summary)])
@@ -156,6 +156,7 @@ def test_applying_a_rollback_writes_the_weights_and_the_verdict_the_policy_then_
         verdict = json.loads(summary.read_text())
         if verdict["changed"] or time.monotonic() > deadline:
             break
+        capsys.readouterr()
         time.sleep(1)
     markdown = capsys.readouterr().out.split("## Experiment")[-1]
     assert verdict["verdict"] == "roll back" and verdict["changed"] is True
