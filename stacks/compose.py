@@ -61,6 +61,8 @@ from llmplane.components.serving.model_rollout import (
     RolloutVersion,
 )
 from llmplane.components.serving.namespace import SERVING_NAMESPACE, ServingNamespace, ServingNamespaceArgs
+from llmplane.components.serving.shadow_compare import POD_LABELS as SHADOW_POD_LABELS
+from llmplane.components.serving.shadow_compare import ShadowComparator, ShadowComparatorArgs, mirror_backend_ref
 from llmplane.components.serving.vllm_image import VllmImage, VllmImageArgs
 from llmplane.components.serving.vllm_service import (
     STORAGE_ENV,
@@ -492,7 +494,8 @@ def _service_args(spec: PlatformSpec, cluster: Cluster, model_name: str, model: 
         loading=_verified_loading(cluster, pool, model, version.version),
         priority_class=SERVING_PRIORITY_CLASS if priorities else None,
         admit_namespaces=(KEDA_NAMESPACE,) if held else (),
-        admit_pods=EPP_POD_LABELS if installs_gateway(cluster) else None,
+        admit_pods=[*([EPP_POD_LABELS] if installs_gateway(cluster) else []),
+                    *([SHADOW_POD_LABELS] if any(v.role == "shadow" for v in model.versions) else [])],
         extra_args=tuple(vllm_tracing_args(grpc_endpoint())) if _traces(spec, cluster) else (),
     )
 
@@ -653,6 +656,14 @@ def serve_model(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Mo
     for version in model.versions:
         _serve_version(spec, cluster, model_name, model, version, secrets, platform, gateway, node,
                        pooled=version.version in pooled)
+    shadows = [v.version for v in model.versions if v.role == "shadow"]
+    if shadows:
+        answering = [v for v in model.versions if v.role != "shadow"]
+        stable = next((v for v in answering if v.role == "stable"), max(answering, key=lambda v: v.weight))
+        ShadowComparator(f"{cluster.name}-{model_name}-shadow-compare", ShadowComparatorArgs(
+            model_name=model_name, stable_version=stable.version, shadow_versions=shadows,
+            namespace=platform.serving.namespace, service_monitor=spec.observability.enabled),
+            opts=platform.after_monitoring.merge(in_model))
     route = ModelRollout(
         f"{cluster.name}-{model_name}",
         ModelRolloutArgs(
@@ -668,6 +679,7 @@ def serve_model(spec: PlatformSpec, cluster: Cluster, model_name: str, model: Mo
             # Behind Envoy Gateway the version split picks each version's own rule.
             split="version_header" if gateway.envoy is not None else "weights",
             annotations=experiment_annotations(model),
+            mirror=mirror_backend_ref(model_name) if shadows else None,
             served_by={s.version: served_by(model_name, s.version, cluster.name)
                        for s in version_shares(model)} if gateway.envoy is not None else None,
         ),

@@ -19,7 +19,8 @@ from tests.planning import plan_of
 
 GOLDEN = Path(__file__).parent / "golden"
 TREE_NODES = {"llmplane:environment:Model", "llmplane:environment:ModelVersion"}
-NEW_SINCE_GOLDEN = {"prod": ("llama-3-70b-1.0.1", "llama-3-70b-v1-0-1", "vllm-image-0-31-0", "-feedback")}
+NEW_SINCE_GOLDEN = {"prod": ("llama-3-70b-1.0.1", "llama-3-70b-v1-0-1", "vllm-image-0-31-0", "-feedback",
+                              "-shadow-compare")}
 """What an environment deploys that its golden predates: prod's engine canary (llama-3-70b 1.0.1 on vLLM 0.31.0)
 and the serving image of that release; the feedback service of its experiment."""
 

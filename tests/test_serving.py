@@ -179,7 +179,8 @@ def test_network_policy_admits_only_gateway_prometheus_and_the_endpoint_pickers(
 
 
 def test_service_monitors_follow_observability():
-    assert len(plan_of("prod").of_type(SERVICE_MONITOR)) == len(model_servers(plan_of("prod")))
+    vllm = [m for m in plan_of("prod").of_type(SERVICE_MONITOR) if "llmplane:serving:VllmService" in m.urn]
+    assert len(vllm) == len(model_servers(plan_of("prod")))
     assert plan_of("local").of_type(SERVICE_MONITOR) == [], "local has observability disabled"
 
 
@@ -189,7 +190,7 @@ def test_traffic_weights_equal_the_environment(environment):
     InferencePool per rule), its version split carries the weights, one line per version, and every version
     that takes traffic has its own rule."""
     plan = plan_of(environment)
-    routes = plan.of_type(HTTP_ROUTE)
+    routes = [r for r in plan.of_type(HTTP_ROUTE) if "llmplane.dev/model" in r.inputs["metadata"]["labels"]]
     assert routes
     for route in routes:
         model_name = route.inputs["metadata"]["name"]
@@ -233,7 +234,7 @@ def test_shadow_versions_are_mirrored_and_never_answer():
     assert api_rules
     for rule in api_rules:
         mirrors = [f["requestMirror"]["backendRef"]["name"] for f in rule["filters"] if f["type"] == "RequestMirror"]
-        assert mirrors == ["llama-3-70b-v1-1-0"]
+        assert mirrors == ["shadow-compare-llama-3-70b"], "the comparator calls the shadow and stable itself"
     for rule in route.inputs["spec"]["rules"]:
         assert "llama-3-70b-v1-1-0" not in [b["name"] for b in rule["backendRefs"]]
 
@@ -384,8 +385,11 @@ def test_each_cloud_fetches_weights_from_its_own_mirror_with_workload_identity()
                     (entry["uri"].split("://")[0], (entry.get("endpoint") or "").split("://")[0]))
     # The on-prem https mirror is streamed as S3-compatible storage at its https endpoint.
     assert uris == {"aws": {("s3", "")}, "gcp": {("gs", "")}, "onprem": {("s3", "https")}}
-    gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount")  # the endpoint pickers read no weights
-                    if "gcp-usc1" in a.urn and "llmplane:gateway:ModelInferencePool" not in a.urn]
+    # The vLLM and prefetch accounts (the pickers, the feedback service and the shadow comparator read no weights).
+    gke_accounts = [a for a in plan.of_type("kubernetes:core/v1:ServiceAccount")
+                    if "gcp-usc1" in a.urn and ("llmplane:serving:VllmService" in a.urn
+                                                or "llmplane:serving:NodeModelCache" in a.urn)]
+    assert gke_accounts
     assert all(a.inputs["metadata"]["annotations"]["iam.gke.io/gcp-service-account"] for a in gke_accounts)
     bindings = [b for b in plan.of_type("gcp:serviceaccount/iAMMember:IAMMember")
                 if "[llmplane/" in b.inputs["member"]]  # cert-manager's and external-dns' are the gateway's

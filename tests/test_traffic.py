@@ -134,11 +134,13 @@ def test_a_fallback_is_refused_naming_why_and_what_fails_over_instead():
     assert "no priority levels" in message and "routing.failoverOrder" in message
 
 
-def test_the_shadow_is_still_mirrored_to_its_service_and_never_answers():
+def test_the_shadow_is_mirrored_through_its_comparator_and_never_answers():
+    """The mirror goes to the model's shadow comparator, which calls the shadow and stable and compares them
+    (docs/shadow.md); no rule sends users to the shadow."""
     route = _route(plan_of("prod"), "aws-use1", "llama-3-70b")
     for rule in [_split(route, "llama-3-70b"), *_version_rules(route).values()]:
         mirrors = [f["requestMirror"]["backendRef"] for f in rule["filters"] if f["type"] == "RequestMirror"]
-        assert mirrors == [{"name": "llama-3-70b-v1-1-0", "port": 8000}]
+        assert mirrors == [{"name": "shadow-compare-llama-3-70b", "port": 8080}]
         assert "llama-3-70b-v1-1-0" not in {ref["name"] for ref in rule["backendRefs"]}
     assert "1.1.0" not in _version_rules(route)
 

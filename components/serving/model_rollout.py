@@ -74,10 +74,17 @@ class ModelRolloutArgs:
     served_by: Mapping[str, str] | None = None
     """Per version, the `SERVED_BY_HEADER` value its rules put on responses (rule filters: Envoy Gateway drops
     filters on InferencePool backendRefs)."""
+    mirror: Mapping[str, Any] | None = None
+    """Where the shadows' mirrored requests go instead of to each shadow: the model's shadow comparator
+    (`shadow_compare.mirror_backend_ref`), which calls every shadow and stable itself."""
+    mirror_percent: int = 100
+    """Percent of requests mirrored (Gateway API `requestMirror.percent`): bounds the comparator's extra stable
+    generations."""
 
 
 def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_filters: Sequence[Mapping] = (),
-                split: Split = "weights", served_by: Mapping[str, str] | None = None) -> list[dict]:
+                split: Split = "weights", served_by: Mapping[str, str] | None = None,
+                mirror: Mapping[str, Any] | None = None, mirror_percent: int = 100) -> list[dict]:
     """HTTPRoute rules: A/B pins by header, a health path for global health checks, then the versions that answer
     users, with shadows mirrored.
 
@@ -112,11 +119,10 @@ def route_rules(model_name: str, versions: Sequence[RolloutVersion], request_fil
         return [{"type": "ResponseHeaderModifier", "responseHeaderModifier": {
             "set": [{"name": SERVED_BY_HEADER, "value": served_by[version]}]}}]
 
-    mirrors = [
-        {"type": "RequestMirror", "requestMirror": {"backendRef": backend(v.version)}}
-        for v in versions
-        if v.role == "shadow"
-    ]
+    shadows = [backend(v.version) for v in versions if v.role == "shadow"]
+    share = {"percent": mirror_percent} if mirror_percent < 100 else {}
+    mirrors = [{"type": "RequestMirror", "requestMirror": {"backendRef": ref, **share}}
+               for ref in ([dict(mirror)] if mirror and shadows else shadows)]
     pinned = [
         {
             "matches": [{"path": {"type": "PathPrefix", "value": prefix},
@@ -185,7 +191,7 @@ class ModelRollout(pulumi.ComponentResource):
                 "parentRefs": [{"name": args.gateway_name, "namespace": args.gateway_namespace}],
                 "hostnames": args.hostnames,
                 "rules": route_rules(args.model_name, args.versions, args.request_filters, args.split,
-                                     args.served_by),
+                                     args.served_by, args.mirror, args.mirror_percent),
             },
             opts=children_of(self, opts),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -156,7 +156,7 @@ class VllmServiceArgs:
     """More `vllm serve` flags, e.g. tracing's `--otlp-traces-endpoint`."""
     admit_namespaces: tuple[str, ...] = ()
     """Namespaces admitted to the vLLM port besides the gateway's and monitoring's (e.g. KEDA's HTTP interceptor)."""
-    admit_pods: Mapping[str, str] | None = None
+    admit_pods: Sequence[Mapping[str, str]] = ()
     """Labels of pods in the serving namespace admitted to the vLLM port: the endpoint pickers, which read each
     replica's `/metrics` to score it."""
     extras: tuple[ExtraWeights, ...] = ()
@@ -350,7 +350,7 @@ class VllmService(pulumi.ComponentResource):
                         "from": [
                             *({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
                               for ns in (GATEWAY_NAMESPACE, MONITORING_NAMESPACE, *args.admit_namespaces)),
-                            *([{"podSelector": {"matchLabels": dict(args.admit_pods)}}] if args.admit_pods else []),
+                            *({"podSelector": {"matchLabels": dict(labels)}} for labels in args.admit_pods),
                         ],
                         "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
                     }
