@@ -167,3 +167,69 @@ def test_applying_a_rollback_writes_the_weights_and_the_verdict_the_policy_then_
     assert {v.version: v.weight for v in spec.models[MODEL].versions} == {CONTROL: 100, TREATMENT: 0, "1.1.0": 0}
     assert markdown.startswith(" `llama-70b-vllm-0-31` on `llama-3-70b`: **roll back**"), "the report was printed"
     assert main(["plan", "prod", "--environments", str(folder)]) == 0, capsys.readouterr().err
+
+
+def test_the_scheduled_workflow_opens_the_rollback_pull_request_and_raises_an_alert(scenarios, tmp_path):
+    """.ci/experiments.sh, as the daily workflow runs it, in a clone whose prod is the guardrail scenario: a
+    branch with the rollback and the recorded verdict is pushed, a pull request labelled rollback is opened with
+    the report, and ExperimentGuardrailBreached is posted to the Alertmanager API."""
+    import http.server
+    import json
+    import os
+    import subprocess
+    import sys
+
+    scenario = scenarios["canary_errors"]
+    deadline = time.monotonic() + 60
+    while scenario.report().evaluation.verdict != "roll back" and time.monotonic() < deadline:
+        time.sleep(1)
+    origin, clone = tmp_path / "origin.git", tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(origin)], check=True)
+    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    (clone / "environments" / "Pulumi.prod.yaml").write_text((scenario.environments / "Pulumi.prod.yaml").read_text())
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-am", "the guardrail scenario"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD:main"], check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "gh.log"}\n[ "$1 $2" != "pr view" ]\n')
+    (bin_dir / "llmplane").write_text(f'#!/bin/sh\nexec {sys.executable} -m llmplane.stacks.cli "$@"\n')
+    for tool in ("gh", "llmplane"):
+        (bin_dir / tool).chmod(0o755)
+    alerts: list[bytes] = []
+
+    class Alertmanager(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            alerts.append(self.path.encode() + b" " + self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Alertmanager)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run(["bash", str(clone / ".ci" / "experiments.sh")], cwd=clone, capture_output=True,
+                              text=True, timeout=120, check=False, env={
+                                  **os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(clone),
+                                  "ENVIRONMENT": "prod", "PROMETHEUS_URL": scenario.prometheus.url,
+                                  "ALERTMANAGER_URL": f"http://127.0.0.1:{server.server_port}",
+                                  "LLMPLANE": str(bin_dir / "llmplane")})
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "experiments: prod llama-3-70b llama-70b-vllm-0-31: roll back" in done.stdout
+    pushed = subprocess.run(["git", "-C", str(origin), "show", "experiments/prod/llama-70b-vllm-0-31:"
+                             "environments/Pulumi.prod.yaml"], capture_output=True, text=True, check=True).stdout
+    assert "decision: rollback" in pushed.replace('"', "")
+    calls = (tmp_path / "gh.log").read_text().splitlines()
+    assert calls[-1].startswith("pr create --head experiments/prod/llama-70b-vllm-0-31 --base main --title "
+                                "Experiment llama-70b-vllm-0-31 (prod): roll back --body-file ")
+    assert calls[-1].endswith("--label experiment --label rollback")
+    [alert] = alerts
+    path, _, body = alert.partition(b" ")
+    assert path == b"/api/v2/alerts"
+    assert json.loads(body)[0]["labels"] == {"alertname": "ExperimentGuardrailBreached", "severity": "page",
+                                             "environment": "prod", "model": MODEL,
+                                             "experiment": "llama-70b-vllm-0-31"}
