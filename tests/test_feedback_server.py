@@ -205,6 +205,26 @@ def test_no_posted_text_or_key_reaches_the_logs(server: Server):
     assert SEARCH["x-api-key"] not in logs
 
 
+def test_a_kept_alive_connection_gets_each_answer_at_once(server: Server):
+    """The gateway keeps its connections to the service open: 200 posts on one of them take well under a second
+    (with Nagle's algorithm on, each answer's body waited for the client's delayed ACK: about 9 s)."""
+    import http.client
+
+    host, port = server.api.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    body = json.dumps({"response_id": "r1", "model": "llama-3-70b", "version": "1.0.0", "label": "success"})
+    started = time.perf_counter()
+    for _ in range(200):
+        connection.request("POST", "/feedback", body, {"Content-Type": "application/json", **SEARCH})
+        answer = connection.getresponse()
+        assert answer.status == 202 and answer.read()
+    elapsed = time.perf_counter() - started
+    connection.close()
+    assert elapsed < 2, f"200 posts on one connection took {elapsed:.1f} s"
+    assert server.samples()[key("llmplane_feedback_total", model="llama-3-70b", version="1.0.0", tenant="search",
+                                label="success")] == 200
+
+
 def _load_script():
     spec = importlib.util.spec_from_file_location("llmplane_feedback_server_under_test", SCRIPT)
     module = importlib.util.module_from_spec(spec)
