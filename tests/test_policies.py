@@ -248,10 +248,41 @@ def aws_provider(region: str, name: str) -> ResourceView:
 
 USE1, USW2 = aws_provider("us-east-1", "aws-use1-aws"), aws_provider("us-west-2", "aws-usw2-aws")
 
+# --- the network boundary (policies/network.py)
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+DENY_ALL = k8s(NETWORK_POLICY, "default-deny", labels=BASE_LABELS,
+               spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]})
+MONITORING_NS = k8s("kubernetes:core/v1:Namespace", "monitoring", labels=BASE_LABELS, namespace=None)
+MONITORING_DENY = patched(DENY_ALL, (("metadata", "namespace"), "monitoring"), name="c1-monitoring-default-deny")
+DNS_EGRESS = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+              "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+KEDA_RELEASE = view(RELEASE, {"chart": "keda", "namespace": "keda", "createNamespace": True, "values": {}},
+                    name="c1-keda")
+KEDA_DENY = patched(DENY_ALL, (("metadata", "namespace"), "keda"), name="c1-keda-default-deny")
+PROMETHEUS_STACK = view(RELEASE, {"chart": "kube-prometheus-stack", "namespace": "monitoring", "values": {
+    "prometheus": {"prometheusSpec": {"enableRemoteWriteReceiver": True}},
+    "grafana": {"service": {"type": "ClusterIP"}, "ingress": {"enabled": False}}}}, name="c1-kube-prometheus-stack")
+PROMETHEUS_PEERS = [
+    {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "loki"}}},
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+     "podSelector": {"matchLabels": {"app": "keda-operator"}}},
+]
+PROMETHEUS_INGRESS = k8s(NETWORK_POLICY, "prometheus", labels=BASE_LABELS, namespace="monitoring", spec={
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}, "policyTypes": ["Ingress"],
+    "ingress": [{"ports": [{"protocol": "TCP", "port": 9090}], "from": PROMETHEUS_PEERS}]})
+PROMETHEUS_CR = k8s("kubernetes:monitoring.coreos.com/v1:Prometheus", "k8s", labels=BASE_LABELS,
+                    namespace="monitoring", spec={"enableRemoteWriteReceiver": True})
+P_FROM = ("spec", "ingress", 0, "from")
+MONITORING_SERVICE = k8s("kubernetes:core/v1:Service", "grafana", labels=BASE_LABELS, namespace="monitoring",
+                         spec={"type": "ClusterIP", "selector": {"app.kubernetes.io/name": "grafana"},
+                               "ports": [{"name": "http", "port": 80, "targetPort": 3000}]})
+
 COMPLIANT_STACK = [
     NAMESPACE, DEPLOY, CPU_DEPLOY, SERVICE, PDB, NETPOL, DEFAULT_DENY, MONITOR, ALERTS, API_KEY, ROUTE,
     SPOT_POOL, BASE_POOL, SYSTEM_POOL, EKS, ECR, LOGS, KMS, VPC, RTA, *BUCKET_SET, GKE, GKE_SPOT, GKE_BASE, AR,
-    NETWORK, USE1, USW2,
+    NETWORK, USE1, USW2, DENY_ALL, MONITORING_NS, MONITORING_DENY, KEDA_RELEASE, KEDA_DENY, PROMETHEUS_STACK,
+    PROMETHEUS_INGRESS, MONITORING_SERVICE,
 ]
 """One of everything, all compliant: the good side of every case below is drawn from it."""
 
@@ -542,6 +573,89 @@ CASES = [
     case("platform-route-authenticated", "route without a policy", BAD, [TENANT_KEYS, POOL_ROUTE]),
     case("platform-route-authenticated", "policy that does not authenticate", BAD,
          [TENANT_KEYS, POOL_ROUTE, patched(ROUTE_AUTH, (("spec", "apiKeyAuth"), DELETE))]),
+    case("k8s-namespace-default-deny", "deny-all beside the namespace", OK, [NAMESPACE, DENY_ALL]),
+    case("k8s-namespace-default-deny", "deny-all that still lets pods resolve names", OK,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "egress"), [DNS_EGRESS]))]),
+    case("k8s-namespace-default-deny", "policyTypes left to default by an egress rule", OK,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "policyTypes"), DELETE), (("spec", "egress"), [DNS_EGRESS]))]),
+    case("k8s-namespace-default-deny", "a namespace a chart creates, denied", OK, [KEDA_RELEASE, KEDA_DENY]),
+    case("k8s-namespace-default-deny", "a release into a namespace it does not create", OK,
+         [patched(KEDA_RELEASE, (("createNamespace",), DELETE))]),
+    case("k8s-namespace-default-deny", "no policy", BAD, [NAMESPACE]),
+    case("k8s-namespace-default-deny", "ingress only", BAD, [NAMESPACE, DEFAULT_DENY]),
+    case("k8s-namespace-default-deny", "egress left out (no egress rule, no policyTypes)", BAD,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "policyTypes"), DELETE))]),
+    case("k8s-namespace-default-deny", "selects some pods only", BAD,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "podSelector"), {"matchLabels": SELECTOR}))]),
+    case("k8s-namespace-default-deny", "a rule admitting everything", BAD,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "ingress"), [{}]))]),
+    case("k8s-namespace-default-deny", "egress to any address, on 443 only", OK,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "egress"), [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                                              "ports": [{"port": 443}]}]))]),
+    case("k8s-namespace-default-deny", "egress to every address", BAD,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "egress"), [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]))]),
+    case("k8s-namespace-default-deny", "egress to every namespace", BAD,
+         [NAMESPACE, patched(DENY_ALL, (("spec", "egress"), [{"to": [{"namespaceSelector": {}}]}]))]),
+    case("k8s-namespace-default-deny", "the same namespace in a second cluster, denied in the first only", BAD,
+         [NAMESPACE, DENY_ALL, dataclasses.replace(NAMESPACE, scope="c2", urn=NAMESPACE.urn + "-c2")]),
+    case("k8s-namespace-default-deny", "deny-all in another namespace", BAD, [NAMESPACE, MONITORING_DENY]),
+    case("k8s-namespace-default-deny", "deny-all in another cluster", BAD,
+         [NAMESPACE, dataclasses.replace(DENY_ALL, scope="c2")]),
+    case("k8s-namespace-default-deny", "a namespace a chart creates, open", BAD, [KEDA_RELEASE]),
+    case("platform-monitoring-not-exposed", "ClusterIP Grafana", OK, MONITORING_SERVICE),
+    case("platform-monitoring-not-exposed", "chart values keep ClusterIP, no ingress", OK, PROMETHEUS_STACK),
+    case("platform-monitoring-not-exposed", "a load balancer outside monitoring", OK,
+         patched(SERVICE, (("spec", "type"), "LoadBalancer"))),
+    case("platform-monitoring-not-exposed", "a route to the models", OK, ROUTE),
+    case("platform-monitoring-not-exposed", "LoadBalancer Grafana", BAD,
+         patched(MONITORING_SERVICE, (("spec", "type"), "LoadBalancer"))),
+    case("platform-monitoring-not-exposed", "NodePort Grafana", BAD,
+         patched(MONITORING_SERVICE, (("spec", "type"), "NodePort"))),
+    case("platform-monitoring-not-exposed", "an Ingress in monitoring", BAD,
+         k8s("kubernetes:networking.k8s.io/v1:Ingress", "grafana", labels=BASE_LABELS, namespace="monitoring",
+             spec={"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
+                 "service": {"name": "grafana", "port": {"number": 80}}}}]}}]})),
+    case("platform-monitoring-not-exposed", "a route to Grafana", BAD,
+         patched(ROUTE, (("spec", "rules", 0, "backendRefs"), [{"name": "grafana", "namespace": "monitoring",
+                                                               "port": 80}]))),
+    case("platform-monitoring-not-exposed", "chart values make Grafana a LoadBalancer", BAD,
+         patched(PROMETHEUS_STACK, (("values", "grafana", "service", "type"), "LoadBalancer"))),
+    case("platform-monitoring-not-exposed", "chart values give Grafana an Ingress", BAD,
+         patched(PROMETHEUS_STACK, (("values", "grafana", "ingress", "enabled"), True))),
+    case("platform-remote-write-restricted", "port 9090 admits Loki and KEDA's operator", OK,
+         [PROMETHEUS_STACK, PROMETHEUS_INGRESS]),
+    case("platform-remote-write-restricted", "receiver off", OK,
+         patched(PROMETHEUS_STACK, (("values", "prometheus", "prometheusSpec", "enableRemoteWriteReceiver"), False))),
+    case("platform-remote-write-restricted", "Helm-named Prometheus selected by its name label", OK,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (("spec", "podSelector", "matchLabels"),
+                                                         {"prometheus": "kps-prometheus"}))]),
+    case("platform-remote-write-restricted", "a Prometheus resource selected by its name", OK,
+         [PROMETHEUS_CR, patched(PROMETHEUS_INGRESS, (("spec", "podSelector", "matchLabels"),
+                                                      {"operator.prometheus.io/name": "k8s"}))]),
+    case("platform-remote-write-restricted", "no NetworkPolicy", BAD, [PROMETHEUS_STACK]),
+    case("platform-remote-write-restricted", "a policy for other pods only", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (("spec", "podSelector", "matchLabels"),
+                                                         {"app.kubernetes.io/name": "loki"}))]),
+    case("platform-remote-write-restricted", "a Prometheus resource, the policy names another", BAD,
+         [PROMETHEUS_CR, patched(PROMETHEUS_INGRESS, (("spec", "podSelector", "matchLabels"),
+                                                      {"operator.prometheus.io/name": "other"}))]),
+    case("platform-remote-write-restricted", "from every namespace", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (P_FROM, [{"namespaceSelector": {}}]))]),
+    case("platform-remote-write-restricted", "from every pod of a namespace", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (P_FROM, [
+             {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}]))]),
+    case("platform-remote-write-restricted", "from an empty podSelector", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (P_FROM, [{"podSelector": {}}]))]),
+    case("platform-remote-write-restricted", "no from at all", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (P_FROM, DELETE))]),
+    case("platform-remote-write-restricted", "from an address range", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (P_FROM, [{"ipBlock": {"cidr": "10.0.0.0/8"}}]))]),
+    case("platform-remote-write-restricted", "a second policy opening every port", BAD,
+         [PROMETHEUS_STACK, PROMETHEUS_INGRESS,
+          patched(PROMETHEUS_INGRESS, (("spec", "ingress"), [{"from": [{"namespaceSelector": {}}]}]),
+                  name="c1-prometheus-open")]),
+    case("platform-remote-write-restricted", "the policy in another cluster", BAD,
+         [PROMETHEUS_STACK, dataclasses.replace(PROMETHEUS_INGRESS, scope="c2")]),
 ]
 
 
