@@ -142,16 +142,12 @@ def monitoring_not_exposed(view: ResourceView, _: Context) -> Iterator[str]:
 
 # ------------------------------------------------------------------ remote-write receiver
 
-PROMETHEUS_PORT = 9090
-"""Prometheus' one HTTP port: queries, and /api/v1/write when the remote-write receiver is on."""
 PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/managed-by": "prometheus-operator",
                          "operator.prometheus.io/shard": "0"}
-"""Labels the Prometheus operator gives every Prometheus server pod (prometheus-operator
-pkg/prometheus/server/statefulset.go), whatever the Prometheus is called."""
+"""Labels the Prometheus operator gives every Prometheus server pod (prometheus-operator `makeSelectorLabels`),
+whatever the Prometheus is called."""
 PROMETHEUS_NAME_LABELS = ("prometheus", "operator.prometheus.io/name", "app.kubernetes.io/instance")
 """Labels the operator sets to the Prometheus resource's name."""
-PROMETHEUS_PORT_NAME = "web"
-"""The operator's name for the container port 9090 (Prometheus spec.portName's default)."""
 
 
 def _receivers(resources: Sequence[ResourceView]) -> Iterator[tuple[ResourceView, str, str | None]]:
@@ -169,8 +165,7 @@ def _receivers(resources: Sequence[ResourceView]) -> Iterator[tuple[ResourceView
 
 
 def _prometheus_pod(namespace: str, name: str) -> Pod:
-    return Pod(namespace, {**PROMETHEUS_POD_LABELS, **dict.fromkeys(PROMETHEUS_NAME_LABELS, name)},
-               {PROMETHEUS_PORT_NAME: (PROMETHEUS_PORT, "TCP")})
+    return Pod(namespace, {**PROMETHEUS_POD_LABELS, **dict.fromkeys(PROMETHEUS_NAME_LABELS, name)})
 
 
 def _names_pods(rule: Mapping[str, Any]) -> bool:
@@ -184,14 +179,17 @@ def _names_pods(rule: Mapping[str, Any]) -> bool:
 
 
 def _remote_write_problem(graph: NetworkGraph, pod: Pod) -> str | None:
-    """Why this Prometheus pod's port is open to more than named pods, or None."""
-    if not graph.selecting(pod, "Ingress"):
+    """Why this Prometheus pod admits more than named pods, or None. Every ingress rule counts, whatever its port:
+    the receiver is on 9090 unless Prometheus listens on loopback behind a proxy in its pod, whose ports are the
+    ones that reach /api/v1/write."""
+    isolating = graph.selecting(pod, "Ingress")
+    if not isolating:
         return "no NetworkPolicy isolates its pods for ingress: every pod in the cluster can write series"
-    open_rules = sorted({policy.name for policy, rule in graph.rules_on_port(pod, "Ingress", PROMETHEUS_PORT)
-                         if not _names_pods(rule)})
-    if open_rules:
-        return (f"NetworkPolicy {', '.join(open_rules)} admits port {PROMETHEUS_PORT} from more than named pods "
-                "(no peers, an empty podSelector, every namespace or an ipBlock)")
+    open_policies = sorted({policy.name for policy in isolating for rule in policy.rules("Ingress")
+                            if not _names_pods(rule)})
+    if open_policies:
+        return (f"NetworkPolicy {', '.join(open_policies)} admits its pods from more than named pods "
+                "(no peers, an empty podSelector, every pod of a namespace or an ipBlock)")
     return None
 
 
@@ -211,7 +209,7 @@ def remote_write_restricted(resources: Sequence[ResourceView], _: Context) -> It
         if all(problems):
             chosen = next((p for p in problems if not p.startswith("no NetworkPolicy")), problems[0])
             yield Finding(view.urn, f"{display(view)} enables Prometheus' remote-write receiver "
-                                    f"({namespace}, port {PROMETHEUS_PORT}, /api/v1/write), but {chosen}")
+                                    f"({namespace}, /api/v1/write), but {chosen}")
 
 
 RULES = [
@@ -236,7 +234,8 @@ RULES = [
     Rule(
         name="platform-remote-write-restricted",
         description="A Prometheus with the remote-write receiver on is isolated for ingress, and every rule admitting "
-        "its port 9090 names the pods it admits (no empty podSelector, no all-namespaces selector, no ipBlock).",
+        "its pods (on 9090, or the port of a proxy fronting it) names the pods it admits: no empty podSelector, no "
+        "whole namespace, no ipBlock.",
         remediation="Add a NetworkPolicy selecting the Prometheus pods (app.kubernetes.io/name: prometheus) whose "
         "ingress on 9090 lists each writer and reader by podSelector (Loki, KEDA, Grafana, the pickers), or turn "
         "prometheus.prometheusSpec.enableRemoteWriteReceiver off.",

@@ -24,7 +24,7 @@ named ports and matchExpressions. Traffic from a pod's own node, which Kubernete
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -176,16 +176,6 @@ class NetworkGraph:
         destination = peer if direction == "Egress" else pod
         return [(policy, rule) for policy in self.selecting(pod, direction) for rule in policy.rules(direction)
                 if self.rule_admits(policy, rule, direction, peer, destination, port, protocol)]
-
-    def rules_on_port(self, pod: Pod, direction: Direction, port: int,
-                      protocol: str = "TCP") -> Iterator[tuple[Policy, Mapping[str, Any]]]:
-        """Every rule isolating `pod` in `direction` whose ports cover port/protocol, whoever its peers are (for
-        ingress the port is the pod's own; for egress named ports cannot be resolved without a destination)."""
-        destination = pod if direction == "Ingress" else None
-        for policy in self.selecting(pod, direction):
-            for rule in policy.rules(direction):
-                if self._ports_admit(rule, destination, port, protocol):
-                    yield policy, rule
 
     def _direction_allows(self, pod: Endpoint, direction: Direction, peer: Endpoint, destination: Endpoint,
                           port: int, protocol: str) -> bool:

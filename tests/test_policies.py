@@ -654,6 +654,10 @@ CASES = [
          [PROMETHEUS_STACK, PROMETHEUS_INGRESS,
           patched(PROMETHEUS_INGRESS, (("spec", "ingress"), [{"from": [{"namespaceSelector": {}}]}]),
                   name="c1-prometheus-open")]),
+    case("platform-remote-write-restricted", "a proxy's write port in the pod open to every namespace", BAD,
+         [PROMETHEUS_STACK, patched(PROMETHEUS_INGRESS, (("spec", "ingress"), [
+             {"ports": [{"port": 9091}], "from": PROMETHEUS_PEERS},
+             {"ports": [{"port": 9092}], "from": [{"namespaceSelector": {}}]}]))]),
     case("platform-remote-write-restricted", "the policy in another cluster", BAD,
          [PROMETHEUS_STACK, dataclasses.replace(PROMETHEUS_INGRESS, scope="c2")]),
 ]
