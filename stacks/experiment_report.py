@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmplane.experiments import prometheus, report
+from llmplane.experiments import prometheus, report, shadow_report
 from llmplane.facts.gpus import GPU_HOUR_USD
 from llmplane.spec import load_spec
 from llmplane.spec.models import Experiment, PlatformSpec
@@ -34,7 +34,8 @@ class Result:
     """The report's Markdown and the judgement behind it."""
 
     markdown: str
-    evaluation: report.Evaluation
+    evaluation: report.Evaluation | shadow_report.ShadowEvaluation
+    """A shadow experiment's is a ShadowEvaluation: ready to canary or not, never a weight change."""
     diff: str | None
     edited: str | None = None
     """The environment file with the step taken and the verdict recorded, when the weights change."""
@@ -108,7 +109,8 @@ def experiment_report(environment: str, model: str, prometheus_url: str | None, 
                       window: str | None = None, environments: Path = ENVIRONMENTS,
                       at: float | None = None) -> Result:
     """Judge the experiment on Prometheus's data at `at` (now) over `window` (default: its maxDays) and write the
-    pull request's Markdown, with the diff of the environment file when the weights change."""
+    pull request's Markdown, with the diff of the environment file when the weights change; a shadow experiment
+    is judged on the shadow comparator's series (`shadow_report`) and never changes a weight."""
     path = environment_file(environment, environments)
     config = read_stack_config(environment, path)
     spec = load_spec(config.values, config.environment)
@@ -117,6 +119,9 @@ def experiment_report(environment: str, model: str, prometheus_url: str | None, 
     if not url:
         raise ReportError(f"environment '{environment}' names no observability.prometheusUrl: give --prometheus URL")
     seconds = duration_seconds(window) if window else experiment.max_days * 86_400.0
+    if experiment.strategy == "shadow":
+        judged = shadow_report.evaluate(prometheus.Client(url, at), experiment, model, seconds)
+        return Result(shadow_report.markdown(judged, model), judged, None)
     deployed = spec.models[model].versions
     weights = {v.version: v.weight for v in deployed}
     evaluation = report.evaluate(prometheus.Client(url, at), experiment, model, weights, seconds,
