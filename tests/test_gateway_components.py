@@ -23,7 +23,7 @@ TENANTS = [TenantBudget("search", ("llama-3-8b",), ("searchApiKey",), tokens_per
 def _route(name: str, backend_refs: list[dict]) -> None:
     k8s.apiextensions.CustomResource(
         f"{name}-route", api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute",
-        metadata={"name": "llama-3-8b", "namespace": "llmplane"},
+        metadata={"name": "llama-3-8b", "namespace": "llmplane", "labels": {"llmplane.dev/model": "llama-3-8b"}},
         spec={"parentRefs": [{"name": "llmplane", "namespace": "llmplane-gateway"}],
               "rules": [{"backendRefs": backend_refs}]})
 
