@@ -4,7 +4,6 @@ promtool's real PromQL engine, the score and success rate a known set of ratings
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,10 +11,12 @@ import pytest
 import yaml
 from llmplane.monitoring import dashboards
 from llmplane.monitoring import vllm_metrics as vm
+from llmplane.toolchain import prerequisites
 
 from tests.test_monitoring_metric_names import metric_names
 
-PROMTOOL = shutil.which("promtool")
+PROMTOOL = str(prerequisites.binary("promtool"))
+"""Debian's promtool, which `make test-setup` installs: missing, the module fails to load and names the command."""
 
 
 def _row(board: dict, title: str) -> list[dict]:
@@ -54,7 +55,6 @@ def _expr(row: list[dict], title: str) -> str:
     return re.sub(r"\$(model|version)", ".+", target["expr"])
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is missing: run `make test-setup` (apt-get install prometheus)")
 def test_feedback_panels_compute_each_arm_s_score_and_success_rate(row: list[dict], tmp_path: Path):
     """Over an hour: 1.0.0 gets 60 scores summing to 30 (mean 0.5), 180 successes and 60 failures; 1.0.1 gets
     60 scores summing to 45 (mean 0.75), 120 successes and no failure."""

@@ -150,8 +150,8 @@ PER_MODEL_QUERIES = [q for q in dashboards.queries()["promql"] if "tenant" not i
 """The dashboard's queries of vLLM's and the GPUs' series. The Tenants row reads series Loki's ruler records from
 the gateways' access lines, which this stack has no gateway to write: monitoring/tests/tenant_cost.yaml feeds
 those series to promtool instead. The Experiments row's ratings come from the feedback service, which this stack
-does not run: promtool checks those panels (monitoring/tests/), and tests/test_experiment_feedback.py reads the
-service's series from a real Prometheus."""
+does not run: promtool computes those panels on known ratings (tests/test_experiment_dashboard.py), and
+tests/test_experiment_feedback.py reads the service's series from a real Prometheus."""
 
 
 @pytest.mark.parametrize("expr", PER_MODEL_QUERIES)
