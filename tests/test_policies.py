@@ -818,15 +818,37 @@ def _mutable_registry(r: PlannedResource) -> PlannedResource:
     return r
 
 
-@pytest.mark.parametrize(("edit", "policy"), [
-    (_without_network_policies, "k8s-network-policy"),
-    (_image_by_tag, "k8s-image-digest"),
-    (_public_service, "k8s-no-public-load-balancer"),
-    (_mutable_registry, "aws-ecr-immutable-tags"),
+def _without_default_deny(r: PlannedResource) -> PlannedResource | None:
+    return None if r.type.endswith(":NetworkPolicy") and r.inputs["metadata"]["name"] == "default-deny" else r
+
+
+def _prometheus_open_to_all(r: PlannedResource) -> PlannedResource:
+    """Prometheus' own policy also admits every pod of every namespace on its write port (the guard's 9092)."""
+    if (r.type.endswith(":NetworkPolicy") and r.inputs["metadata"]["namespace"] == "monitoring"
+            and r.inputs["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "prometheus"):
+        r.inputs["spec"]["ingress"].append({"from": [{"namespaceSelector": {}}], "ports": [{"port": 9092}]})
+    return r
+
+
+def _grafana_load_balancer(r: PlannedResource) -> PlannedResource:
+    if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "kube-prometheus-stack":
+        r.inputs["values"]["grafana"]["service"] = {"type": "LoadBalancer"}
+    return r
+
+
+@pytest.mark.parametrize(("edit", "policies"), [
+    (_without_network_policies, {"k8s-network-policy", "k8s-namespace-default-deny",
+                                 "platform-remote-write-restricted"}),
+    (_image_by_tag, {"k8s-image-digest"}),
+    (_public_service, {"k8s-no-public-load-balancer"}),
+    (_mutable_registry, {"aws-ecr-immutable-tags"}),
+    (_without_default_deny, {"k8s-namespace-default-deny"}),
+    (_prometheus_open_to_all, {"platform-remote-write-restricted"}),
+    (_grafana_load_balancer, {"platform-monitoring-not-exposed"}),
 ])
-def test_broken_component_output_fails_with_the_expected_policy(edit, policy):
+def test_broken_component_output_fails_with_the_expected_policy(edit, policies):
     violations = mandatory(evaluate(edited_plan("prod", edit)))
-    assert violations and {v["policy"] for v in violations} == {policy}
+    assert violations and {v["policy"] for v in violations} == policies
 
 
 def _buckets_program() -> None:
