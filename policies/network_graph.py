@@ -148,14 +148,6 @@ class NetworkGraph:
                                 p.get("spec") or {}) for p in policies]
         self.namespaces = {name: {**labels, NAMESPACE_NAME_LABEL: name} for name, labels in namespaces.items()}
 
-    @classmethod
-    def of_objects(cls, objects: Iterable[Mapping[str, Any]]) -> NetworkGraph:
-        """From Kubernetes objects (apiVersion, kind, metadata, spec): their NetworkPolicies and Namespaces."""
-        objects = list(objects)
-        return cls([o for o in objects if o.get("kind") == "NetworkPolicy"],
-                   {o["metadata"]["name"]: dict(o["metadata"].get("labels") or {})
-                    for o in objects if o.get("kind") == "Namespace"})
-
     def namespace_labels(self, name: str) -> Mapping[str, str]:
         """A namespace's labels; one the graph was not told of carries only its name label."""
         return self.namespaces.get(name, {NAMESPACE_NAME_LABEL: name})

@@ -248,13 +248,10 @@ def test_an_unknown_operator_is_refused():
         g.allows(CLIENT, DB, 5432)
 
 
-def test_a_graph_reads_namespaces_and_policies_from_objects():
-    g = NetworkGraph.of_objects([
-        {"kind": "Namespace", "metadata": {"name": "ops", "labels": {"trusted": "yes"}}},
-        policy({"podSelector": {}, "ingress": [
-            {"from": [{"namespaceSelector": {"matchLabels": {"trusted": "yes"}}}]}]}),
-        {"kind": "Service", "metadata": {"name": "db", "namespace": "shop"}, "spec": {}},
-    ])
+def test_namespace_labels_carry_the_name_label_the_api_server_sets():
+    g = NetworkGraph([policy({"podSelector": {}, "ingress": [
+        {"from": [{"namespaceSelector": {"matchLabels": {"trusted": "yes"}}}]}]})], {"ops": {"trusted": "yes"}})
     assert g.allows(Pod("ops", {}), DB, 5432)
     assert not g.allows(Pod("tenant", {}), DB, 5432)
     assert g.namespace_labels("ops") == {"trusted": "yes", "kubernetes.io/metadata.name": "ops"}
+    assert g.namespace_labels("elsewhere") == {"kubernetes.io/metadata.name": "elsewhere"}
