@@ -24,7 +24,8 @@ GATEWAY_COMPONENTS = ("llmplane:gateway:ModelInferencePool", "llmplane:gateway:U
                       "llmplane:serving:ModelRollout", "llmplane:networking:RegionalGateway")
 """The components whose Kubernetes objects make up the inference gateway."""
 NAMESPACES = {"llmplane": "admit-serving", "llmplane-gateway": "admit-gateway",
-              "envoy-gateway-system": "admit-envoy-gateway", "monitoring": "admit-monitoring"}
+              "envoy-gateway-system": "admit-envoy-gateway", "monitoring": "admit-monitoring",
+              "envoy-ai-gateway-system": "admit-ai-gateway"}
 """The objects' namespaces, renamed so that the cluster needs only namespaces of its own."""
 INT32_MAX = 2**31 - 1
 

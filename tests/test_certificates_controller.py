@@ -145,7 +145,10 @@ def test_prod_plans_the_private_ca_objects_for_onprem():
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
         ("Certificate", "llmplane-gateway"), ("Certificate", "llmplane-root-ca"),
         ("ClusterIssuer", "llmplane-ca"), ("ClusterIssuer", "llmplane-selfsigned"),
-        ("Namespace", "cert-manager"), ("Namespace", "llmplane-gateway")]
+        ("Namespace", "cert-manager"), ("Namespace", "llmplane-gateway"),
+        ("NetworkPolicy", "allow-dns"), ("NetworkPolicy", "cert-manager-cainjector"),
+        ("NetworkPolicy", "cert-manager-controller"), ("NetworkPolicy", "cert-manager-startupapicheck"),
+        ("NetworkPolicy", "cert-manager-webhook"), ("NetworkPolicy", "default-deny")]
 
 
 def test_the_self_signed_and_ca_cluster_issuers_are_ready(issued):

@@ -19,10 +19,14 @@ from tests.planning import plan_of
 
 GOLDEN = Path(__file__).parent / "golden"
 TREE_NODES = {"llmplane:environment:Model", "llmplane:environment:ModelVersion"}
-NEW_SINCE_GOLDEN = {"prod": ("llama-3-70b-1.0.1", "llama-3-70b-v1-0-1", "vllm-image-0-31-0", "-feedback",
-                              "-shadow-compare")}
+TRUST_BOUNDARY = ("-netpol", "-allow-dns", "-grafana-admin", "-prometheus-write-guard")
+"""The network trust boundary (issue 29): every namespace's default deny, DNS and allowed flows, Grafana's generated
+admin credential and the guard in front of Prometheus' remote-write receiver."""
+NEW_SINCE_GOLDEN = {env: TRUST_BOUNDARY for env in ("local", "dev", "staging")} | {
+    "prod": ("llama-3-70b-1.0.1", "llama-3-70b-v1-0-1", "vllm-image-0-31-0", "-feedback", "-shadow-compare",
+             *TRUST_BOUNDARY)}
 """What an environment deploys that its golden predates: prod's engine canary (llama-3-70b 1.0.1 on vLLM 0.31.0)
-and the serving image of that release; the feedback service of its experiment."""
+and the serving image of that release; the feedback service of its experiment; the trust boundary everywhere."""
 
 
 @pytest.mark.parametrize("environment", ["local", "dev", "staging", "prod"])

@@ -113,7 +113,7 @@ def test_loki_records_tenant_usage_from_the_gateway_access_lines_into_prometheus
     [loki] = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release")
               if r.inputs["chart"] == "loki" and "aws-use1" in r.urn]
     ruler = loki.inputs["values"]["loki"]["rulerConfig"]
-    assert ruler["remote_write"]["clients"]["prometheus"]["url"].endswith(":9090/api/v1/write")
+    assert ruler["remote_write"]["clients"]["prometheus"]["url"].endswith(":9092/api/v1/write")  # the guard's
     assert {"name": "rules", "mountPath": "/etc/loki/rules/fake", "readOnly": True} in loki.inputs["values"][
         "singleBinary"]["extraVolumeMounts"]
     assert loki.inputs["values"]["loki"]["auth_enabled"] is False

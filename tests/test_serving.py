@@ -426,12 +426,13 @@ def test_liveness_never_restarts_a_busy_server_while_readiness_reacts_in_seconds
     assert ready["periodSeconds"] * ready["failureThreshold"] <= 15, "out of rotation within 15 s"
 
 
-@pytest.mark.parametrize(("environment", "cloud_port"), [("dev", 80), ("local", None)])
-def test_egress_allows_only_dns_the_weights_source_and_credentials(environment, cloud_port):
+@pytest.mark.parametrize(("environment", "cloud_port", "traces_port"), [("dev", 80, 4317), ("local", None, None)])
+def test_egress_allows_only_dns_the_weights_source_and_credentials(environment, cloud_port, traces_port):
     policy = next(p for p in plan_of(environment).of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
-                  if "egress" in p.inputs["spec"])
+                  if p.inputs["metadata"]["labels"].get("app.kubernetes.io/name") == "vllm")
     assert set(policy.inputs["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     ports = sorted((port["port"], port["protocol"]) for rule in policy.inputs["spec"]["egress"]
                    for port in rule["ports"])
-    expected = [(53, "TCP"), (53, "UDP"), (443, "TCP")] + ([(cloud_port, "TCP")] if cloud_port else [])
+    expected = [(53, "TCP"), (53, "UDP"), (443, "TCP")] + ([(cloud_port, "TCP")] if cloud_port else []) + (
+        [(traces_port, "TCP")] if traces_port else [])  # Jaeger, where the environment traces
     assert ports == sorted(expected)

@@ -27,10 +27,13 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from llmplane.components.autoscaling.keda import KEDA_NAMESPACE
+from llmplane.components.autoscaling.keda import KEDA_NAMESPACE, KEDA_OPERATOR_LABELS
 from llmplane.components.clusters.charts import Chart
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import PROXY_PODS, api_server, local, pods, policy, rule
 from llmplane.components.options import children_of
+from llmplane.components.serving.engine_args import VLLM_PORT
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
 KEDA_HTTP_ADDON = Chart("keda-add-ons-http", "0.15.0", "https://kedacore.github.io/charts")
 """The KEDA HTTP add-on chart, pinned (kedacore/charts `http-add-on/Chart.yaml`: version and appVersion 0.15.0)."""
@@ -38,7 +41,15 @@ INTERCEPTOR_SERVICE = "keda-add-ons-http-interceptor-proxy"
 """The interceptor's proxy Service (chart: `<chart name>-interceptor-proxy`)."""
 INTERCEPTOR_PORT = 8080
 """Its port (chart value `interceptor.proxy.port`)."""
-EXTERNAL_SCALER = f"keda-add-ons-http-external-scaler.{KEDA_NAMESPACE}:9090"
+INTERCEPTOR_ADMIN_PORT = 9090
+"""The interceptor's admin port, which the scaler reads queue counts from (chart value `interceptor.admin.port`)."""
+SCALER_PORT = 9090
+INTERCEPTOR_PODS = {"app.kubernetes.io/name": "http-add-on", "app.kubernetes.io/component": "interceptor"}
+SCALER_PODS = {"app.kubernetes.io/name": "http-add-on", "app.kubernetes.io/component": "scaler"}
+ADDON_OPERATOR_PODS = {"app.kubernetes.io/name": "http-add-on", "app.kubernetes.io/component": "operator"}
+"""Labels of the add-on's pods (kedacore/charts http-add-on 0.15.0 templates/{interceptor,scaler,operator}/
+deployment.yaml)."""
+EXTERNAL_SCALER = f"keda-add-ons-http-external-scaler.{KEDA_NAMESPACE}:{SCALER_PORT}"
 """The add-on's external scaler, which KEDA's `external-push` trigger streams from (chart `scaler.grpcPort`)."""
 BACKEND_HEADER = "x-llmplane-backend"
 """Header the route sets on requests it sends to the interceptor: the version's Service name."""
@@ -145,6 +156,7 @@ class ScaleFromZero(pulumi.ComponentResource):
                 {"interceptor": {"replicas": {"min": 2}},
                  "crds": {"install": True}},
                 child))
+            self._policies(name, labels, args.namespace, children_of(self, opts, depends_on=depends))
         after_addon = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=depends))
         k8s.apiextensions.CustomResource(
             f"{name}-grant", api_version="gateway.networking.k8s.io/v1", kind="ReferenceGrant",
@@ -164,3 +176,22 @@ class ScaleFromZero(pulumi.ComponentResource):
             f"{KEDA_NAMESPACE}/{INTERCEPTOR_SERVICE}:{INTERCEPTOR_PORT}")
         self.route_names = pulumi.Output.from_input([route_name(s) for s in services])
         self.register_outputs({"interceptor_service": self.interceptor_service, "route_names": self.route_names})
+
+    def _policies(self, name: str, labels: dict[str, str], serving_namespace: pulumi.Input[str],
+                  opts: pulumi.ResourceOptions) -> None:
+        """The add-on's flows in KEDA's namespace (whose default deny KedaInstall sets): the gateway's proxies send
+        held versions' requests to the interceptor, which forwards them to vLLM; the scaler reads the interceptor's
+        queue and KEDA's operator streams from the scaler; all three watch the API."""
+        serving = {"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": pulumi.Output.from_input(serving_namespace)}}}
+        policy(f"{name}-netpol-interceptor", KEDA_NAMESPACE, "http-add-on-interceptor", labels, INTERCEPTOR_PODS,
+               opts, ingress=[rule([pods(GATEWAY_NAMESPACE, PROXY_PODS)], [INTERCEPTOR_PORT]),
+                              rule([local(SCALER_PODS)], [INTERCEPTOR_ADMIN_PORT])],
+               egress=[rule([serving], [VLLM_PORT]), api_server()])
+        policy(f"{name}-netpol-scaler", KEDA_NAMESPACE, "http-add-on-scaler", labels, SCALER_PODS, opts,
+               ingress=[rule([local(KEDA_OPERATOR_LABELS)], [SCALER_PORT])],
+               egress=[rule([local(INTERCEPTOR_PODS)], [INTERCEPTOR_ADMIN_PORT]), api_server()])
+        policy(f"{name}-netpol-operator", KEDA_NAMESPACE, "http-add-on-operator", labels, ADDON_OPERATOR_PODS, opts,
+               egress=[api_server()])
+        policy(f"{name}-netpol-keda-to-scaler", KEDA_NAMESPACE, "keda-operator-to-http-scaler", labels,
+               KEDA_OPERATOR_LABELS, opts, egress=[rule([local(SCALER_PODS)], [SCALER_PORT])])

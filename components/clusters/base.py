@@ -117,6 +117,11 @@ ClusterNetwork = AwsNetwork | GcpNetwork
 """Network handles of a cloud cluster; on-prem clusters have none."""
 
 
+def cloud_of(network: ClusterNetwork | None) -> str:
+    """aws, gcp or onprem, from a cluster's network handles."""
+    return "aws" if isinstance(network, AwsNetwork) else "gcp" if isinstance(network, GcpNetwork) else "onprem"
+
+
 @dataclass(frozen=True)
 class WorkloadReaders:
     """Kubernetes service accounts that must read objects in the cloud's storage, with no static credentials."""

@@ -14,8 +14,18 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
+from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork, cloud_of
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import (
+    ANYWHERE,
+    api_server,
+    cidr,
+    credentials,
+    from_api_server,
+    https_anywhere,
+    namespace_baseline,
+    policy,
+)
 from llmplane.components.networking.regional_gateway import TLS_SECRET
 from llmplane.components.options import children_of
 
@@ -28,6 +38,14 @@ LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 """Let's Encrypt's production ACME directory."""
 ISSUERS = ("acme-dns01", "private-ca")
 CM_API = "cert-manager.io/v1"
+CONTROLLER_PODS = {"app.kubernetes.io/name": "cert-manager", "app.kubernetes.io/component": "controller"}
+WEBHOOK_PODS = {"app.kubernetes.io/name": "webhook", "app.kubernetes.io/component": "webhook"}
+CAINJECTOR_PODS = {"app.kubernetes.io/name": "cainjector", "app.kubernetes.io/component": "cainjector"}
+STARTUPAPICHECK_PODS = {"app.kubernetes.io/name": "startupapicheck", "app.kubernetes.io/component": "startupapicheck"}
+"""Labels of cert-manager's pods (chart v1.21.2 deploy/charts/cert-manager/templates: deployment.yaml,
+webhook-deployment.yaml, cainjector-deployment.yaml, startupapicheck-job.yaml)."""
+WEBHOOK_PORT = 10250
+"""The webhook's HTTPS port (chart value `webhook.securePort`), called by the API server."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,7 @@ class CertManagerInstall(pulumi.ComponentResource):
                                     f"{args.cluster_name}-certs")
             annotations["iam.gke.io/gcp-service-account"] = email
             solver = {"cloudDNS": {"project": network.project, "hostedZoneName": args.gcp_managed_zone}}
+        self._policies(name, ns.metadata.name, labels, cloud_of(network), child)
         release = CERT_MANAGER.release(f"{name}-cert-manager", ns.metadata.name, {
             "crds": {"enabled": True},
             "fullnameOverride": "cert-manager",
@@ -123,6 +142,22 @@ class CertManagerInstall(pulumi.ComponentResource):
         self.issuer_name = issuer.metadata.apply(lambda m: m["name"])
         self.namespace = ns.metadata.name
         self.register_outputs({"issuer_name": self.issuer_name, "namespace": self.namespace})
+
+    def _policies(self, name: str, namespace: pulumi.Input[str], labels: dict[str, str], cloud: str,
+                  child: pulumi.ResourceOptions) -> None:
+        """cert-manager's namespace: default deny; every component watches the API; the API server calls the
+        webhook; the controller reaches the ACME CA and the cloud's DNS API (443, addresses not fixed), its cloud
+        identity, and, for the DNS-01 self-check, the zone's authoritative nameservers on port 53."""
+        namespace_baseline(f"{name}-netpol", namespace, labels, child)
+        dns_anywhere = {"peers": [cidr(ANYWHERE)], "ports": [{"port": 53, "protocol": "UDP"},
+                                                              {"port": 53, "protocol": "TCP"}]}
+        policy(f"{name}-netpol-controller", namespace, "cert-manager-controller", labels, CONTROLLER_PODS, child,
+               egress=[api_server(), https_anywhere(), dns_anywhere, *credentials(cloud)])
+        policy(f"{name}-netpol-webhook", namespace, "cert-manager-webhook", labels, WEBHOOK_PODS, child,
+               ingress=[from_api_server(WEBHOOK_PORT)], egress=[api_server()])
+        for suffix, pods in (("cainjector", CAINJECTOR_PODS), ("startupapicheck", STARTUPAPICHECK_PODS)):
+            policy(f"{name}-netpol-{suffix}", namespace, f"cert-manager-{suffix}", labels, pods, child,
+                   egress=[api_server()])
 
     def _private_ca(self, name: str, labels: dict[str, str], opts: pulumi.ResourceOptions | None,
                     release: pulumi.Resource) -> k8s.apiextensions.CustomResource:

@@ -19,7 +19,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import (
+    PROXY_PODS,
+    api_server,
+    from_api_server,
+    local,
+    namespace_baseline,
+    pods,
+    policy,
+    rule,
+)
 from llmplane.components.options import children_of
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 from llmplane.monitoring.tenant_usage import ACCESS_LOG_KIND
 
 from ..serving.model_rollout import SERVED_BY_HEADER
@@ -36,12 +47,31 @@ NAMESPACE = "envoy-gateway-system"
 (`deploy.type: GatewayNamespace`), the one the vLLM pods' NetworkPolicy admits."""
 AI_GATEWAY_NAMESPACE = "envoy-ai-gateway-system"
 """Namespace of Envoy AI Gateway's controller, the extension server that resolves InferencePools."""
-AI_GATEWAY_EXTENSION = {"hostname": f"ai-gateway-controller.{AI_GATEWAY_NAMESPACE}.svc.cluster.local", "port": 1063}
+AI_GATEWAY_EXTENSION_PORT = 1063
+AI_GATEWAY_EXTENSION = {"hostname": f"ai-gateway-controller.{AI_GATEWAY_NAMESPACE}.svc.cluster.local",
+                        "port": AI_GATEWAY_EXTENSION_PORT}
 """Where Envoy Gateway calls the extension server (the AI Gateway chart's controller Service and gRPC port)."""
 RATE_LIMIT_POD_LABELS = {"app.kubernetes.io/name": "envoy-ratelimit", "app.kubernetes.io/component": "ratelimit"}
 """Labels of the rate-limit pods Envoy Gateway deploys (internal/infrastructure/kubernetes/ratelimit/resource.go,
 v1.8.1): the only clients Valkey admits."""
 VALKEY_PORT = 6379
+CONTROLLER_PODS = {"control-plane": "envoy-gateway"}
+"""Label of Envoy Gateway's controller pods (chart gateway-helm v1.8.1 templates/envoy-gateway-deployment.yaml)."""
+CERTGEN_PODS = {"app": "certgen"}
+"""The chart's pre-install Job that writes the controller's TLS Secrets (templates/certgen.yaml)."""
+XDS_PORT = 18000
+"""The controller's xDS port the proxies connect to (internal/xds/bootstrap/bootstrap.go `DefaultXdsServerPort`)."""
+RATE_LIMIT_XDS_PORT = 18001
+"""The controller's xDS port for the rate limiter's configuration (chart value `service.ports` `ratelimit`)."""
+CONTROLLER_WEBHOOK_PORT = 9443
+"""The controller's topology-injector webhook (chart `topologyInjector.enabled: true`), called by the API server."""
+RATE_LIMIT_PORT = 8081
+"""The rate limiter's gRPC port (internal/infrastructure/kubernetes/ratelimit/resource.go `InfraGRPCPort`)."""
+AI_GATEWAY_PODS = {"app.kubernetes.io/name": "ai-gateway-helm"}
+"""Label of Envoy AI Gateway's controller pods (ai-gateway-helm v1.1.0 templates/_helpers.tpl
+`ai-gateway-helm.controller.selectorLabels`: the chart's name)."""
+AI_GATEWAY_WEBHOOK_PORT = 9443
+"""Its mutating webhook (values.yaml `controller.service.ports` `mutating-webhook`), called by the API server."""
 LUA_VALIDATION = "InsecureSyntax"
 """How Envoy Gateway checks our Lua policies (EnvoyProxy `luaValidation`, api/v1alpha1/envoyproxy_types.go): syntax
 only. Its default, Strict, runs each script against its own mock of Envoy's API, which lacks `clearRouteCache`
@@ -190,6 +220,7 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
         ai_gateway = AI_GATEWAY.release(f"{name}-ai-gateway", AI_GATEWAY_NAMESPACE, {},
                                         children_of(self, opts, depends_on=[ai_crds]),
                                         create_namespace=True)
+        self._policies(name, ns.metadata.name, labels, child, children_of(self, opts, depends_on=[ai_crds]))
         telemetry: dict = {"accessLog": {"settings": [{
             "format": {"type": "JSON", "json": ACCESS_LOG_FIELDS},
             "sinks": [{"type": "File", "file": {"path": "/dev/stdout"}}],
@@ -233,6 +264,32 @@ class EnvoyGatewayInstall(pulumi.ComponentResource):
         self.register_outputs({"gateway_class": self.gateway_class, "namespace": self.namespace,
                                "rate_limit_backend": self.rate_limit_backend,
                                "access_log_retention_days": self.access_log_retention_days})
+
+    def _policies(self, name: str, namespace: pulumi.Input[str], labels: dict[str, str],
+                  child: pulumi.ResourceOptions, in_ai_namespace: pulumi.ResourceOptions) -> None:
+        """Envoy Gateway's and Envoy AI Gateway's namespaces: default deny; the proxies fetch their configuration
+        from the controller and ask the rate limiter; the rate limiter gets its own configuration from the
+        controller and counts in Valkey (whose own policy admits only it); the controller calls the AI Gateway's
+        extension server; the API server calls both webhooks; the controllers and the certgen Job watch the API."""
+        proxies = pods(GATEWAY_NAMESPACE, PROXY_PODS)
+        namespace_baseline(f"{name}-netpol", namespace, labels, child)
+        policy(f"{name}-netpol-controller", namespace, "envoy-gateway", labels, CONTROLLER_PODS, child, ingress=[
+            rule([proxies], [XDS_PORT]),
+            rule([local(RATE_LIMIT_POD_LABELS)], [RATE_LIMIT_XDS_PORT]),
+            from_api_server(CONTROLLER_WEBHOOK_PORT),
+        ], egress=[rule([pods(AI_GATEWAY_NAMESPACE, AI_GATEWAY_PODS)], [AI_GATEWAY_EXTENSION_PORT]), api_server()])
+        policy(f"{name}-netpol-ratelimit", namespace, "envoy-ratelimit", labels, RATE_LIMIT_POD_LABELS, child,
+               ingress=[rule([proxies], [RATE_LIMIT_PORT])],
+               egress=[rule([local({"app.kubernetes.io/name": "valkey"})], [VALKEY_PORT]),
+                       rule([local(CONTROLLER_PODS)], [RATE_LIMIT_XDS_PORT])])
+        policy(f"{name}-netpol-certgen", namespace, "envoy-gateway-certgen", labels, CERTGEN_PODS, child,
+               egress=[api_server()])
+        ai_labels = {**labels, "app.kubernetes.io/instance": AI_GATEWAY_NAMESPACE}
+        namespace_baseline(f"{name}-ai-netpol", AI_GATEWAY_NAMESPACE, ai_labels, in_ai_namespace)
+        policy(f"{name}-ai-netpol-controller", AI_GATEWAY_NAMESPACE, "ai-gateway-controller", ai_labels,
+               AI_GATEWAY_PODS, in_ai_namespace, ingress=[
+                   rule([pods(NAMESPACE, CONTROLLER_PODS)], [AI_GATEWAY_EXTENSION_PORT]),
+                   from_api_server(AI_GATEWAY_WEBHOOK_PORT)], egress=[api_server()])
 
     def _valkey(self, name: str, namespace: pulumi.Input[str], child: pulumi.ResourceOptions) -> str:
         """One Valkey pod holding the rate limiter's counters in memory, reachable only by the rate limiter. A

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
+from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork, cloud_of
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import api_server, credentials, https_anywhere, namespace_baseline, policy
 from llmplane.components.options import children_of
 
 from .charts import EXTERNAL_DNS
@@ -26,6 +27,9 @@ from .dns_access import DnsWriter, external_dns_route53_policy, grant_cloud_dns,
 
 NAMESPACE = "external-dns"
 SERVICE_ACCOUNT = "external-dns"
+PODS = {"app.kubernetes.io/name": "external-dns"}
+"""Labels of external-dns' pods (charts/external-dns/templates/_helpers.tpl `external-dns.selectorLabels`: the
+chart's name, which `fullnameOverride` leaves alone)."""
 
 
 def zone_filters(zone: str, global_hostname: str) -> list[str]:
@@ -75,6 +79,10 @@ class ExternalDnsInstall(pulumi.ComponentResource):
         child = children_of(self, opts)
         labels = k8s_labels(name="external-dns", instance=NAMESPACE, component="dns", version=EXTERNAL_DNS.version)
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": NAMESPACE, "labels": labels}, opts=child)
+        # Default deny; external-dns watches the API and writes to the cloud's DNS API (443) with its identity.
+        namespace_baseline(f"{name}-netpol", ns.metadata.name, labels, child)
+        policy(f"{name}-netpol-external-dns", ns.metadata.name, "external-dns", labels, PODS, child,
+               egress=[api_server(), https_anywhere(), *credentials(cloud_of(args.network))])
         writer = DnsWriter(NAMESPACE, SERVICE_ACCOUNT, dict(args.tags))
         extra_args: list[pulumi.Input[str]] = zone_filters(args.dns_zone, args.global_hostname)
         annotations: dict[str, pulumi.Input[str]] = {}

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import JAEGER_PODS, OTLP_GRPC_PORT, api_server, pods
 from llmplane.components.options import children_of
 from llmplane.components.serving.vllm_service import GATEWAY_NAMESPACE, MONITORING_NAMESPACE
 
@@ -170,9 +171,17 @@ class ModelInferencePool(pulumi.ComponentResource):
             "ports": [{"name": "grpc-ext-proc", "port": EXT_PROC_PORT, "appProtocol": "http2"},
                       {"name": "metrics", "port": METRICS_PORT}],
         }, opts=child)
+        # Out: the API (it watches the pool's pods), the pool's vLLM pods (their /metrics and, with the
+        # serving namespace's DNS, nothing else of it), and Jaeger when it traces.
+        out = [api_server(), {"peers": [{"podSelector": {"matchLabels": dict(args.selector)}}],
+                              "ports": [{"port": args.target_port, "protocol": "TCP"}]}]
+        if args.tracing_endpoint:
+            out.append({"peers": [pods(MONITORING_NAMESPACE, JAEGER_PODS)],
+                        "ports": [{"port": OTLP_GRPC_PORT, "protocol": "TCP"}]})
         k8s.networking.v1.NetworkPolicy(f"{name}-epp", metadata=meta, spec={
             "podSelector": {"matchLabels": selector},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
+            "egress": [{"to": r["peers"], "ports": r["ports"]} for r in out],
             "ingress": [
                 {"from": [{"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": args.gateway_namespace}}}],

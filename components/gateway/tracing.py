@@ -13,14 +13,17 @@ from dataclasses import dataclass
 
 import pulumi
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import JAEGER_PODS, OTLP_GRPC_PORT, PROXY_PODS, pods, policy, rule
 from llmplane.components.options import children_of
-from llmplane.components.serving.vllm_service import MONITORING_NAMESPACE
+from llmplane.components.serving.namespace import SERVING_NAMESPACE
+from llmplane.components.serving.vllm_service import MONITORING_NAMESPACE, TRACES_FLAG, VLLM_PODS
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
 from .charts import JAEGER
+from .inference_pool import EPP_POD_LABELS
 
 SERVICE = "jaeger"
 """Name of Jaeger's Service (the chart's `fullnameOverride`)."""
-OTLP_GRPC_PORT = 4317
 OTLP_HTTP_PORT = 4318
 QUERY_PORT = 16686
 
@@ -41,7 +44,7 @@ def vllm_tracing_args(endpoint: str) -> list[str]:
     if not endpoint.startswith(("http://", "https://")):
         raise ValueError(f"vllm_tracing_args: endpoint '{endpoint}' has no scheme; write http://host:4317 "
                          "(plaintext inside the cluster) or https://host:4317")
-    return ["--otlp-traces-endpoint", endpoint]
+    return [TRACES_FLAG, endpoint]
 
 
 def collector_config(max_traces: int) -> dict:
@@ -107,8 +110,14 @@ class TracingBackend(pulumi.ComponentResource):
                               "limits": {"cpu": "2", "memory": args.memory_limit}},
                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+                "service": {"type": "ClusterIP"},  # the query UI (16686) is for port-forwards, never exposed
             },
         }, child)
+        # Traces in only, from the gateway's proxies, vLLM and the endpoint pickers; the query
+        # port admits nobody (no Grafana datasource reads Jaeger), and Jaeger itself opens no connection.
+        policy(f"{name}-netpol", args.namespace, "jaeger", labels, JAEGER_PODS, child, ingress=[
+            rule([pods(GATEWAY_NAMESPACE, PROXY_PODS), pods(SERVING_NAMESPACE, VLLM_PODS),
+                  pods(SERVING_NAMESPACE, EPP_POD_LABELS)], [OTLP_GRPC_PORT])])
         namespace = pulumi.Output.all(release.id, args.namespace).apply(lambda v: v[1])
         self.otlp_grpc_endpoint = namespace.apply(grpc_endpoint)
         self.otlp_http_endpoint = namespace.apply(

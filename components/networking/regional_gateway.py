@@ -7,14 +7,43 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-from llmplane.components.gateway.envoy_gateway import GATEWAY_CLASS
+from llmplane.components.autoscaling.keda import KEDA_NAMESPACE
+from llmplane.components.autoscaling.scale_from_zero import INTERCEPTOR_PODS, INTERCEPTOR_PORT
+from llmplane.components.gateway.envoy_gateway import (
+    CONTROLLER_PODS,
+    GATEWAY_CLASS,
+    NAMESPACE,
+    RATE_LIMIT_POD_LABELS,
+    RATE_LIMIT_PORT,
+    XDS_PORT,
+)
+from llmplane.components.gateway.inference_pool import EXT_PROC_PORT
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import (
+    JAEGER_PODS,
+    OTLP_GRPC_PORT,
+    PROXY_PODS,
+    cidr,
+    namespace_baseline,
+    pods,
+    policy,
+    rule,
+)
 from llmplane.components.options import children_of
-from llmplane.facts.namespaces import GATEWAY_NAMESPACE
+from llmplane.components.serving.engine_args import VLLM_PORT
+from llmplane.components.serving.feedback import API_PORT as FEEDBACK_PORT
+from llmplane.components.serving.shadow_compare import API_PORT as COMPARATOR_PORT
+from llmplane.facts.namespaces import GATEWAY_NAMESPACE, MONITORING_NAMESPACE
 
 GATEWAY_NAME = "llmplane"
 TLS_SECRET = "llmplane-tls"
 """Certificate Secret in the gateway namespace (issued by cert-manager, or synced from the cloud's CA)."""
+LISTENER_CONTAINER_PORT = 10443
+"""The proxies' container port for the HTTPS listener's 443: Envoy Gateway shifts ports below 1024 by 10000
+(v1.8.1 internal/gatewayapi/listener.go, translator.go `wellKnownPortShift`)."""
+SERVING_PORTS = tuple(sorted({VLLM_PORT, EXT_PROC_PORT, FEEDBACK_PORT, COMPARATOR_PORT}))
+"""What the proxies reach in the serving namespace: vLLM, the endpoint pickers' ext_proc and the API port of the
+feedback service and the shadow comparators."""
 
 
 
@@ -47,6 +76,7 @@ class RegionalGateway(pulumi.ComponentResource):
             metadata={"name": GATEWAY_NAMESPACE, "labels": {**labels, "llmplane.dev/role": "gateway"}},
             opts=child,
         )
+        self._policies(name, ns.metadata.name, labels, args.serving_namespace, child)
         gateway = k8s.apiextensions.CustomResource(
             f"{name}-gateway",
             api_version="gateway.networking.k8s.io/v1",
@@ -77,3 +107,24 @@ class RegionalGateway(pulumi.ComponentResource):
         self.gateway_name = gateway.metadata.apply(lambda m: m["name"])
         self.gateway_namespace = ns.metadata.name
         self.register_outputs({"gateway_name": self.gateway_name, "gateway_namespace": self.gateway_namespace})
+
+    def _policies(self, name: str, namespace: pulumi.Input[str], labels: dict[str, str],
+                  serving_namespace: pulumi.Input[str], child: pulumi.ResourceOptions) -> None:
+        """The Gateway's namespace: default deny; Envoy Gateway's proxies take client connections on the HTTPS
+        listener from anywhere (clients, the cloud's load balancer and its health checks), fetch their
+        configuration from the controller, ask the rate limiter, forward to the serving namespace (vLLM, the
+        endpoint pickers' ext_proc, the feedback service and the shadow comparators' API port, each admitting the
+        gateway's namespace in its own policy), to KEDA's HTTP interceptor for versions held at zero, and send
+        traces to Jaeger. The last two admit nothing where no interceptor or Jaeger runs."""
+        namespace_baseline(f"{name}-netpol", namespace, labels, child)
+        serving = pulumi.Output.from_input(serving_namespace)
+        policy(f"{name}-netpol-proxies", namespace, "envoy-proxies", labels, PROXY_PODS, child,
+               ingress=[rule([cidr()], [LISTENER_CONTAINER_PORT])],
+               egress=[
+                   rule([pods(NAMESPACE, CONTROLLER_PODS)], [XDS_PORT]),
+                   rule([pods(NAMESPACE, RATE_LIMIT_POD_LABELS)], [RATE_LIMIT_PORT]),
+                   rule([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": serving}}}],
+                        SERVING_PORTS),
+                   rule([pods(KEDA_NAMESPACE, INTERCEPTOR_PODS)], [INTERCEPTOR_PORT]),
+                   rule([pods(MONITORING_NAMESPACE, JAEGER_PODS)], [OTLP_GRPC_PORT]),
+               ])

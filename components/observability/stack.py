@@ -11,19 +11,38 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 import yaml
-from llmplane.components.autoscaling.model_autoscaler import PROMETHEUS_URL
 from llmplane.components.aws_trust import POD_IDENTITY, trust_policy
-from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork
+from llmplane.components.clusters.base import AwsNetwork, ClusterNetwork, GcpNetwork, cloud_of
 from llmplane.components.labels import k8s_labels
 from llmplane.components.options import children_of
 from llmplane.components.serving.vllm_service import GPU_TAINT_KEY, MONITORING_NAMESPACE
 from llmplane.monitoring import dashboards, tenant_usage
 from llmplane.monitoring.rules import AlertParams, Slo, prometheus_rule
 
+from .boundary import (
+    LOKI_HTTP_PORT,
+    PROMETHEUS_WRITE_PORT,
+    guard_configmap,
+    monitoring_policies,
+    prometheus_guard_values,
+)
 from .charts import ALLOY, DCGM_EXPORTER, KUBE_PROMETHEUS_STACK, LOKI
 
 LOKI_SERVICE_ACCOUNT = "loki"
+"""Loki's ServiceAccount (the chart's fullname, fixed by `fullnameOverride`)."""
+PROMETHEUS_WRITE_URL = (f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc:{PROMETHEUS_WRITE_PORT}"
+                        "/api/v1/write")
+"""Prometheus' remote-write receiver, behind its guard's write port: Loki's ruler writes here, and only it may."""
+LOKI_PUSH_URL = f"http://loki.{MONITORING_NAMESPACE}.svc:{LOKI_HTTP_PORT}/loki/api/v1/push"
+"""Loki's push API on its own Service: Alloy pushes here, and only it may (the gateway refuses pushes)."""
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+"""Secret holding Grafana's admin user and its generated password (chart value `admin.existingSecret`)."""
+LOKI_GATEWAY_NO_PUSH = r"if ($uri ~ ^/(loki/api/v1/push|api/prom/push|otlp/v1/logs)$) { return 403; }"
+"""nginx, inside every location of the Loki gateway (chart value `gateway.nginxConfig.locationSnippet`, 6.46.0
+templates/_helpers.tpl): the gateway serves reads (Grafana) and refuses Loki's push paths, which it would otherwise
+relay (`location = /loki/api/v1/push`). `$uri` is nginx's decoded, slash-merged path."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +90,14 @@ class ObservabilityStack(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": MONITORING_NAMESPACE, "labels": labels},
                                    opts=child)
         bucket, loki_storage = self._log_storage(name, args, opts)
+        monitoring_policies(name, ns.metadata.name, labels, cloud_of(args.network), child)
+        guard = guard_configmap(f"{name}-prometheus-write-guard", ns.metadata.name, labels, child)
+        grafana_admin = self._grafana_admin(name, ns.metadata.name, labels, child)
+        guarded = prometheus_guard_values()
         prometheus_values = {
-            "prometheus": {"prometheusSpec": {
+            "fullnameOverride": "kube-prometheus-stack",  # the Service name PROMETHEUS_URL (KEDA) holds
+            "prometheus": {**guarded, "prometheusSpec": {
+                **guarded["prometheusSpec"],
                 "retention": f"{args.metrics_retention_days}d",
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
@@ -82,13 +107,19 @@ class ObservabilityStack(pulumi.ComponentResource):
             "kube-state-metrics": {"metricLabelsAllowlist": [
                 "deployments=[llmplane.dev/model,llmplane.dev/model-version]"]},
             "grafana": {
+                "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user",
+                          "passwordKey": "admin-password"},
+                "grafana.ini": {"auth.anonymous": {"enabled": False}},
+                "service": {"type": "ClusterIP"},
+                "ingress": {"enabled": False},
                 "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard"}},
                 "additionalDataSources": [{"name": "Loki", "type": "loki", "uid": "loki",
                                            "url": f"http://loki-gateway.{MONITORING_NAMESPACE}.svc"}],
             },
         }
         operator = KUBE_PROMETHEUS_STACK.release(f"{name}-kube-prometheus-stack", ns.metadata.name,
-                                                 prometheus_values, child)
+                                                 prometheus_values,
+                                                 children_of(self, opts, depends_on=[guard, grafana_admin]))
         rules = k8s.core.v1.ConfigMap(
             f"{name}-loki-rules",
             metadata={"name": LOKI_RULES_CONFIGMAP, "namespace": ns.metadata.name, "labels": labels},
@@ -123,6 +154,16 @@ class ObservabilityStack(pulumi.ComponentResource):
         self.namespace = ns.metadata.name
         self.log_bucket = pulumi.Output.from_input(bucket)
         self.register_outputs({"namespace": self.namespace, "log_bucket": self.log_bucket})
+
+    def _grafana_admin(self, name: str, namespace: pulumi.Input[str], labels: dict[str, str],
+                       child: pulumi.ResourceOptions) -> k8s.core.v1.Secret:
+        """Grafana's admin credential: a generated password, secret in the state and the plan, in the Secret the
+        chart reads (never in the chart's values, which Helm keeps in clear in its release record)."""
+        password = random.RandomPassword(f"{name}-grafana-admin", length=32, special=False, opts=child)
+        return k8s.core.v1.Secret(f"{name}-grafana-admin", metadata={
+            "name": GRAFANA_ADMIN_SECRET, "namespace": namespace, "labels": labels}, type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": pulumi.Output.secret(password.result)},
+            opts=child)
 
     def _log_storage(self, name: str, args: ObservabilityArgs,
                      opts: pulumi.ResourceOptions | None) -> tuple[pulumi.Input[str], dict]:
@@ -180,9 +221,13 @@ def _single_binary_loki(retention_days: int) -> dict:
     """Loki chart values every cluster shares: one binary, the spec's retention, authentication off (one tenant,
     `fake`: Alloy pushes without a tenant header), and the ruler inside the binary reading its rules from
     `LOKI_RULES_CONFIGMAP` (mounted as that tenant's rules) and remote-writing their series to the cluster's
-    Prometheus."""
+    Prometheus. Authentication is off because no client outside the monitoring namespace reaches Loki: pushes come
+    only from Alloy, reads only from Grafana, by the namespace's NetworkPolicies."""
     return {
         "deploymentMode": "SingleBinary",
+        "fullnameOverride": "loki",  # Services `loki` and `loki-gateway`, ServiceAccount LOKI_SERVICE_ACCOUNT
+        "lokiCanary": {"enabled": False},  # no canary DaemonSet pushing and querying from every node
+        "gateway": {"nginxConfig": {"locationSnippet": LOKI_GATEWAY_NO_PUSH}},
         "loki": {
             "auth_enabled": False,
             "limits_config": {"retention_period": f"{retention_days * 24}h"},
@@ -192,7 +237,7 @@ def _single_binary_loki(retention_days: int) -> dict:
                 "rule_path": "/var/loki/rules-temp",
                 "wal": {"dir": "/var/loki/ruler-wal"},
                 "remote_write": {"enabled": True, "clients": {
-                    "prometheus": {"url": f"{PROMETHEUS_URL}/api/v1/write"}}},
+                    "prometheus": {"url": PROMETHEUS_WRITE_URL}}},
             },
         },
         "singleBinary": {
@@ -224,6 +269,6 @@ def _alloy_config() -> str:
         "  forward_to = [loki.write.default.receiver]",
         "}",
         'loki.write "default" {',
-        f'  endpoint {{ url = "http://loki-gateway.{MONITORING_NAMESPACE}.svc/loki/api/v1/push" }}',
+        f'  endpoint {{ url = "{LOKI_PUSH_URL}" }}',
         "}",
     ])

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import cidr, credentials, policy, rule
 from llmplane.components.options import children_of
 
 from .image_prepull import GPU_TOLERATION, PAUSE_IMAGE, POOL_LABEL, pause_container
@@ -233,6 +235,11 @@ class NodeModelCache(pulumi.ComponentResource):
                              {"name": "tool", "mountPath": SCRIPT_DIR, "readOnly": True},
                              {"name": "tmp", "mountPath": "/tmp"}, *credential_mounts],
         }
+        # Out only, to the weights' store (its addresses are not fixed: by port) and the cloud's identity endpoint.
+        policy(f"{name}-netpol", args.namespace, kname, labels, {"app.kubernetes.io/instance": kname}, child,
+               egress=[rule([cidr()],
+                            sorted({urllib.parse.urlsplit(v.uri).port or 443 for v in args.versions})),
+                       *credentials(None)])
         daemonset = k8s.apps.v1.DaemonSet(
             f"{name}-prefetch",
             metadata={**meta, "name": kname},

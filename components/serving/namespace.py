@@ -1,4 +1,4 @@
-"""ServingNamespace: the namespace models run in, its API key Secret, entrypoint ConfigMap and default-deny ingress."""
+"""ServingNamespace: the namespace models run in, its API key Secret, entrypoint ConfigMap and default deny."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import namespace_baseline
 from llmplane.components.options import children_of
 
 from .model_cache import HOST_PATH_NAMESPACE_LABELS
@@ -44,7 +45,8 @@ class ServingNamespaceArgs:
 
 
 class ServingNamespace(pulumi.ComponentResource):
-    """Namespace `llmplane`, restricted Pod Security, the API key as a Kubernetes Secret, deny-by-default ingress."""
+    """Namespace `llmplane`, restricted Pod Security, the API key as a Kubernetes Secret, deny-by-default ingress
+    and egress."""
 
     namespace: pulumi.Output[str]
     """Name of the namespace."""
@@ -95,12 +97,8 @@ class ServingNamespace(pulumi.ComponentResource):
             data={"entrypoint.py": ENTRYPOINT_SOURCE.read_text(), SCRIPT_NAME: SCRIPT_SOURCE.read_text()},
             opts=child,
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata={**meta, "name": "default-deny-ingress"},
-            spec={"podSelector": {}, "policyTypes": ["Ingress"]},
-            opts=child,
-        )
+        # Deny in and out by default, DNS kept; each workload's own policy opens what it needs.
+        namespace_baseline(name, ns.metadata.name, labels, child)
         self.namespace = ns.metadata.name
         self.api_key_secret = api_key_secret.metadata.name
         self.entrypoint_configmap = entrypoint.metadata.name

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import CREDENTIAL_ENDPOINTS, JAEGER_PODS, pods
 from llmplane.components.options import children_of
 from llmplane.facts.kubernetes import GPU_RESOURCE, GPU_TAINT_KEY, GPU_TYPE_LABEL
 from llmplane.facts.namespaces import GATEWAY_NAMESPACE
@@ -22,6 +23,9 @@ from .streaming import GATE_PORT, gate_probe, launch_command, launch_env, stream
 """Node label every GPU pool sets (Karpenter NodePool, GKE node pool, or the on-prem operator)."""
 
 MONITORING_NAMESPACE = "monitoring"
+VLLM_PODS = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/component": "model-server"}
+"""Labels every vLLM pod carries (k8s_labels of VllmService): what Jaeger admits traces from."""
+TRACES_FLAG = "--otlp-traces-endpoint"
 ENTRYPOINT_DIR = "/opt/llmplane"
 API_KEY_DIR = "/var/run/secrets/llmplane"
 STORAGE_DIR = "/var/run/secrets/llmplane-storage"
@@ -204,14 +208,13 @@ def replica_memory_gi(size_bytes: float, tensor_parallel_size: int) -> int:
     return max(16, math.ceil(size_bytes / 2**30 * 1.2 / tensor_parallel_size) + 8)
 
 
-CREDENTIAL_ENDPOINTS = {"aws": "169.254.170.23/32", "gcp": "169.254.169.254/32"}
-"""Where workload identity hands out credentials: the EKS Pod Identity agent, the GKE metadata server (port 80)."""
 
 
-def egress_rules(weights_uri: str, cloud: str) -> list[dict]:
+def egress_rules(weights_uri: str, cloud: str, traces_endpoint: str | None = None) -> list[dict]:
     """What a vLLM pod may reach: DNS, the weights source over TLS (object storage or the https mirror, whose
-    addresses are not fixed, so by port), and its cloud's credential endpoint. Nothing else: no other pod, no
-    port of the node, no arbitrary internet service."""
+    addresses are not fixed, so by port), its cloud's credential endpoint, and Jaeger's OTLP port when it sends
+    traces (`traces_endpoint`, in the monitoring namespace). Nothing else: no other pod, no port of the node, no
+    arbitrary internet service."""
     port = urllib.parse.urlsplit(weights_uri).port or 443
     rules = [
         {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
@@ -221,7 +224,16 @@ def egress_rules(weights_uri: str, cloud: str) -> list[dict]:
     if cloud in CREDENTIAL_ENDPOINTS:
         rules.append({"to": [{"ipBlock": {"cidr": CREDENTIAL_ENDPOINTS[cloud]}}],
                       "ports": [{"port": 80, "protocol": "TCP"}]})
+    if traces_endpoint is not None:
+        rules.append({"to": [pods(MONITORING_NAMESPACE, JAEGER_PODS)],
+                      "ports": [{"port": urllib.parse.urlsplit(traces_endpoint).port or 4317, "protocol": "TCP"}]})
     return rules
+
+
+def traces_endpoint(extra_args: Sequence[str]) -> str | None:
+    """The OTLP endpoint `vllm serve` sends traces to, from its extra flags, or None."""
+    flags = list(extra_args)
+    return flags[flags.index(TRACES_FLAG) + 1] if TRACES_FLAG in flags[:-1] else None
 
 
 @dataclass(frozen=True)
@@ -355,7 +367,7 @@ class VllmService(pulumi.ComponentResource):
                         "ports": [{"port": VLLM_PORT, "protocol": "TCP"}],
                     }
                 ],
-                "egress": egress_rules(args.weights.uri, args.cloud),
+                "egress": egress_rules(args.weights.uri, args.cloud, traces_endpoint(args.extra_args)),
             },
             opts=child,
         )
