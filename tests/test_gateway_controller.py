@@ -163,11 +163,13 @@ def _control_plane_certs(cluster: EmbeddedCluster, binary: Path, env: dict[str, 
 
 
 def _objects() -> list[dict]:
-    """Prod's gateway objects, the model Services the routes mirror shadows to, and a stand-in for the Jaeger
+    """Prod's gateway objects, the model Services, the shadow comparator's Service the routes mirror to, and a
+    stand-in for the Jaeger
     chart's Service (a Helm release, so not in the plan) that the EnvoyProxy traces to, each with one ready endpoint
     standing for its pods: Envoy Gateway refuses the Gateway when the tracing backend has no ready endpoint
     (internal/gatewayapi/listener.go, processProxyObservability) and drops a mirror to a Service without one."""
-    services = [manifest(r, SAME_NAMESPACES) for r in gateway_objects(("llmplane:serving:VllmService",))
+    services = [manifest(r, SAME_NAMESPACES)
+                for r in gateway_objects(("llmplane:serving:VllmService", "llmplane:serving:ShadowComparator"))
                 if r.inputs["kind"] == "Service"]
     jaeger = {"apiVersion": "v1", "kind": "Service",
               "metadata": {"name": TRACING_SERVICE, "namespace": MONITORING_NAMESPACE},
