@@ -195,6 +195,8 @@ def plan(spec: PlatformSpec, trace: Trace, model: str | None = None, version: st
         t = dataclasses.replace(t, profile=profile)
     max_model_len = spec.models[t.model].engine.max_model_len
     trace, rejected = trace.servable(max_model_len)
+    defaults = spec.models[t.model].generation_defaults_of(t.version)
+    trace = trace.capped(defaults.max_tokens if defaults else None)
     span = trace.duration
     trace, cuts = trace.without_long_gaps(settle_seconds(t.profile, t.policy))
     policy = replay_policy(trace, t.profile, t.policy)

@@ -73,6 +73,15 @@ class Trace:
                      tuple(self.output_tokens[i] for i in keep))
         return kept, len(self) - len(keep)
 
+    def capped(self, max_tokens: int | None) -> Trace:
+        """The trace with every output cut at `max_tokens`: what a version's generation default `maxTokens` does to
+        requests that set no `max_tokens` of their own (vLLM's `--override-generation-config` `max_new_tokens`). The
+        traces do not say which requests set one, so all are taken not to: the most the default can shorten."""
+        if max_tokens is None:
+            return self
+        return Trace(self.name, self.arrivals, self.prompt_tokens,
+                     tuple(min(out, max_tokens) for out in self.output_tokens))
+
     def without_long_gaps(self, longest: float) -> tuple[Trace, list[tuple[float, float]]]:
         """The trace with every gap between arrivals longer than `longest` shortened to `longest`, and the cuts as
         (time in the shortened trace where the gap ends, seconds removed). Replay cost then follows the requests,

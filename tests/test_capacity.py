@@ -276,3 +276,17 @@ def test_behaviour_carries_the_windows_and_rate_limits():
                                                                         "Percent": POLICY.scale_up_percent}
     assert b["scaleDown"]["policies"] == [{"type": "Pods", "value": POLICY.scale_down_pods,
                                            "periodSeconds": POLICY.scale_down_period_seconds}]
+
+
+def test_a_versions_default_max_tokens_shortens_the_outputs_the_planner_replays(env_config, load):
+    """Generation defaults' planner effect: `maxTokens` caps the output of requests that set none (the traces do not
+    say which do, so all are taken not to), and shorter answers free replicas sooner."""
+    from llmplane.capacity.planner import plan
+
+    config = env_config("prod")
+    trace = synthetic_trace([(120, 3)], prompt=800, output=400, name="long answers")
+    before = plan(load(config, "prod"), trace, "llama-3-8b")
+    config["llmplane:models"]["llama-3-8b"]["catalog"]["1.0.0"]["generationDefaults"] = {"maxTokens": 100}
+    capped = plan(load(config, "prod"), trace, "llama-3-8b")
+    assert set(before.trace.output_tokens) == {400} and set(capped.trace.output_tokens) == {100}
+    assert capped.row("static").result.gpu_hours < before.row("static").result.gpu_hours
