@@ -38,7 +38,7 @@ CREDENTIAL_ENDPOINTS = {"aws": "169.254.170.23/32", "gcp": "169.254.169.254/32"}
 """Where workload identity hands out credentials: the EKS Pod Identity agent, the GKE metadata server (port 80)."""
 
 
-def pods(namespace: str, labels: Mapping[str, str] | None = None) -> dict:
+def pods(namespace: pulumi.Input[str], labels: Mapping[str, str] | None = None) -> dict:
     """A peer: the pods with `labels` (all pods where None) in `namespace`, by its immutable name label."""
     peer: dict = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
     if labels:

@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from llmplane.components.gateway.route_refs import EG_API
 from llmplane.components.gateway.tenant_budgets import api_key_auth
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import pods
 from llmplane.components.options import children_of
 from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
@@ -169,21 +170,18 @@ class FeedbackService(pulumi.ComponentResource):
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, opts=child,
                                           spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}})
 
-        def namespace(ns: pulumi.Input[str]) -> dict:
-            return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata=meta, opts=child,
             spec={
                 "podSelector": {"matchLabels": selector},
                 "policyTypes": ["Ingress", "Egress"],
                 # Posts only from the gateway's proxies, scrapes only from monitoring: each on its own port.
-                "ingress": [{"from": [namespace(args.gateway_namespace)],
+                "ingress": [{"from": [pods(args.gateway_namespace)],
                              "ports": [{"port": API_PORT, "protocol": "TCP"}]},
-                            {"from": [namespace(MONITORING_NAMESPACE)],
+                            {"from": [pods(MONITORING_NAMESPACE)],
                              "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]}],
                 # Out only to resolve and fetch the pinned wheel (HTTPS) when a pod starts.
-                "egress": [{"to": [namespace("kube-system")],
+                "egress": [{"to": [pods("kube-system")],
                             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
                            {"ports": [{"port": 443, "protocol": "TCP"}]}],
             })

@@ -23,6 +23,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 from llmplane.components.labels import k8s_labels
+from llmplane.components.network_policy import pods
 from llmplane.components.options import children_of
 from llmplane.facts.namespaces import GATEWAY_NAMESPACE
 
@@ -180,23 +181,20 @@ class ShadowComparator(pulumi.ComponentResource):
                   "ports": [{"name": "api", "port": API_PORT, "targetPort": "api", "protocol": "TCP"},
                             {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]})
 
-        def namespace(ns: pulumi.Input[str]) -> dict:
-            return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
-
         k8s.networking.v1.NetworkPolicy(
             f"{name}-netpol", metadata=meta, opts=child,
             spec={
                 "podSelector": {"matchLabels": selector},
                 "policyTypes": ["Ingress", "Egress"],
                 # Mirrored requests only from the gateway's proxies, scrapes only from monitoring.
-                "ingress": [{"from": [namespace(args.gateway_namespace)],
+                "ingress": [{"from": [pods(args.gateway_namespace)],
                              "ports": [{"port": API_PORT, "protocol": "TCP"}]},
-                            {"from": [namespace(MONITORING_NAMESPACE)],
+                            {"from": [pods(MONITORING_NAMESPACE)],
                              "ports": [{"port": METRICS_PORT, "protocol": "TCP"}]}],
                 # Out to the model's vLLM pods, to resolve names, and to fetch the pinned wheels when it starts.
                 "egress": [{"to": [{"podSelector": {"matchLabels": {"llmplane.dev/model": args.model_name}}}],
                             "ports": [{"port": VLLM_PORT, "protocol": "TCP"}]},
-                           {"to": [namespace("kube-system")],
+                           {"to": [pods("kube-system")],
                             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
                            {"ports": [{"port": 443, "protocol": "TCP"}]}],
             })
